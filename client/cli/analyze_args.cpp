@@ -1,0 +1,222 @@
+#include "analyze_args.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "basin/error.hpp"
+#include "basin/npy.hpp"
+#ifdef BASIN_HAVE_ONNX
+#include "basin/onnx_import.hpp"
+#endif
+
+namespace basin::cli {
+namespace {
+
+double parse_number(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == nullptr || *end != '\0' || !std::isfinite(v))
+    invalid_argument(flag + ": got '" + text + "', expected a finite number");
+  return v;
+}
+
+int64_t parse_int(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || end == nullptr || *end != '\0' || v <= 0)
+    invalid_argument(flag + ": got '" + text + "', expected a positive integer");
+  return v;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string read_text_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  if (!in) invalid_argument(what + ": cannot open '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string usage() {
+  return R"(usage: basin analyze (--local | --server HOST:PORT) --model spec.json|model.onnx
+                     [--params p.npy] --inputs X.npy [--targets Y.npy]
+                     [--loss mse|cross_entropy|none] [--reduction mean|sum]
+                     [--want jacobian,ggn,hessian] [--method auto|gram|normal|svd]
+                     [--dtype float64|float32] [--device auto|cpu|cuda]
+                     [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
+                     [--save-jacobian G.npy] [--json [--pretty]] [--token T]
+       basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
+       basin --version
+)";
+}
+
+AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool allow_unknown) {
+  AnalyzeOptions o;
+  o.request.device = Device::kAuto;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) invalid_argument(flag + ": missing value");
+      return args[++i];
+    };
+    if (flag == "--local") o.local = true;
+    else if (flag == "--server") o.server = value();
+    else if (flag == "--token") o.token = value();
+    else if (flag == "--json") o.json = true;
+    else if (flag == "--pretty") o.pretty = o.json = true;
+    else if (flag == "--model") o.model_path = value();
+    else if (flag == "--params") o.params_path = value();
+    else if (flag == "--inputs") o.inputs_path = value();
+    else if (flag == "--targets") o.targets_path = value();
+    else if (flag == "--save-jacobian") o.save_jacobian = value();
+    else if (flag == "--loss") {
+      const std::string v = value();
+      if (!loss_from_name(v, &o.request.loss))
+        invalid_argument("--loss: got '" + v + "', expected mse, cross_entropy or none");
+    } else if (flag == "--reduction") {
+      const std::string v = value();
+      if (!reduction_from_name(v, &o.request.reduction))
+        invalid_argument("--reduction: got '" + v + "', expected mean or sum");
+    } else if (flag == "--want") {
+      o.request.want = parse_want(value());
+      o.want_given = true;
+    } else if (flag == "--method") {
+      const std::string v = value();
+      if (!method_from_name(v, &o.request.method))
+        invalid_argument("--method: got '" + v + "', expected auto, gram, normal or svd");
+    } else if (flag == "--dtype") {
+      const std::string v = value();
+      if (!dtype_from_name(v, &o.request.dtype))
+        invalid_argument("--dtype: got '" + v + "', expected float64 or float32");
+    } else if (flag == "--device") {
+      const std::string v = value();
+      if (!device_from_name(v, &o.request.device))
+        invalid_argument("--device: got '" + v + "', expected auto, cpu or cuda");
+    } else if (flag == "--rtol") {
+      o.request.rtol = parse_number(flag, value());
+    } else if (flag == "--atol") {
+      o.request.atol = parse_number(flag, value());
+    } else if (flag == "--hessian-limit") {
+      o.request.limits.max_hessian_params = parse_int(flag, value());
+    } else if (flag == "--max-memory") {
+      const double gib = parse_number(flag, value());
+      if (gib <= 0) invalid_argument("--max-memory: expected a positive number of GiB");
+      o.request.limits.max_memory_bytes = static_cast<uint64_t>(gib * double(1ull << 30));
+    } else if (allow_unknown) {
+      o.rest.push_back(flag);
+    } else {
+      invalid_argument("unknown flag '" + flag + "'\n" + usage());
+    }
+  }
+  if (o.local && !o.server.empty()) invalid_argument("--local and --server: give one, not both");
+  if (!o.local && o.server.empty())
+    invalid_argument("analyze: say where to run it: --local (in this process) or --server HOST:PORT");
+  if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
+  if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
+  if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
+  if (o.token.empty()) {
+    if (const char* env = std::getenv("BASIN_TOKEN")) o.token = env;
+  }
+  return o;
+}
+
+void load_request_files(AnalyzeOptions& o) {
+  AnalysisRequest& r = o.request;
+  std::vector<double> onnx_params;
+  if (ends_with(o.model_path, ".onnx")) {
+#ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
+    ImportedModel imported = import_onnx_file(o.model_path);
+    r.model = imported.model;
+    onnx_params = std::move(imported.params);
+#else
+    throw Error(ErrorCode::kUnimplemented, "--model " + o.model_path + ": this build of basin has no ONNX importer");
+#endif
+  } else {
+    try {
+      r.model = parse_model_json(read_text_file(o.model_path, "--model"));
+    } catch (const Error& e) {
+      throw Error(e.code(), "--model " + o.model_path + ": " + e.what());
+    }
+  }
+  const int64_t N = r.model.num_params(), d = r.model.input_dim, k = r.model.output_dim();
+
+  if (!o.params_path.empty()) {
+    const NpyArray p = read_npy(o.params_path, "--params");
+    if (!p.is_float())
+      invalid_argument("--params " + o.params_path + ": dtype " + npy_dtype_name(p.dtype) + ", expected float32 or float64");
+    if (p.shape.size() != 1)
+      invalid_argument("--params " + o.params_path + ": shape " + p.shape_string() + ", expected a 1-D vector of " +
+                       std::to_string(N) + " values");
+    r.params = p.to_double();
+  } else if (!onnx_params.empty()) {
+    r.params = std::move(onnx_params);
+  } else {
+    invalid_argument("--params: missing; expected an .npy vector of " + std::to_string(N) +
+                     " parameters (PyTorch parameters_to_vector order)");
+  }
+
+  const NpyArray x = read_npy(o.inputs_path, "--inputs");
+  if (!x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
+  if (x.shape.size() != 2 || x.shape[1] != d)
+    invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
+                     ") to match the model's input_dim");
+  r.num_examples = x.shape[0];
+  r.inputs = x.to_double();
+
+  if (!o.targets_path.empty()) {
+    const NpyArray y = read_npy(o.targets_path, "--targets");
+    const std::string where = "--targets " + o.targets_path;
+    if (r.loss == Loss::kCrossEntropy) {
+      if (y.is_float())
+        invalid_argument(where + ": dtype " + npy_dtype_name(y.dtype) +
+                         ", expected integer class labels (int32/int64) for loss cross_entropy");
+      if (y.shape.size() != 1 || y.shape[0] != r.num_examples)
+        invalid_argument(where + ": shape " + y.shape_string() + ", expected (" + std::to_string(r.num_examples) +
+                         ",) labels, one per example");
+      r.labels = y.to_int64();
+    } else if (r.loss == Loss::kMse) {
+      if (!y.is_float())
+        invalid_argument(where + ": dtype " + npy_dtype_name(y.dtype) + ", expected float32/float64 targets for loss mse");
+      const bool ok = (y.shape.size() == 2 && y.shape[0] == r.num_examples && y.shape[1] == k) ||
+                      (k == 1 && y.shape.size() == 1 && y.shape[0] == r.num_examples);
+      if (!ok)
+        invalid_argument(where + ": shape " + y.shape_string() + ", expected (" + std::to_string(r.num_examples) + ", " +
+                         std::to_string(k) + ") = (n, k)");
+      r.targets = y.to_double();
+    } else {
+      invalid_argument("--targets given with --loss none; pass --loss mse or --loss cross_entropy");
+    }
+  } else if (r.loss != Loss::kNone) {
+    invalid_argument(std::string("--targets: missing; loss ") + loss_name(r.loss) + " needs " +
+                     (r.loss == Loss::kMse ? "float targets of shape (n, k)" : "integer labels of shape (n,)"));
+  }
+
+  if (!o.want_given) {
+    // Default: everything the loss allows; the exact Hessian only when it is small enough.
+    r.want = Want{true, r.loss != Loss::kNone, r.loss != Loss::kNone && N <= r.limits.max_hessian_params};
+  }
+}
+
+void print_result(const AnalyzeOptions& o, const AnalysisResult& result) {
+  if (!o.save_jacobian.empty()) {
+    write_npy(o.save_jacobian, make_npy_f64({result.num_examples * result.num_outputs, result.num_params},
+                                            result.jacobian_matrix));
+  }
+  if (o.json) {
+    std::cout << result_to_json(result, o.pretty ? 2 : -1) << std::endl;
+  } else {
+    std::cout << summary(o.request, result);
+    if (!o.save_jacobian.empty()) std::cout << "G written to " << o.save_jacobian << "\n";
+  }
+}
+
+}  // namespace basin::cli

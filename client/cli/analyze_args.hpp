@@ -1,0 +1,39 @@
+// `basin analyze` flags → a basin::AnalysisRequest. Shared by the local and the remote forms so
+// that both accept exactly the same flags and files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "basin/analysis.hpp"
+
+namespace basin::cli {
+
+struct AnalyzeOptions {
+  AnalysisRequest request;
+  bool local = false;       // --local: run in this process
+  std::string server;       // --server HOST:PORT
+  std::string token;        // --token, else $BASIN_TOKEN
+  bool json = false;        // --json: the JSON contract on stdout
+  bool pretty = false;      // --pretty: indented JSON
+  bool want_given = false;  // --want was given (else defaults, see README)
+  std::string model_path, params_path, inputs_path, targets_path, save_jacobian;
+  std::vector<std::string> rest;  // flags this parser does not know (for the remote commands)
+};
+
+// Parses flags (argv after "analyze"). Throws basin::Error(kInvalidArgument) naming the flag.
+AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool allow_unknown = false);
+
+// Reads --model/--params/--inputs/--targets into options.request and applies the default
+// --want. Throws basin::Error naming the file and what was expected.
+void load_request_files(AnalyzeOptions& options);
+
+// Writes G (when --save-jacobian) and prints the result: JSON or a short summary.
+void print_result(const AnalyzeOptions& options, const AnalysisResult& result);
+
+// Human-readable summary of a result.
+std::string summary(const AnalysisRequest& request, const AnalysisResult& result);
+
+std::string usage();
+
+}  // namespace basin::cli

@@ -1,0 +1,62 @@
+// The short human-readable report printed without --json.
+#include <cstdio>
+#include <sstream>
+
+#include "analyze_args.hpp"
+
+namespace basin::cli {
+namespace {
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+// First and last few values of a spectrum: "12.3 4.5 1.2 … 3e-05 1e-07".
+std::string ends(const std::vector<double>& v, size_t each = 4) {
+  std::ostringstream os;
+  if (v.size() <= 2 * each) {
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? " " : "") << fmt(v[i]);
+    return os.str();
+  }
+  for (size_t i = 0; i < each; ++i) os << fmt(v[i]) << " ";
+  os << "...";
+  for (size_t i = v.size() - each; i < v.size(); ++i) os << " " << fmt(v[i]);
+  return os.str();
+}
+
+}  // namespace
+
+std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
+  std::ostringstream os;
+  os << "model     " << describe(req.model) << "  (N = " << r.num_params << " parameters)\n";
+  os << "data      n = " << r.num_examples << " examples, k = " << r.num_outputs << " outputs (n*k = "
+     << r.num_examples * r.num_outputs << ")\n";
+  os << "backend   " << r.backend << " (" << r.device << "), " << r.dtype << "\n";
+  if (r.loss_value)
+    os << "loss      " << r.loss << " (" << r.reduction << ") = " << fmt(*r.loss_value) << ", |grad| = " << fmt(*r.grad_norm)
+       << "\n";
+  if (r.jacobian) {
+    const JacobianSpectrum& j = *r.jacobian;
+    os << "jacobian  rank " << j.rank << " of " << j.singular_values.size() << " singular values (tolerance "
+       << fmt(j.tolerance) << (j.gap ? ", gap at the cut " + fmt(*j.gap) : std::string()) << ", method " << j.method
+       << ")\n";
+    os << "          level set (behaviour manifold) dimension N - rank = " << j.level_set_dim << "\n";
+    os << "          sigma: " << ends(j.singular_values) << "\n";
+  }
+  if (r.ggn) os << "ggn       rank " << r.ggn->rank << ", eigenvalues: " << ends(r.ggn->eigenvalues) << "\n";
+  if (r.hessian) {
+    const HessianSpectrum& h = *r.hessian;
+    os << "hessian   rank " << h.rank << ", |H - GGN|_F / |H|_F = " << fmt(h.residual_rel) << "\n";
+    os << "          eigenvalues: " << ends(h.eigenvalues) << "\n";
+    os << "          residual eigenvalues: " << ends(h.residual_eigenvalues) << "\n";
+  }
+  os << "time      forward " << fmt(r.timings.forward_ms) << " ms, jacobian " << fmt(r.timings.jacobian_ms)
+     << " ms, solve " << fmt(r.timings.solve_ms) << " ms";
+  if (r.hessian) os << ", hessian " << fmt(r.timings.hessian_ms) << " ms";
+  os << "\n";
+  return os.str();
+}
+
+}  // namespace basin::cli

@@ -1,0 +1,188 @@
+// The CPU backend: OpenBLAS for GEMM/SYRK, LAPACKE for the eigen/singular-value solves, and
+// plain loops over the shared element functions (activation.hpp) for everything element-wise.
+//
+// Row-major ↔ LAPACK: a row-major n×n symmetric matrix with its lower triangle filled is the
+// column-major matrix with its upper triangle filled, and a row-major m×n matrix is the
+// column-major n×m matrix Aᵀ with the same singular values -- so no copies are needed.
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "basin/backend.hpp"
+#include "basin/error.hpp"
+#include "check.hpp"
+
+namespace basin {
+namespace {
+
+CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void syrk_impl(bool t, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+               double beta, double* c, int64_t ldc) {
+  cblas_dsyrk(CblasRowMajor, CblasLower, tr(t), n, k, alpha, a, lda, beta, c, ldc);
+}
+void syrk_impl(bool t, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               float beta, float* c, int64_t ldc) {
+  cblas_ssyrk(CblasRowMajor, CblasLower, tr(t), n, k, alpha, a, lda, beta, c, ldc);
+}
+lapack_int syevd_impl(int64_t n, double* a, double* w) {
+  return LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'U', n, a, n, w);
+}
+lapack_int syevd_impl(int64_t n, float* a, float* w) {
+  return LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'N', 'U', n, a, n, w);
+}
+lapack_int gesdd_impl(int64_t m, int64_t n, double* a, double* s) {
+  return LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1);
+}
+lapack_int gesdd_impl(int64_t m, int64_t n, float* a, float* s) {
+  return LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1);
+}
+
+template <class T>
+class CpuBackend final : public Backend<T> {
+ public:
+  BackendInfo info() const override {
+    BackendInfo info;
+    info.name = "cpu";
+    info.device_name = "OpenBLAS on " + std::to_string(openblas_get_num_threads()) + " threads";
+    return info;
+  }
+
+  T* allocate(size_t count) override {
+    void* p = std::calloc(count, sizeof(T));
+    if (p == nullptr)
+      resource_exhausted("cpu backend: cannot allocate " + std::to_string(count * sizeof(T)) +
+                         " bytes of host memory");
+    return static_cast<T*>(p);
+  }
+  void release(T* ptr) noexcept override { std::free(ptr); }
+  void upload(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+  void download(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+  void fill(T* dst, size_t count, T value) override { std::fill(dst, dst + count, value); }
+  void copy(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+
+  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+            const T* b, int64_t ldb, T beta, T* c, int64_t ldc) override {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // BLAS leaves C untouched only for beta = 1; make k = 0 mean C = beta·C.
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+      return;
+    }
+    gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void syrk_lower(bool trans, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c,
+                  int64_t ldc) override {
+    if (n == 0) return;
+    syrk_impl(trans, n, k, alpha, a, lda, beta, c, ldc);
+  }
+  void axpy(size_t count, T alpha, const T* x, T* y) override {
+    for (size_t i = 0; i < count; ++i) y[i] += alpha * x[i];
+  }
+
+  void add_row_vector(int64_t rows, int64_t cols, const T* v, T* c, int64_t ldc) override {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] += v[j];
+  }
+  void activation_forward(const ActivationFn<T>& fn, size_t count, const T* z, T* a) override {
+    for (size_t i = 0; i < count; ++i) a[i] = fn.value(z[i]);
+  }
+  void scale_by_activation_derivative(const ActivationFn<T>& fn, int64_t n, int64_t rpe, int64_t d,
+                                      const T* z, T* x) override {
+    std::vector<T> deriv(static_cast<size_t>(d));
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t p = 0; p < d; ++p) deriv[p] = fn.first(z[i * d + p]);
+      for (int64_t r = 0; r < rpe; ++r) {
+        T* row = x + (i * rpe + r) * d;
+        for (int64_t p = 0; p < d; ++p) row[p] *= deriv[p];
+      }
+    }
+  }
+  void rop_activation_backward(const ActivationFn<T>& fn, int64_t n, int64_t rpe, int64_t d,
+                               const T* z, const T* rz, const T* g, T* rg) override {
+    std::vector<T> d1(static_cast<size_t>(d)), d2g(static_cast<size_t>(d));
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t p = 0; p < d; ++p) {
+        d1[p] = fn.first(z[i * d + p]);
+        d2g[p] = fn.second(z[i * d + p]) * g[i * d + p];
+      }
+      for (int64_t r = 0; r < rpe; ++r) {
+        const size_t off = static_cast<size_t>((i * rpe + r) * d);
+        for (int64_t p = 0; p < d; ++p) rg[off + p] = d2g[p] * rz[off + p] + d1[p] * rg[off + p];
+      }
+    }
+  }
+  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, const T* d, T* c) override {
+    const int64_t m = n * r;
+    for (int64_t row = 0; row < m; ++row) {
+      const int64_t i = row / r;
+      const T* drow = d + row * m;
+      T* crow = c + row * m;
+      for (int64_t col = 0; col <= row; ++col) crow[col] += drow[col] * (k[i * n + col / r] + kappa);
+    }
+  }
+  void assemble_jacobian_block(int64_t rows, int64_t row0, int64_t rpe, int64_t d_out, int64_t d_in,
+                               bool has_bias, const T* delta, const T* a, T* out, int64_t ldo,
+                               int64_t col0) override {
+    for (int64_t t = 0; t < rows; ++t) {
+      const int64_t i = (row0 + t) / rpe;
+      const T* drow = delta + t * d_out;
+      const T* arow = a + i * d_in;
+      T* orow = out + t * ldo + col0;
+      for (int64_t p = 0; p < d_out; ++p) {
+        const T dp = drow[p];
+        T* o = orow + p * d_in;
+        for (int64_t q = 0; q < d_in; ++q) o[q] = dp * arow[q];
+      }
+      if (has_bias)
+        for (int64_t p = 0; p < d_out; ++p) orow[d_out * d_in + p] = drow[p];
+    }
+  }
+  void column_sums(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y) override {
+    std::fill(y, y + cols, T(0));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) y[j] += x[r * ldx + j];
+  }
+  void symmetrize_lower(int64_t n, T* c, int64_t ldc) override {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) c[j * ldc + i] = c[i * ldc + j];
+  }
+
+  std::vector<T> symmetric_eigenvalues(int64_t n, T* a) override {
+    std::vector<T> w(static_cast<size_t>(n));
+    if (n == 0) return w;
+    BASIN_LAPACK_CHECK(syevd_impl(n, a, w.data()));
+    std::reverse(w.begin(), w.end());  // LAPACK: ascending
+    return w;
+  }
+  std::vector<T> singular_values(int64_t m, int64_t n, T* a) override {
+    std::vector<T> s(static_cast<size_t>(std::min(m, n)));
+    if (s.empty()) return s;
+    // Row-major m×n A is column-major n×m Aᵀ.
+    BASIN_LAPACK_CHECK(gesdd_impl(n, m, a, s.data()));
+    return s;  // LAPACK: descending
+  }
+};
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Backend<T>> make_cpu_backend() {
+  return std::make_unique<CpuBackend<T>>();
+}
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>();
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>();
+
+}  // namespace basin

@@ -1,0 +1,188 @@
+#include "basin/model.hpp"
+
+#include <nlohmann/json.hpp>
+#include <cmath>
+#include <sstream>
+
+#include "basin/error.hpp"
+
+namespace basin {
+
+namespace {
+const std::pair<const char*, Activation> kActivations[] = {
+    {"identity", Activation::kIdentity}, {"relu", Activation::kRelu},
+    {"leaky_relu", Activation::kLeakyRelu}, {"tanh", Activation::kTanh},
+    {"sigmoid", Activation::kSigmoid}, {"gelu", Activation::kGelu},
+    {"softplus", Activation::kSoftplus}, {"silu", Activation::kSilu}};
+constexpr const char* kLayerTypes =
+    "dense, identity, relu, leaky_relu, tanh, sigmoid, gelu, softplus, silu";
+}  // namespace
+
+const char* activation_name(Activation a) {
+  for (const auto& [name, value] : kActivations)
+    if (value == a) return name;
+  return "?";
+}
+
+bool activation_from_name(const std::string& name, Activation* out) {
+  for (const auto& [n, value] : kActivations) {
+    if (name == n) {
+      *out = value;
+      return true;
+    }
+  }
+  return false;
+}
+
+Layer Layer::dense(int64_t out, bool bias) {
+  Layer l;
+  l.kind = Kind::kDense;
+  l.out = out;
+  l.bias = bias;
+  return l;
+}
+
+Layer Layer::act(Activation a, double alpha) {
+  Layer l;
+  l.kind = Kind::kActivation;
+  l.activation = a;
+  l.alpha = alpha;
+  return l;
+}
+
+int64_t Model::width_after(int64_t l) const {
+  int64_t width = input_dim;
+  for (int64_t i = 0; i <= l && i < static_cast<int64_t>(layers.size()); ++i)
+    if (layers[i].kind == Layer::Kind::kDense) width = layers[i].out;
+  return width;
+}
+
+int64_t Model::num_params() const {
+  int64_t width = input_dim, total = 0;
+  for (const Layer& l : layers) {
+    if (l.kind != Layer::Kind::kDense) continue;
+    total += l.out * width + (l.bias ? l.out : 0);
+    width = l.out;
+  }
+  return total;
+}
+
+int64_t Model::num_dense() const {
+  int64_t count = 0;
+  for (const Layer& l : layers) count += l.kind == Layer::Kind::kDense;
+  return count;
+}
+
+void Model::validate() const {
+  constexpr int64_t kMaxWidth = int64_t(1) << 24;
+  if (input_dim <= 0 || input_dim > kMaxWidth)
+    invalid_argument("model.input_dim: got " + std::to_string(input_dim) +
+                     ", expected a positive integer <= " + std::to_string(kMaxWidth));
+  if (layers.empty()) invalid_argument("model.layers: empty; expected at least one dense layer");
+  if (num_dense() == 0)
+    invalid_argument("model.layers: no dense layer; the model has no parameters to analyse");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = layers[i];
+    const std::string where = "model.layers[" + std::to_string(i) + "]";
+    if (l.kind == Layer::Kind::kDense) {
+      if (l.out <= 0 || l.out > kMaxWidth)
+        invalid_argument(where + ".out: got " + std::to_string(l.out) +
+                         ", expected a positive integer <= " + std::to_string(kMaxWidth));
+    } else if (l.activation == Activation::kLeakyRelu && !std::isfinite(l.alpha)) {
+      invalid_argument(where + ".alpha: expected a finite number");
+    }
+  }
+}
+
+Model parse_model_json(const std::string& text) {
+  using nlohmann::json;
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    invalid_argument(std::string("model spec: not valid JSON (") + e.what() + ")");
+  }
+  if (!doc.is_object()) invalid_argument("model spec: expected a JSON object {\"input_dim\": .., \"layers\": [..]}");
+  auto get_int = [](const json& j, const char* key, const std::string& where) -> int64_t {
+    if (!j.contains(key)) invalid_argument(where + "." + key + ": missing; expected a positive integer");
+    const json& v = j.at(key);
+    if (!v.is_number_integer())
+      invalid_argument(where + "." + key + ": got " + v.dump() + ", expected a positive integer");
+    return v.get<int64_t>();
+  };
+  Model model;
+  model.input_dim = get_int(doc, "input_dim", "model");
+  if (!doc.contains("layers") || !doc["layers"].is_array())
+    invalid_argument("model.layers: missing or not a list; expected [{\"type\": \"dense\", \"out\": 16}, ...]");
+  for (auto it = doc.begin(); it != doc.end(); ++it)
+    if (it.key() != "input_dim" && it.key() != "layers")
+      invalid_argument("model." + it.key() + ": unknown field; expected only input_dim and layers");
+  const json& layers = doc["layers"];
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string where = "model.layers[" + std::to_string(i) + "]";
+    const json& lj = layers[i];
+    if (!lj.is_object() || !lj.contains("type") || !lj["type"].is_string())
+      invalid_argument(where + ": expected an object with a string \"type\" (one of " + kLayerTypes + ")");
+    const std::string type = lj["type"].get<std::string>();
+    Layer layer;
+    if (type == "dense" || type == "linear") {
+      layer = Layer::dense(get_int(lj, "out", where), true);
+      if (lj.contains("bias")) {
+        if (!lj["bias"].is_boolean()) invalid_argument(where + ".bias: expected true or false");
+        layer.bias = lj["bias"].get<bool>();
+      }
+      for (auto it = lj.begin(); it != lj.end(); ++it)
+        if (it.key() != "type" && it.key() != "out" && it.key() != "bias")
+          invalid_argument(where + "." + it.key() + ": unknown field for a dense layer; expected out, bias");
+    } else {
+      Activation a;
+      if (!activation_from_name(type, &a))
+        invalid_argument(where + ".type: unknown layer type '" + type + "'; expected one of " + kLayerTypes);
+      layer = Layer::act(a);
+      if (lj.contains("alpha")) {
+        if (a != Activation::kLeakyRelu) invalid_argument(where + ".alpha: only leaky_relu takes alpha");
+        if (!lj["alpha"].is_number()) invalid_argument(where + ".alpha: expected a number");
+        layer.alpha = lj["alpha"].get<double>();
+      }
+      for (auto it = lj.begin(); it != lj.end(); ++it)
+        if (it.key() != "type" && it.key() != "alpha")
+          invalid_argument(where + "." + it.key() + ": unknown field for an activation layer");
+    }
+    model.layers.push_back(layer);
+  }
+  model.validate();
+  return model;
+}
+
+std::string model_to_json(const Model& model) {
+  nlohmann::json doc;
+  doc["input_dim"] = model.input_dim;
+  doc["layers"] = nlohmann::json::array();
+  for (const Layer& l : model.layers) {
+    nlohmann::json lj;
+    if (l.kind == Layer::Kind::kDense) {
+      lj["type"] = "dense";
+      lj["out"] = l.out;
+      lj["bias"] = l.bias;
+    } else {
+      lj["type"] = activation_name(l.activation);
+      if (l.activation == Activation::kLeakyRelu) lj["alpha"] = l.alpha;
+    }
+    doc["layers"].push_back(lj);
+  }
+  return doc.dump();
+}
+
+std::string describe(const Model& model) {
+  std::ostringstream os;
+  os << model.input_dim;
+  for (const Layer& l : model.layers) {
+    if (l.kind == Layer::Kind::kDense)
+      os << " -> dense(" << l.out << (l.bias ? "" : ", no bias") << ")";
+    else
+      os << " -> " << activation_name(l.activation);
+  }
+  return os.str();
+}
+
+}  // namespace basin

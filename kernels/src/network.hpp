@@ -1,0 +1,80 @@
+// The algorithms of Basin written once over the Backend primitives (internal header).
+//
+// Notation (DESIGN.md): n examples, k outputs, N parameters, layer i maps act[i] -> act[i+1];
+// act[0] = X. "Seeds" are the output-space directions back-propagated per example: the
+// identity (one row per output c) gives the rows of G; the rows of S_iᵀ, where the loss
+// Hessian block is M_i = S_i S_iᵀ, give G̃ = SᵀG whose Gram has the GGN's non-zero spectrum;
+// ∂L/∂f_i gives the gradient.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <vector>
+
+#include "basin/backend.hpp"
+#include "basin/model.hpp"
+
+namespace basin {
+
+template <class T>
+class Network {
+ public:
+  // Uploads the parameters (PyTorch order) and the inputs [n × input_dim].
+  Network(Backend<T>& backend, const Model& model, const std::vector<double>& params,
+          const std::vector<double>& inputs, int64_t n, const std::atomic<bool>* cancel);
+
+  int64_t num_examples() const { return n_; }
+  int64_t num_outputs() const { return model_.output_dim(); }
+  int64_t num_params() const { return model_.num_params(); }
+
+  // act[i+1] = layer_i(act[i]) for every layer.
+  void forward();
+  std::vector<double> outputs() const;  // [n × k] on the host
+
+  // ∇θ L given r = ∂L/∂f [n × k] (host). Keeps the per-layer output gradients when keep is
+  // true (needed by the Hessian R-op).
+  std::vector<double> gradient(const std::vector<T>& dloss_df, bool keep);
+
+  // Lower triangle of the structured Gram G̃G̃ᵀ [(n·r) × (n·r)] for seeds [(n·r) × k] (host),
+  // without materialising G̃:  Σ_l (Δ_l Δ_lᵀ) ⊙ (Ā_l Ā_lᵀ ⊗ 1_r 1_rᵀ).
+  Buffer<T> gram(const std::vector<T>& seeds, int64_t r);
+  // Lower triangle of G̃ᵀG̃ [N × N], accumulated over blocks of examples (G̃ built blockwise).
+  Buffer<T> normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
+  // G̃ itself [(n·r) × N].
+  Buffer<T> jacobian(const std::vector<T>& seeds, int64_t r);
+  // Full residual term R = Σ_{i,c} (∂L/∂f_ic) ∇²θ f_c(x_i) [N × N] by R-op (forward-over-reverse)
+  // passes over blocks of unit directions; requires gradient(…, keep = true) first.
+  Buffer<T> residual_hessian(uint64_t block_bytes);
+
+ private:
+  struct DenseInfo {
+    int64_t layer;      // index in model.layers
+    int64_t d_in, d_out;
+    bool bias;
+    int64_t offset;     // first parameter of this layer in θ
+    int64_t count;      // d_out·d_in (+ d_out)
+  };
+  // Calls visit(dense, Δ) for every dense layer, last to first, where Δ [(count·r) × d_out] is
+  // the sensitivity of the seeded outputs to that layer's pre-activation output for examples
+  // [i0, i0+count). Seeds are on the backend.
+  using DenseVisitor = std::function<void(const DenseInfo& dense, const T* delta)>;
+  void backprop(const T* seeds, int64_t i0, int64_t count, int64_t r, const DenseVisitor& visit,
+                std::vector<Buffer<T>>* keep);
+  void check_cancel() const;
+  int64_t width_in(int64_t layer) const { return model_.width_after(layer - 1); }
+
+  Backend<T>& be_;
+  Model model_;
+  int64_t n_;
+  const std::atomic<bool>* cancel_;
+  std::vector<DenseInfo> dense_;
+  std::vector<Buffer<T>> weights_, biases_;  // per dense layer
+  std::vector<Buffer<T>> act_;               // act_[i], i = 0..L
+  std::vector<Buffer<T>> grad_out_;          // ∂L/∂act[i] (kept by gradient(…, true))
+  int64_t max_width_ = 0;
+};
+
+extern template class Network<double>;
+extern template class Network<float>;
+
+}  // namespace basin
