@@ -17,6 +17,8 @@ namespace basin {
 namespace {
 
 constexpr uint64_t kBlockBytes = 256ull << 20;  // working block for blockwise G / R-op passes
+// σ_r/σ_r+1 below this at the rank cut means the cut is not clear-cut (see Engine::run).
+constexpr double kClearGap = 1e3;
 
 std::string human_bytes(double b) {
   std::ostringstream os;
@@ -142,7 +144,17 @@ class Engine {
       // default cut is applied to the matrix actually decomposed (matrix_rank of G Gᵀ or GᵀG).
       const double default_tol = method == Method::kSvd ? sigma_max(sigma) * size_factor * eps
                                                         : sigma_max(sigma) * std::sqrt(size_factor * eps);
-      const RankInfo ri = numerical_rank(sigma, default_tol, req_.rtol, req_.atol);
+      RankInfo ri = numerical_rank(sigma, default_tol, req_.rtol, req_.atol);
+      // The Gram squares σ, so it cannot tell a true σ ≈ 1e-8·σ_max from round-off. When auto
+      // chose a Gram method and the cut is not clear-cut (small gap), decide with the SVD of G
+      // itself if it fits: exact rank first, speed second.
+      if (req_.method == Method::kAuto && method != Method::kSvd && ri.gap && *ri.gap < kClearGap &&
+          svd_fits()) {
+        js.refined_from = method_name(method);
+        sigma = singular_values(identity_seeds, k, Method::kSvd, res.timings);
+        js.method = method_name(Method::kSvd);
+        ri = numerical_rank(sigma, sigma_max(sigma) * size_factor * eps, req_.rtol, req_.atol);
+      }
       js.singular_values = sigma;
       js.rank = ri.rank;
       js.tolerance = ri.tolerance;
@@ -186,6 +198,12 @@ class Engine {
   }
 
  private:
+  // G fits in the memory budget next to everything else (gesdd needs G plus min(m,N)² work).
+  bool svd_fits() const {
+    AnalysisRequest svd = req_;
+    svd.method = Method::kSvd;
+    return estimate_bytes(svd, Method::kSvd) <= double(req_.limits.max_memory_bytes);
+  }
   static double sigma_max(const std::vector<double>& s) { return s.empty() ? 0.0 : s.front(); }
   static std::vector<T> cast(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
 

@@ -156,7 +156,14 @@ NpyArray parse_npy(const std::vector<uint8_t>& file, const std::string& what) {
     array.shape.push_back(std::stoll(item));
   }
   const size_t data_start = header_start + header_len;
-  const uint64_t need = static_cast<uint64_t>(array.size()) * itemsize(array.dtype);
+  // Element count with overflow checking: a hostile header must not wrap around.
+  uint64_t count = 1;
+  for (int64_t dim : array.shape) {
+    if (dim != 0 && count > (uint64_t(1) << 60) / static_cast<uint64_t>(dim))
+      invalid_argument(what + ": shape " + array.shape_string() + " is too large");
+    count *= static_cast<uint64_t>(dim);
+  }
+  const uint64_t need = count * itemsize(array.dtype);
   if (file.size() - data_start < need)
     invalid_argument(what + ": truncated data: shape " + array.shape_string() + " of " +
                      npy_dtype_name(array.dtype) + " needs " + std::to_string(need) + " bytes, file has " +

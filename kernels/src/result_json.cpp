@@ -39,6 +39,7 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
                        {"gap", j.gap ? number_or_null(*j.gap) : json(nullptr)},
                        {"level_set_dim", j.level_set_dim},
                        {"method", j.method}};
+    if (!j.refined_from.empty()) doc["jacobian"]["refined_from"] = j.refined_from;
   }
   if (r.ggn) {
     doc["ggn"] = {{"eigenvalues", numbers(r.ggn->eigenvalues)},

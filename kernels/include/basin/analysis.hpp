@@ -78,7 +78,10 @@ struct JacobianSpectrum {
   double tolerance = 0;        // singular values > tolerance count towards the rank
   std::optional<double> gap;   // σ_rank / σ_rank+1, when both exist and σ_rank+1 > 0
   int64_t level_set_dim = 0;   // N − rank
-  std::string method;          // "gram" | "normal" | "svd"
+  std::string method;          // "gram" | "normal" | "svd": the method the values come from
+  // Set when --method auto first used this Gram method, found the cut not clear-cut
+  // (gap < 1e3) and recomputed with the SVD of G, which resolves σ down to ε·σ_max.
+  std::string refined_from;
 };
 
 struct GgnSpectrum {

@@ -1,0 +1,86 @@
+// Shared helpers for the engine tests: random models, parameters and data.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "basin/analysis.hpp"
+#include "basin/backend.hpp"
+#include "basin/error.hpp"
+#include "network.hpp"
+
+namespace basin::test {
+
+inline std::vector<double> random_vector(size_t count, std::mt19937_64& rng, double scale = 1.0) {
+  std::normal_distribution<double> normal(0.0, scale);
+  std::vector<double> v(count);
+  for (double& x : v) x = normal(rng);
+  return v;
+}
+
+// input_dim → [dense(w) → act]* → dense(k)
+inline Model mlp(int64_t input_dim, std::vector<int64_t> hidden, int64_t k, Activation act, bool bias = true,
+                 double alpha = 0.1) {
+  Model m;
+  m.input_dim = input_dim;
+  for (int64_t w : hidden) {
+    m.layers.push_back(Layer::dense(w, bias));
+    m.layers.push_back(Layer::act(act, alpha));
+  }
+  m.layers.push_back(Layer::dense(k, bias));
+  return m;
+}
+
+inline AnalysisRequest random_request(const Model& model, int64_t n, Loss loss, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  AnalysisRequest r;
+  r.model = model;
+  r.num_examples = n;
+  r.params = random_vector(static_cast<size_t>(model.num_params()), rng, 0.6);
+  r.inputs = random_vector(static_cast<size_t>(n * model.input_dim), rng);
+  r.loss = loss;
+  r.device = Device::kCpu;
+  const int64_t k = model.output_dim();
+  if (loss == Loss::kMse) r.targets = random_vector(static_cast<size_t>(n * k), rng);
+  if (loss == Loss::kCrossEntropy) {
+    std::uniform_int_distribution<int64_t> label(0, k - 1);
+    for (int64_t i = 0; i < n; ++i) r.labels.push_back(label(rng));
+  }
+  return r;
+}
+
+// Outputs f(X; θ) [n × k] through the engine's own forward pass.
+inline std::vector<double> forward(const Model& model, const std::vector<double>& params,
+                                   const std::vector<double>& inputs, int64_t n) {
+  auto be = make_cpu_backend<double>();
+  Network<double> net(*be, model, params, inputs, n, nullptr);
+  net.forward();
+  return net.outputs();
+}
+
+inline std::vector<double> identity_seeds(int64_t n, int64_t k) {
+  std::vector<double> s(static_cast<size_t>(n * k * k), 0.0);
+  for (int64_t row = 0; row < n * k; ++row) s[row * k + row % k] = 1.0;
+  return s;
+}
+
+template <class T>
+std::vector<double> download(Backend<T>& be, const Buffer<T>& b) {
+  std::vector<T> host(b.size());
+  be.download(host.data(), b.get(), host.size());
+  return std::vector<double>(host.begin(), host.end());
+}
+
+inline double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+const Activation kAllActivations[] = {Activation::kIdentity, Activation::kRelu,    Activation::kLeakyRelu,
+                                      Activation::kTanh,     Activation::kSigmoid, Activation::kGelu,
+                                      Activation::kSoftplus, Activation::kSilu};
+
+}  // namespace basin::test
