@@ -69,7 +69,8 @@ double estimate_bytes(const AnalysisRequest& r, Method method) {
   }
   double hessian = 0;
   if (r.want.hessian)
-    hessian = sz * (3 * N * N + n * widths) + std::min<double>(kBlockBytes, sz * m * N) + kBlockBytes;
+    // GGN and R on the backend and their host copies, plus blocks for G̃ and the R-op passes.
+    hessian = sz * (4 * N * N + n * widths) + std::min<double>(kBlockBytes, sz * m * N) + kBlockBytes;
   double jac = r.return_jacobian ? sz * m * N : 0;
   return base + std::max(spectral, hessian) + jac;
 }
@@ -253,28 +254,28 @@ class Engine {
     std::vector<T> g_host(nn), r_host(nn);
     be_.download(g_host.data(), ggn.get(), nn);
     be_.download(r_host.data(), residual.get(), nn);
-    // Lower triangles: H = GGN + R;  ‖·‖_F² = Σ_diag + 2 Σ_strictly-lower.
-    std::vector<T> h_host(nn, T(0)), rl_host(nn, T(0));
+    // Lower triangles, in place: g_host becomes H = GGN + R and r_host the symmetrised R
+    // (R is computed row by row in full, so average it with its transpose; for j < i the upper
+    // entry r[j][i] is still unread when r[i][j] is overwritten). ‖·‖_F² = Σ_diag + 2 Σ_lower.
     double h_sq = 0, r_sq = 0;
     for (int64_t i = 0; i < N; ++i) {
       for (int64_t j = 0; j <= i; ++j) {
-        // R is computed row by row (all of it); average with its transpose for symmetry.
         const double rij = 0.5 * (static_cast<double>(r_host[i * N + j]) + static_cast<double>(r_host[j * N + i]));
         const double hij = static_cast<double>(g_host[i * N + j]) + rij;
         const double w = i == j ? 1.0 : 2.0;
         h_sq += w * hij * hij;
         r_sq += w * rij * rij;
-        h_host[i * N + j] = static_cast<T>(hij);
-        rl_host[i * N + j] = static_cast<T>(rij);
+        g_host[i * N + j] = static_cast<T>(hij);
+        r_host[i * N + j] = static_cast<T>(rij);
       }
     }
     timings.hessian_ms += ms_since(t0);
     progress(Stage::kSolve, 0.5);
     t0 = std::chrono::steady_clock::now();
     HessianSpectrum hs;
-    be_.upload(ggn.get(), h_host.data(), nn);
+    be_.upload(ggn.get(), g_host.data(), nn);
     hs.eigenvalues = to_double(be_.symmetric_eigenvalues(N, ggn.get()));
-    be_.upload(residual.get(), rl_host.data(), nn);
+    be_.upload(residual.get(), r_host.data(), nn);
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
     timings.solve_ms += ms_since(t0);
     hs.residual_rel = h_sq > 0 ? std::sqrt(r_sq / h_sq) : 0.0;
