@@ -143,7 +143,8 @@ void load_request_files(AnalyzeOptions& o) {
     try {
       r.model = parse_model_json(read_text_file(o.model_path, "--model"));
     } catch (const Error& e) {
-      throw Error(e.code(), "--model " + o.model_path + ": " + e.what());
+      const std::string what = e.what();
+      throw Error(e.code(), what.rfind("--model", 0) == 0 ? what : "--model " + o.model_path + ": " + what);
     }
   }
   const int64_t N = r.model.num_params(), d = r.model.input_dim, k = r.model.output_dim();

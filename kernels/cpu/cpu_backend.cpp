@@ -8,6 +8,7 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -160,9 +161,20 @@ class CpuBackend final : public Backend<T> {
       for (int64_t j = 0; j < i; ++j) c[j * ldc + i] = c[i * ldc + j];
   }
 
+  // Overflow in the assembly (huge but finite inputs) would reach LAPACK as Inf/NaN and come
+  // back as "illegal argument"; say what happened instead.
+  static void require_finite(const T* a, size_t count, const char* what) {
+    for (size_t i = 0; i < count; ++i)
+      if (!std::isfinite(a[i]))
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("inputs/params: the ") + what +
+                        " overflowed (non-finite entries); rescale the data or parameters, or use float64");
+  }
+
   std::vector<T> symmetric_eigenvalues(int64_t n, T* a) override {
     std::vector<T> w(static_cast<size_t>(n));
     if (n == 0) return w;
+    require_finite(a, static_cast<size_t>(n * n), "matrix handed to the eigen-solver");
     BASIN_LAPACK_CHECK(syevd_impl(n, a, w.data()));
     std::reverse(w.begin(), w.end());  // LAPACK: ascending
     return w;
@@ -170,6 +182,7 @@ class CpuBackend final : public Backend<T> {
   std::vector<T> singular_values(int64_t m, int64_t n, T* a) override {
     std::vector<T> s(static_cast<size_t>(std::min(m, n)));
     if (s.empty()) return s;
+    require_finite(a, static_cast<size_t>(m * n), "Jacobian handed to the SVD");
     // Row-major m×n A is column-major n×m Aᵀ.
     BASIN_LAPACK_CHECK(gesdd_impl(n, m, a, s.data()));
     return s;  // LAPACK: descending

@@ -17,8 +17,6 @@ namespace basin {
 namespace {
 
 constexpr uint64_t kBlockBytes = 256ull << 20;  // working block for blockwise G / R-op passes
-// σ_r/σ_r+1 below this at the rank cut means the cut is not clear-cut (see Engine::run).
-constexpr double kClearGap = 1e3;
 
 std::string human_bytes(double b) {
   std::ostringstream os;
@@ -37,6 +35,18 @@ void check_finite(const std::vector<double>& v, const char* field, int64_t row_w
     if (row_width > 0) os << "[" << j / row_width << ", " << j % row_width << "]";
     else os << "[" << j << "]";
     os << " is " << (std::isnan(v[j]) ? "NaN" : "infinite") << "; expected finite numbers";
+    invalid_argument(os.str());
+  }
+}
+
+void check_float32_range(const std::vector<double>& v, const char* field, int64_t row_width) {
+  for (size_t j = 0; j < v.size(); ++j) {
+    if (std::fabs(v[j]) <= static_cast<double>(std::numeric_limits<float>::max())) continue;
+    std::ostringstream os;
+    os << field << ": value " << v[j] << " at ";
+    if (row_width > 0) os << "[" << j / row_width << ", " << j % row_width << "]";
+    else os << "[" << j << "]";
+    os << " is outside the float32 range (|x| <= 3.4e38); use --dtype float64";
     invalid_argument(os.str());
   }
 }
@@ -120,10 +130,19 @@ class Engine {
     auto t0 = std::chrono::steady_clock::now();
     net_.forward();
     const std::vector<double> outputs = net_.outputs();
+    for (size_t j = 0; j < outputs.size(); ++j)
+      if (!std::isfinite(outputs[j]))
+        invalid_argument("inputs/params: the forward pass overflowed in " + std::string(dtype_name(req_.dtype)) +
+                         " (output [" + std::to_string(j / k) + ", " + std::to_string(j % k) +
+                         "] is not finite); rescale the data or parameters" +
+                         (req_.dtype == DType::kFloat32 ? ", or use --dtype float64" : ""));
     if (req_.return_outputs) res.outputs = outputs;
     LossTerms terms;
     if (req_.loss != Loss::kNone) {
       terms = loss_terms(req_.loss, req_.reduction, outputs, n, k, req_.targets, req_.labels);
+      if (!std::isfinite(terms.value))
+        invalid_argument(std::string("loss: ") + loss_name(req_.loss) + " overflowed to a non-finite value in " +
+                         dtype_name(req_.dtype) + "; the outputs or targets are too large");
       res.loss_value = terms.value;
       const std::vector<double> grad = net_.gradient(cast(terms.dloss_df), req_.want.hessian);
       double sq = 0;
@@ -146,11 +165,12 @@ class Engine {
       const double default_tol = method == Method::kSvd ? sigma_max(sigma) * size_factor * eps
                                                         : sigma_max(sigma) * std::sqrt(size_factor * eps);
       RankInfo ri = numerical_rank(sigma, default_tol, req_.rtol, req_.atol);
-      // The Gram squares σ, so it cannot tell a true σ ≈ 1e-8·σ_max from round-off. When auto
-      // chose a Gram method and the cut is not clear-cut (small gap), decide with the SVD of G
-      // itself if it fits: exact rank first, speed second.
-      if (req_.method == Method::kAuto && method != Method::kSvd && ri.gap && *ri.gap < kClearGap &&
-          svd_fits()) {
+      // The Gram squares σ, so it resolves σ only down to ~√ε·σ_max: it cannot tell a true
+      // σ = 1e-9·σ_max from zero. When auto chose a Gram method and it found values below its
+      // resolution (an apparent rank deficiency), the rank is decided by the SVD of G itself,
+      // which resolves σ to ε·σ_max (NumPy's matrix_rank rule), provided G fits in memory.
+      if (req_.method == Method::kAuto && method != Method::kSvd &&
+          ri.rank < static_cast<int64_t>(sigma.size()) && svd_fits()) {
         js.refined_from = method_name(method);
         sigma = singular_values(identity_seeds, k, Method::kSvd, res.timings);
         js.method = method_name(Method::kSvd);
@@ -278,7 +298,8 @@ class Engine {
     be_.upload(residual.get(), r_host.data(), nn);
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
     timings.solve_ms += ms_since(t0);
-    hs.residual_rel = h_sq > 0 ? std::sqrt(r_sq / h_sq) : 0.0;
+    // ‖H − GGN‖/‖H‖ is undefined (reported as null) when H = 0, e.g. cross-entropy with k = 1.
+    hs.residual_rel = h_sq > 0 ? std::sqrt(r_sq / h_sq) : std::numeric_limits<double>::quiet_NaN();
     double lmax = 0;
     for (double v : hs.eigenvalues) lmax = std::max(lmax, std::fabs(v));
     const RankInfo ri = numerical_rank(hs.eigenvalues, lmax * static_cast<double>(N) * std::numeric_limits<T>::epsilon(),
@@ -316,6 +337,11 @@ void validate_request(const AnalysisRequest& r) {
                      std::to_string(r.num_examples) + " × " + std::to_string(d));
   check_finite(r.params, "params", 0);
   check_finite(r.inputs, "inputs", d);
+  if (r.dtype == DType::kFloat32) {
+    check_float32_range(r.params, "params", 0);
+    check_float32_range(r.inputs, "inputs", d);
+    check_float32_range(r.targets, "targets", k);
+  }
   if (!r.want.jacobian && !r.want.ggn && !r.want.hessian)
     invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian");
   switch (r.loss) {

@@ -175,9 +175,10 @@ TEST(Rank, LinearBottleneckLowersRankAndAllMethodsAgree) {
   }
 }
 
-TEST(Rank, AutoRefinesAnUnclearGramCutWithTheSvdOfG) {
-  // A tanh bottleneck of width 1 gives singular values that decay smoothly towards 1e-13·σ_max:
-  // the Gram cannot resolve the ones below ~1e-8·σ_max, so auto must fall back to the SVD.
+TEST(Rank, AutoDecidesADeficientRankWithTheSvdOfG) {
+  // A tanh bottleneck of width 1 gives singular values that decay smoothly towards 1e-13·σ_max.
+  // The Gram resolves σ only to ~1e-8·σ_max, so once it sees values below that, auto recomputes
+  // with the SVD of G and the rank is NumPy's matrix_rank of G.
   Model model;
   model.input_dim = 4;
   model.layers = {Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(1), Layer::act(Activation::kTanh),
@@ -185,16 +186,29 @@ TEST(Rank, AutoRefinesAnUnclearGramCutWithTheSvdOfG) {
   AnalysisRequest r = test::random_request(model, 10, Loss::kNone, 1);
   const int64_t m = 30, N = model.num_params();
   const int64_t ref = reference_rank(lapack_singular_values(materialised_jacobian(r), m, N), m, N);
+  r.method = Method::kGram;
+  const JacobianSpectrum gram = *analyze(r).jacobian;
+  ASSERT_LT(gram.rank, m) << "the Gram must see values below its resolution here";
+  EXPECT_TRUE(gram.refined_from.empty());
   r.method = Method::kAuto;
   const JacobianSpectrum j = *analyze(r).jacobian;
-  if (j.refined_from.empty()) {
-    // The Gram's cut happened to be clear-cut for this draw: then it must agree with LAPACK.
-    EXPECT_EQ(j.rank, ref);
-  } else {
-    EXPECT_EQ(j.refined_from, "gram");
-    EXPECT_EQ(j.method, "svd");
-    EXPECT_EQ(j.rank, ref);
-  }
+  EXPECT_EQ(j.refined_from, "gram");
+  EXPECT_EQ(j.method, "svd");
+  EXPECT_EQ(j.rank, ref);
+  // Over the memory budget the SVD is not attempted and the Gram's answer stands.
+  r.limits.max_memory_bytes = 30 * 1024;  // the Gram (~24 KiB) fits, G plus gesdd work (~60 KiB) does not
+  const JacobianSpectrum small = *analyze(r).jacobian;
+  EXPECT_TRUE(small.refined_from.empty());
+  EXPECT_EQ(small.rank, gram.rank);
+}
+
+TEST(Rank, AutoKeepsTheGramWhenItResolvesEverything) {
+  const Model model = test::mlp(4, {6}, 2, Activation::kTanh);  // N = 44 > n·k = 8
+  AnalysisRequest r = test::random_request(model, 4, Loss::kNone, 3);
+  const JacobianSpectrum j = *analyze(r).jacobian;
+  EXPECT_EQ(j.method, "gram");
+  EXPECT_TRUE(j.refined_from.empty());
+  EXPECT_EQ(j.rank, 8);
 }
 
 TEST(Rank, DeadReluUnitsLowerRank) {

@@ -79,8 +79,8 @@ struct JacobianSpectrum {
   std::optional<double> gap;   // σ_rank / σ_rank+1, when both exist and σ_rank+1 > 0
   int64_t level_set_dim = 0;   // N − rank
   std::string method;          // "gram" | "normal" | "svd": the method the values come from
-  // Set when --method auto first used this Gram method, found the cut not clear-cut
-  // (gap < 1e3) and recomputed with the SVD of G, which resolves σ down to ε·σ_max.
+  // Set when --method auto first used this Gram method, found singular values below the
+  // Gram's resolution (√ε·σ_max) and so recomputed them with the SVD of G (ε·σ_max).
   std::string refined_from;
 };
 
@@ -94,7 +94,7 @@ struct HessianSpectrum {
   std::vector<double> eigenvalues;  // N values, descending
   int64_t rank = 0;
   double tolerance = 0;
-  double residual_rel = 0;                    // ‖H − GGN‖_F / ‖H‖_F
+  double residual_rel = 0;                    // ‖H − GGN‖_F / ‖H‖_F (NaN → null when H = 0)
   std::vector<double> residual_eigenvalues;   // eig(H − GGN), descending
 };
 
