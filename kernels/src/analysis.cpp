@@ -149,7 +149,7 @@ class Engine {
       for (double g : grad) sq += g * g;
       res.grad_norm = std::sqrt(sq);
     }
-    res.timings.forward_ms = ms_since(t0);
+    res.timings.forward_ms = elapsed_ms(t0);
 
     const Method method = resolve_method(req_);
     std::vector<T> identity_seeds(static_cast<size_t>(m * k), T(0));
@@ -212,7 +212,7 @@ class Engine {
       std::vector<T> host(static_cast<size_t>(m * N));
       be_.download(host.data(), g.get(), host.size());
       res.jacobian_matrix = to_double(host);
-      res.timings.jacobian_ms += ms_since(tj);
+      res.timings.jacobian_ms += elapsed_ms(tj);
     }
     progress(Stage::kDone, 1);
     return res;
@@ -224,6 +224,11 @@ class Engine {
     AnalysisRequest svd = req_;
     svd.method = Method::kSvd;
     return estimate_bytes(svd, Method::kSvd) <= double(req_.limits.max_memory_bytes);
+  }
+  // Milliseconds since t0 once the backend has finished its queued work (GPU work is async).
+  double elapsed_ms(std::chrono::steady_clock::time_point t0) {
+    be_.synchronize();
+    return ms_since(t0);
   }
   static double sigma_max(const std::vector<double>& s) { return s.empty() ? 0.0 : s.front(); }
   static std::vector<T> cast(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
@@ -242,14 +247,14 @@ class Engine {
     std::vector<T> values;
     if (method == Method::kSvd) {
       Buffer<T> g = net_.jacobian(seeds, r);
-      timings.jacobian_ms += ms_since(t0);
+      timings.jacobian_ms += elapsed_ms(t0);
       progress(Stage::kSolve, 0);
       t0 = std::chrono::steady_clock::now();
       values = be_.singular_values(m, N, g.get());
     } else {
       Buffer<T> sym = method == Method::kGram ? net_.gram(seeds, r) : net_.normal(seeds, r, kBlockBytes);
       progress(Stage::kGram, 1);
-      timings.jacobian_ms += ms_since(t0);
+      timings.jacobian_ms += elapsed_ms(t0);
       progress(Stage::kSolve, 0);
       t0 = std::chrono::steady_clock::now();
       const int64_t dim = method == Method::kGram ? m : N;
@@ -257,7 +262,7 @@ class Engine {
       for (T& v : values) v = std::sqrt(std::max(v, T(0)));  // λ(G Gᵀ) = σ²; round-off may make λ < 0
       std::sort(values.begin(), values.end(), std::greater<T>());
     }
-    timings.solve_ms += ms_since(t0);
+    timings.solve_ms += elapsed_ms(t0);
     values.resize(count);
     return to_double(values);
   }
@@ -289,7 +294,7 @@ class Engine {
         r_host[i * N + j] = static_cast<T>(rij);
       }
     }
-    timings.hessian_ms += ms_since(t0);
+    timings.hessian_ms += elapsed_ms(t0);
     progress(Stage::kSolve, 0.5);
     t0 = std::chrono::steady_clock::now();
     HessianSpectrum hs;
@@ -297,7 +302,7 @@ class Engine {
     hs.eigenvalues = to_double(be_.symmetric_eigenvalues(N, ggn.get()));
     be_.upload(residual.get(), r_host.data(), nn);
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
-    timings.solve_ms += ms_since(t0);
+    timings.solve_ms += elapsed_ms(t0);
     // ‖H − GGN‖/‖H‖ is undefined (reported as null) when H = 0, e.g. cross-entropy with k = 1.
     hs.residual_rel = h_sq > 0 ? std::sqrt(r_sq / h_sq) : std::numeric_limits<double>::quiet_NaN();
     double lmax = 0;

@@ -33,6 +33,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual BackendInfo info() const = 0;
+  // Waits for queued work (a no-op on the CPU); called before reading a clock for timings.
+  virtual void synchronize() {}
 
   // ---- memory (count = number of T elements) ----
   virtual T* allocate(size_t count) = 0;  // zero-filled; throws kResourceExhausted

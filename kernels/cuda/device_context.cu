@@ -1,0 +1,112 @@
+#include "device_context.hpp"
+
+#include "basin/error.hpp"
+#include "check.hpp"
+
+namespace basin {
+namespace cuda {
+
+DeviceContext::DeviceContext(int device) : device_(device) {
+  int count = 0;
+  BASIN_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (device < 0 || device >= count)
+    throw Error(ErrorCode::kUnavailable, "device cuda: device index " + std::to_string(device) +
+                                             " requested, but " + std::to_string(count) +
+                                             " CUDA device(s) are visible");
+  try {
+    BASIN_CUDA_CHECK(cudaSetDevice(device_));
+    cudaDeviceProp prop{};
+    BASIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    device_name_ = prop.name;
+    // Non-blocking: the stream does not synchronise with the legacy default stream, which
+    // other libraries in the same process (the server, PyTorch in a test) may use.
+    BASIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+
+    // Stream-ordered allocation from the default pool. Its release threshold is 0 by default, so
+    // every synchronisation would hand freed blocks back to the driver and the next allocation
+    // would map them again; the engine allocates and frees per layer and synchronises on every
+    // upload, so keep freed memory cached for the life of this context instead, and trim the
+    // pool when the context goes (an analysis' scratch must not look "used" to the next one).
+    int pools = 0;
+    BASIN_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device_));
+    if (pools != 0) {
+      BASIN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device_));
+      uint64_t keep_all = ~uint64_t(0);  // the attribute is a cuuint64_t (= uint64_t)
+      BASIN_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_all));
+    }
+
+    BASIN_CUBLAS_CHECK(cublasCreate(&cublas_));
+    BASIN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    // Precision is a contract (DESIGN.md: "TF32 is never enabled implicitly"): float32 GEMMs must
+    // not be computed with TF32's 10-bit mantissas, which would move singular values far past
+    // the 1e-4 float32 parity bound and flip rank decisions. CUBLAS_DEFAULT_MATH (not
+    // CUBLAS_TF32_TENSOR_OP_MATH) keeps full-precision FP32/FP64 arithmetic. It is cuBLAS's
+    // default for a new handle, but it is set explicitly so the choice is visible and does not
+    // depend on library defaults. (PEDANTIC would also forbid reduced-precision reductions; it
+    // is not needed because Basin never asks for them.)
+    BASIN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+    // Scalars (alpha, beta) are passed from host memory.
+    BASIN_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+
+    BASIN_CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
+    BASIN_CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
+    // Parameters of the 64-bit API (cusolverDnX*); the defaults select the standard algorithms.
+    BASIN_CUSOLVER_CHECK(cusolverDnCreateParams(&cusolver_params_));
+  } catch (...) {
+    destroy();
+    throw;
+  }
+}
+
+DeviceContext::~DeviceContext() { destroy(); }
+
+void DeviceContext::destroy() noexcept {
+  if (stream_ != nullptr || cublas_ != nullptr || cusolver_ != nullptr)
+    BASIN_CUDA_CHECK_NO_THROW(cudaSetDevice(device_));
+  if (stream_ != nullptr) BASIN_CUDA_CHECK_NO_THROW(cudaStreamSynchronize(stream_));
+  if (cusolver_params_ != nullptr) BASIN_CUSOLVER_CHECK_NO_THROW(cusolverDnDestroyParams(cusolver_params_));
+  if (cusolver_ != nullptr) BASIN_CUSOLVER_CHECK_NO_THROW(cusolverDnDestroy(cusolver_));
+  if (cublas_ != nullptr) BASIN_CUBLAS_CHECK_NO_THROW(cublasDestroy(cublas_));
+  if (stream_ != nullptr) BASIN_CUDA_CHECK_NO_THROW(cudaStreamDestroy(stream_));
+  // Give cached, unused pool memory back (memory other contexts still use is not touched).
+  if (pool_ != nullptr) BASIN_CUDA_CHECK_NO_THROW(cudaMemPoolTrimTo(pool_, 0));
+  pool_ = nullptr;
+  cusolver_params_ = nullptr;
+  cusolver_ = nullptr;
+  cublas_ = nullptr;
+  stream_ = nullptr;
+}
+
+void DeviceContext::activate() const { BASIN_CUDA_CHECK(cudaSetDevice(device_)); }
+
+void DeviceContext::synchronize() const { BASIN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void DeviceContext::memory_info(uint64_t* free_bytes, uint64_t* total_bytes) const {
+  activate();
+  size_t free_b = 0, total_b = 0;
+  BASIN_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  *free_bytes = free_b;
+  *total_bytes = total_b;
+}
+
+void* DeviceContext::allocate_bytes(size_t bytes) const {
+  void* p = nullptr;
+  if (bytes == 0) return p;
+  if (pool_ != nullptr) BASIN_CUDA_CHECK(cudaMallocAsync(&p, bytes, stream_));
+  else BASIN_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+void DeviceContext::free_bytes(void* ptr) const noexcept {
+  if (ptr == nullptr) return;
+  if (pool_ != nullptr) {
+    BASIN_CUDA_CHECK_NO_THROW(cudaFreeAsync(ptr, stream_));
+  } else {
+    // cudaFree synchronises the device, so work still queued on the stream cannot touch freed
+    // memory.
+    BASIN_CUDA_CHECK_NO_THROW(cudaFree(ptr));
+  }
+}
+
+}  // namespace cuda
+}  // namespace basin

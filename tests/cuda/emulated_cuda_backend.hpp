@@ -1,0 +1,146 @@
+// A host emulation of the CUDA backend: every primitive does what kernels/cuda/cuda_backend.cu
+// does, with the device replaced by the host --
+//   * each kernel → a loop over its element body (kernels/cuda/elementwise.hpp), indices in a
+//     shuffled order (threads have no order);
+//   * each cuBLAS call → a naive column-major BLAS fed the arguments of blas_mapping.hpp;
+//   * cuSOLVER → LAPACK through the CPU backend, behind the CUDA backend's gesvd orientation and
+//     transpose logic.
+// Used by test_cuda_emulated_engine.cpp (the engine on it vs the CPU backend) and by
+// basin_gpu_parity_emulated (the GPU parity suite run against it, to check the suite itself --
+// its tolerances, cases and plumbing -- on machines without a GPU). It checks the CUDA backend's
+// logic, not CUDA: streams, memory, the libraries and the kernels' launch are for a real GPU.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <unistd.h>
+
+#include "basin/backend.hpp"
+#include "blas_mapping.hpp"
+#include "column_major_reference.hpp"
+#include "elementwise.hpp"
+
+namespace basin {
+namespace test {
+
+template <class Body>
+void for_each_index(int64_t count, Body body) {
+  static std::mt19937_64 rng(777);
+  std::vector<int64_t> order(static_cast<size_t>(std::max<int64_t>(count, 0)));
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::shuffle(order.begin(), order.end(), rng);  // threads run in no particular order
+  for (int64_t idx : order) body(idx);
+}
+
+template <class T>
+class EmulatedCudaBackend final : public Backend<T> {
+ public:
+  BackendInfo info() const override {
+    BackendInfo i;
+    i.name = "cuda";  // stands in for the CUDA backend wherever "cuda" is expected
+    i.device_name = "host emulation of the CUDA backend (no GPU)";
+    const long page = sysconf(_SC_PAGESIZE);  // host memory stands in for device memory
+    i.memory_total_bytes = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(page);
+    i.memory_free_bytes = static_cast<uint64_t>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<uint64_t>(page);
+    return i;
+  }
+  T* allocate(size_t count) override {
+    if (count == 0) return nullptr;
+    ++live_;
+    return static_cast<T*>(std::calloc(count, sizeof(T)));
+  }
+  void release(T* ptr) noexcept override {
+    if (ptr == nullptr) return;
+    --live_;
+    std::free(ptr);
+  }
+  void upload(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+  void download(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+  void copy(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
+  void fill(T* dst, size_t count, T value) override {
+    for_each_index(static_cast<int64_t>(count), [&](int64_t i) { cuda::fill_element(i, value, dst); });
+  }
+
+  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+            int64_t ldb, T beta, T* c, int64_t ldc) override {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      for_each_index(m * n, [&](int64_t i) { cuda::scale_matrix_element(i, n, beta, c, ldc); });
+      return;
+    }
+    gemm_col_major(cuda::row_major_gemm_as_column_major(ta, tb, m, n, k, a, lda, b, ldb), alpha, beta, c, ldc);
+  }
+  void syrk_lower(bool trans, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c,
+                  int64_t ldc) override {
+    if (n == 0) return;
+    syrk_col_major(cuda::row_major_lower_syrk_as_column_major(trans), n, k, alpha, a, lda, beta, c, ldc);
+  }
+  void axpy(size_t count, T alpha, const T* x, T* y) override {
+    for_each_index(static_cast<int64_t>(count), [&](int64_t i) { cuda::axpy_element(i, alpha, x, y); });
+  }
+  void add_row_vector(int64_t rows, int64_t cols, const T* v, T* c, int64_t ldc) override {
+    for_each_index(rows * cols, [&](int64_t i) { cuda::add_row_vector_element(i, cols, v, c, ldc); });
+  }
+  void activation_forward(const ActivationFn<T>& fn, size_t count, const T* z, T* a) override {
+    for_each_index(static_cast<int64_t>(count), [&](int64_t i) { cuda::activation_forward_element(i, fn, z, a); });
+  }
+  void scale_by_activation_derivative(const ActivationFn<T>& fn, int64_t n, int64_t rpe, int64_t d, const T* z,
+                                      T* x) override {
+    for_each_index(n * rpe * d, [&](int64_t i) { cuda::scale_by_activation_derivative_element(i, fn, rpe, d, z, x); });
+  }
+  void rop_activation_backward(const ActivationFn<T>& fn, int64_t n, int64_t rpe, int64_t d, const T* z, const T* rz,
+                               const T* g, T* rg) override {
+    for_each_index(n * rpe * d,
+                   [&](int64_t i) { cuda::rop_activation_backward_element(i, fn, rpe, d, z, rz, g, rg); });
+  }
+  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, const T* d, T* c) override {
+    for_each_index((n * r) * (n * r), [&](int64_t i) { cuda::hadamard_expand_element(i, n, r, k, kappa, d, c); });
+  }
+  void assemble_jacobian_block(int64_t rows, int64_t row0, int64_t rpe, int64_t d_out, int64_t d_in, bool has_bias,
+                               const T* delta, const T* a, T* out, int64_t ldo, int64_t col0) override {
+    for_each_index(rows * cuda::jacobian_block_width(d_out, d_in, has_bias), [&](int64_t i) {
+      cuda::assemble_jacobian_element(i, row0, rpe, d_out, d_in, has_bias, delta, a, out, ldo, col0);
+    });
+  }
+  void column_sums(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y) override {
+    for_each_index(cols, [&](int64_t j) { cuda::column_sum_element(j, rows, x, ldx, y); });
+  }
+  void symmetrize_lower(int64_t n, T* c, int64_t ldc) override {
+    for_each_index(n * n, [&](int64_t i) { cuda::symmetrize_lower_element(i, n, c, ldc); });
+  }
+  std::vector<T> symmetric_eigenvalues(int64_t n, T* a) override {
+    // cusolverDnXsyevd gets the same column-major upper-triangle call LAPACK gets on the CPU.
+    return lapack_->symmetric_eigenvalues(n, a);
+  }
+  std::vector<T> singular_values(int64_t m, int64_t n, T* a) override {
+    if (std::min(m, n) == 0) return {};
+    const cuda::GesvdShape shape = cuda::gesvd_shape_for_row_major(m, n);
+    EXPECT_GE(shape.rows, shape.cols);  // what cuSOLVER's gesvd requires
+    std::vector<T> transposed;
+    T* mat = a;
+    if (shape.transpose) {
+      transposed.resize(static_cast<size_t>(m * n));
+      for_each_index(m * n, [&](int64_t i) { cuda::transpose_element(i, m, n, a, transposed.data()); });
+      mat = transposed.data();
+    }
+    // Column-major rows×cols with ld = rows is row-major cols×rows, which LAPACK (via the CPU
+    // backend) decomposes in place.
+    return lapack_->singular_values(shape.cols, shape.rows, mat);
+  }
+
+  int live_allocations() const { return live_; }
+
+ private:
+  std::unique_ptr<Backend<T>> lapack_ = make_cpu_backend<T>();
+  int live_ = 0;
+};
+
+}  // namespace test
+}  // namespace basin

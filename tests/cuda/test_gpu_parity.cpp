@@ -1,0 +1,482 @@
+// GPU parity: the CUDA backend against the CPU backend, first primitive by primitive (so a
+// mismatch points at one operation), then whole requests through basin::analyze (several
+// architectures, both losses, gram / normal / svd, the exact Hessian, float64 and float32).
+//
+// Built everywhere; every test skips with the reason when no CUDA device is usable, so the skip
+// is visible in the output ("[  SKIPPED ] ... no CUDA device: cudaGetDeviceCount returned ...").
+// BASIN_PARITY_VERBOSE=1 prints the worst difference of every comparison (for the run's note).
+// The same file is also linked against a host emulation of the CUDA backend
+// (basin_gpu_parity_emulated), which checks the suite itself where no GPU exists.
+//
+// Tolerances: 1e-10 (float64) and 1e-4 (float32), relative to the largest magnitude of the
+// compared spectrum: |cpu_i − gpu_i| ≤ tol · max_j |cpu_j|. Relative to each value itself would be
+// meaningless for the small singular values of a rank-deficient G, which are round-off on both
+// backends. For the Gram-based methods the decomposed matrix holds σ², so σ² is compared (an
+// error of ε·σ_max² in the Gram moves a tiny σ by √ε·σ_max, and both backends see that).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "basin/analysis.hpp"
+#include "basin/backend.hpp"
+#include "basin/error.hpp"
+#include "basin/model.hpp"
+
+namespace basin {
+namespace {
+
+#define BASIN_SKIP_WITHOUT_CUDA()                                                         \
+  do {                                                                                    \
+    std::string why_;                                                                     \
+    if (!cuda_available(&why_)) GTEST_SKIP() << "CUDA parity not run here: " << why_;     \
+  } while (0)
+
+template <class T>
+constexpr double tolerance() {
+  return sizeof(T) == 8 ? 1e-10 : 1e-4;
+}
+
+// |expected_i − actual_i| ≤ tol · max(max_j |expected_j|, floor).
+void expect_close(const std::vector<double>& expected, const std::vector<double>& actual, double tol,
+                  const std::string& what, double floor = 1e-300) {
+  ASSERT_EQ(expected.size(), actual.size()) << what;
+  double scale = floor;
+  for (double v : expected) scale = std::max(scale, std::fabs(v));
+  double worst = 0;
+  size_t worst_i = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double err = std::fabs(expected[i] - actual[i]);
+    if (!(err <= worst) || std::isnan(err)) {
+      worst = std::isnan(err) ? INFINITY : err;
+      worst_i = i;
+    }
+  }
+  static const bool verbose = std::getenv("BASIN_PARITY_VERBOSE") != nullptr;
+  if (verbose) std::printf("    %-60s max |cpu-cuda| / scale = %.2e (bound %.0e)\n", what.c_str(), worst / scale, tol);
+  EXPECT_LE(worst, tol * scale) << what << ": worst element " << worst_i << " cpu=" << expected[worst_i]
+                                << " cuda=" << actual[worst_i] << " (scale " << scale << ", "
+                                << expected.size() << " values)";
+}
+
+template <class T>
+std::vector<double> widen(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+template <class T>
+std::vector<T> random_values(size_t count, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<T> v(count);
+  for (T& x : v) x = static_cast<T>(dist(rng));
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primitives: the same inputs through both backends, outputs compared.
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+class CudaPrimitives : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BASIN_SKIP_WITHOUT_CUDA();
+    cpu = make_cpu_backend<T>();
+    gpu = make_cuda_backend<T>(0);
+  }
+
+  // Runs op on each backend with the host inputs uploaded; `outputs` lists which input indices
+  // are read back afterwards (in the order given), and they are compared.
+  using Op = std::function<void(Backend<T>& be, std::vector<T*>& args)>;
+  void compare(const std::vector<std::vector<T>>& inputs, const std::vector<size_t>& outputs, const Op& op,
+               const std::string& what, double tol = tolerance<T>()) {
+    std::vector<std::vector<double>> results[2];
+    Backend<T>* backends[2] = {cpu.get(), gpu.get()};
+    for (int b = 0; b < 2; ++b) {
+      Backend<T>& be = *backends[b];
+      std::vector<Buffer<T>> bufs;
+      std::vector<T*> args;
+      for (const auto& in : inputs) {
+        bufs.emplace_back(be, in.size());
+        be.upload(bufs.back().get(), in.data(), in.size());
+        args.push_back(bufs.back().get());
+      }
+      op(be, args);
+      for (size_t o : outputs) {
+        std::vector<T> host(inputs[o].size());
+        be.download(host.data(), bufs[o].get(), host.size());
+        results[b].push_back(widen(host));
+      }
+    }
+    for (size_t i = 0; i < outputs.size(); ++i)
+      expect_close(results[0][i], results[1][i], tol, what + " (output " + std::to_string(i) + ")");
+  }
+
+  std::unique_ptr<Backend<T>> cpu, gpu;
+};
+
+using Precisions = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(CudaPrimitives, Precisions);
+
+TYPED_TEST(CudaPrimitives, InfoNamesTheDevice) {
+  const BackendInfo info = this->gpu->info();
+  EXPECT_EQ(info.name, "cuda");
+  EXPECT_FALSE(info.device_name.empty());
+  EXPECT_GT(info.memory_total_bytes, 0u);
+  EXPECT_LE(info.memory_free_bytes, info.memory_total_bytes);
+  std::printf("[ device   ] %s: %.1f GiB free of %.1f GiB\n", info.device_name.c_str(),
+              info.memory_free_bytes / double(1ull << 30), info.memory_total_bytes / double(1ull << 30));
+}
+
+TYPED_TEST(CudaPrimitives, AllocateZeroFills) {
+  using T = TypeParam;
+  Backend<T>& be = *this->gpu;
+  for (size_t count : {size_t(1), size_t(1000), size_t(1) << 20}) {
+    Buffer<T> buf(be, count);
+    std::vector<T> host(count, T(7));
+    be.download(host.data(), buf.get(), count);
+    EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](T v) { return v == T(0); })) << count;
+  }
+}
+
+TYPED_TEST(CudaPrimitives, FillCopyAxpy) {
+  using T = TypeParam;
+  this->compare({random_values<T>(1001, 1), random_values<T>(1001, 2), random_values<T>(1001, 3)}, {0, 1, 2},
+                [](Backend<T>& be, std::vector<T*>& x) {
+                  be.fill(x[0], 500, T(1.25));
+                  be.copy(x[1] + 10, x[2], 300);
+                  be.axpy(1001, T(-0.5), x[1], x[2]);
+                },
+                "fill/copy/axpy");
+}
+
+TYPED_TEST(CudaPrimitives, GemmAllTransposesAndPaddedLeadingDimensions) {
+  using T = TypeParam;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 5, 3}, {33, 65, 17}, {1, 40, 9}, {64, 1, 1}}) {
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const int64_t lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
+        this->compare({random_values<T>((ta ? k : m) * lda, 4), random_values<T>((tb ? n : k) * ldb, 5),
+                       random_values<T>(m * ldc, 6)},
+                      {2},
+                      [&](Backend<T>& be, std::vector<T*>& x) {
+                        be.gemm(ta, tb, m, n, k, T(0.5), x[0], lda, x[1], ldb, T(-1.5), x[2], ldc);
+                      },
+                      "gemm " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                          " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+      }
+  }
+  this->compare({random_values<T>(6 * 4, 7)}, {0},
+                [](Backend<T>& be, std::vector<T*>& x) {
+                  be.gemm(false, false, 6, 3, 0, T(1), nullptr, 1, nullptr, 3, T(2), x[0], 4);
+                },
+                "gemm k=0");
+}
+
+TYPED_TEST(CudaPrimitives, SyrkLowerBothTransposes) {
+  using T = TypeParam;
+  for (bool trans : {false, true}) {
+    const int64_t n = 37, k = 19, lda = (trans ? n : k) + 2, ldc = n + 1;
+    // The upper triangle is garbage on both and must stay identical (not referenced).
+    this->compare({random_values<T>((trans ? k : n) * lda, 8), random_values<T>(n * ldc, 9)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.syrk_lower(trans, n, k, T(2), x[0], lda, T(0.5), x[1], ldc);
+                  },
+                  std::string("syrk_lower trans=") + (trans ? "true" : "false"));
+  }
+}
+
+TYPED_TEST(CudaPrimitives, ElementwiseOperations) {
+  using T = TypeParam;
+  const Activation acts[] = {Activation::kIdentity, Activation::kRelu, Activation::kLeakyRelu, Activation::kTanh,
+                             Activation::kSigmoid,  Activation::kGelu, Activation::kSoftplus,  Activation::kSilu};
+  const int64_t n = 9, r = 4, d = 13;
+  for (Activation act : acts) {
+    const ActivationFn<T> fn{act, T(0.1)};
+    const std::string name = activation_name(act);
+    std::vector<T> z = random_values<T>(n * d, 10, -25, 25);
+    z[0] = T(0);
+    this->compare({z, std::vector<T>(n * d)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { be.activation_forward(fn, n * d, x[0], x[1]); },
+                  "activation_forward " + name);
+    this->compare({z, random_values<T>(n * r * d, 11)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.scale_by_activation_derivative(fn, n, r, d, x[0], x[1]);
+                  },
+                  "scale_by_activation_derivative " + name);
+    this->compare({z, random_values<T>(n * r * d, 12), random_values<T>(n * d, 13), random_values<T>(n * r * d, 14)},
+                  {3},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.rop_activation_backward(fn, n, r, d, x[0], x[1], x[2], x[3]);
+                  },
+                  "rop_activation_backward " + name);
+  }
+  this->compare({random_values<T>(d, 15), random_values<T>(n * (d + 2), 16)}, {1},
+                [&](Backend<T>& be, std::vector<T*>& x) { be.add_row_vector(n, d, x[0], x[1], d + 2); },
+                "add_row_vector");
+  for (T kappa : {T(0), T(1)}) {
+    const int64_t m = n * r;
+    this->compare({random_values<T>(n * n, 17), random_values<T>(m * m, 18), random_values<T>(m * m, 19)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.hadamard_expand_accumulate(n, r, x[0], kappa, x[1], x[2]);
+                  },
+                  "hadamard_expand_accumulate");
+  }
+  for (bool bias : {true, false}) {
+    const int64_t d_out = 6, d_in = 7, row0 = 5, rows = 20, col0 = 11, ldo = col0 + d_out * d_in + d_out + 4;
+    this->compare({random_values<T>(rows * d_out, 20), random_values<T>(n * d_in, 21), random_values<T>(rows * ldo, 22)},
+                  {2},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.assemble_jacobian_block(rows, row0, r, d_out, d_in, bias, x[0], x[1], x[2], ldo, col0);
+                  },
+                  "assemble_jacobian_block");
+  }
+  this->compare({random_values<T>(300 * 17, 23), std::vector<T>(15)}, {1},
+                [](Backend<T>& be, std::vector<T*>& x) { be.column_sums(300, 15, x[0], 17, x[1]); }, "column_sums");
+  this->compare({random_values<T>(40 * 43, 24)}, {0},
+                [](Backend<T>& be, std::vector<T*>& x) { be.symmetrize_lower(40, x[0], 43); }, "symmetrize_lower");
+}
+
+TYPED_TEST(CudaPrimitives, SymmetricEigenvaluesDescending) {
+  using T = TypeParam;
+  for (int64_t n : {1, 2, 57, 300}) {
+    // Lower triangle holds the matrix; the upper triangle is garbage that must not be read.
+    std::vector<T> a = random_values<T>(n * n, 25 + n);
+    std::vector<T> a_gpu = a;
+    const std::vector<T> cpu = this->cpu->symmetric_eigenvalues(n, a.data());
+    Buffer<T> buf(*this->gpu, a_gpu.size());
+    this->gpu->upload(buf.get(), a_gpu.data(), a_gpu.size());
+    const std::vector<T> gpu = this->gpu->symmetric_eigenvalues(n, buf.get());
+    EXPECT_TRUE(std::is_sorted(gpu.rbegin(), gpu.rend())) << "descending, n=" << n;
+    expect_close(widen(cpu), widen(gpu), tolerance<T>(), "symmetric_eigenvalues n=" + std::to_string(n));
+  }
+}
+
+TYPED_TEST(CudaPrimitives, SingularValuesBothOrientations) {
+  using T = TypeParam;
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{12, 80}, {80, 12}, {33, 33}, {1, 7}, {7, 1}}) {
+    std::vector<T> a = random_values<T>(m * n, 40 + m * n);
+    std::vector<T> a_gpu = a;
+    const std::vector<T> cpu = this->cpu->singular_values(m, n, a.data());
+    Buffer<T> buf(*this->gpu, a_gpu.size());
+    this->gpu->upload(buf.get(), a_gpu.data(), a_gpu.size());
+    const std::vector<T> gpu = this->gpu->singular_values(m, n, buf.get());
+    EXPECT_TRUE(std::is_sorted(gpu.rbegin(), gpu.rend())) << "descending";
+    expect_close(widen(cpu), widen(gpu), tolerance<T>(),
+                 "singular_values " + std::to_string(m) + "x" + std::to_string(n));
+  }
+}
+
+TYPED_TEST(CudaPrimitives, NonFiniteInputToTheSolversIsTheSameErrorOnBoth) {
+  using T = TypeParam;
+  for (bool eig : {true, false}) {
+    const int64_t n = 6;
+    std::vector<T> a = random_values<T>(n * n, 60);
+    a[7] = std::numeric_limits<T>::infinity();
+    std::string messages[2];
+    Backend<T>* backends[2] = {this->cpu.get(), this->gpu.get()};
+    for (int b = 0; b < 2; ++b) {
+      Buffer<T> buf(*backends[b], a.size());
+      backends[b]->upload(buf.get(), a.data(), a.size());
+      try {
+        if (eig) (void)backends[b]->symmetric_eigenvalues(n, buf.get());
+        else (void)backends[b]->singular_values(n, n, buf.get());
+        ADD_FAILURE() << (b == 0 ? "cpu" : "cuda") << " accepted a non-finite matrix";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+        messages[b] = e.what();
+      }
+    }
+    EXPECT_EQ(messages[0], messages[1]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole requests through basin::analyze.
+// ---------------------------------------------------------------------------------------------
+
+struct Arch {
+  const char* name;
+  Model model;
+};
+
+std::vector<Arch> architectures() {
+  std::vector<Arch> out;
+  {
+    Model m;
+    m.input_dim = 3;
+    m.layers = {Layer::dense(5), Layer::act(Activation::kTanh), Layer::dense(2)};
+    out.push_back({"tanh_small", m});
+  }
+  {
+    Model m;
+    m.input_dim = 4;
+    m.layers = {Layer::dense(6), Layer::act(Activation::kGelu), Layer::dense(5), Layer::act(Activation::kSoftplus),
+                Layer::dense(3)};
+    out.push_back({"gelu_softplus", m});
+  }
+  {
+    Model m;
+    m.input_dim = 5;
+    m.layers = {Layer::dense(8, false), Layer::act(Activation::kRelu), Layer::dense(4),
+                Layer::act(Activation::kLeakyRelu, 0.1), Layer::dense(3)};
+    out.push_back({"relu_nobias", m});
+  }
+  {
+    Model m;
+    m.input_dim = 2;
+    m.layers = {Layer::dense(7), Layer::act(Activation::kSigmoid), Layer::dense(7), Layer::act(Activation::kSilu),
+                Layer::dense(4)};
+    out.push_back({"sigmoid_silu", m});
+  }
+  return out;
+}
+
+struct ParityCase {
+  std::string name;
+  Model model;
+  int64_t n;
+  Loss loss;
+  Method method;
+  DType dtype;
+  bool hessian;
+};
+
+// Test names carry the case; print only the name (not the object's bytes) in listings.
+void PrintTo(const ParityCase& c, std::ostream* os) { *os << c.name; }
+
+std::vector<ParityCase> parity_cases() {
+  std::vector<ParityCase> cases;
+  for (const Arch& arch : architectures()) {
+    for (Loss loss : {Loss::kMse, Loss::kCrossEntropy}) {
+      for (Method method : {Method::kGram, Method::kNormal, Method::kSvd}) {
+        for (DType dtype : {DType::kFloat64, DType::kFloat32}) {
+          // n·k below N (Gram is the small side) for gram, above it for normal; svd gets both.
+          const int64_t N = arch.model.num_params(), k = arch.model.output_dim();
+          const int64_t n_small = std::max<int64_t>(2, N / (3 * k)), n_large = 2 * N / k + 3;
+          const int64_t n = method == Method::kNormal ? n_large : n_small;
+          std::string name = std::string(arch.name) + (loss == Loss::kMse ? "_mse_" : "_ce_") + method_name(method) +
+                             (dtype == DType::kFloat64 ? "_f64" : "_f32");
+          cases.push_back({name, arch.model, n, loss, method, dtype, /*hessian=*/method != Method::kNormal});
+          if (method == Method::kSvd) cases.push_back({name + "_tall", arch.model, n_large, loss, method, dtype, false});
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+AnalysisRequest make_request(const ParityCase& c, uint64_t seed) {
+  AnalysisRequest r;
+  r.model = c.model;
+  const int64_t N = c.model.num_params(), k = c.model.output_dim(), d = c.model.input_dim;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  r.params.resize(N);
+  for (double& p : r.params) p = 0.6 * normal(rng);
+  r.num_examples = c.n;
+  r.inputs.resize(c.n * d);
+  for (double& x : r.inputs) x = normal(rng);
+  r.loss = c.loss;
+  if (c.loss == Loss::kMse) {
+    r.targets.resize(c.n * k);
+    for (double& y : r.targets) y = normal(rng);
+  } else {
+    std::uniform_int_distribution<int64_t> label(0, k - 1);
+    r.labels.resize(c.n);
+    for (int64_t& l : r.labels) l = label(rng);
+  }
+  r.want.jacobian = true;
+  r.want.ggn = true;
+  r.want.hessian = c.hessian;
+  r.method = c.method;
+  r.dtype = c.dtype;
+  return r;
+}
+
+std::vector<double> squared(const std::vector<double>& v) {
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = v[i] * v[i];
+  return out;
+}
+
+class GpuParity : public ::testing::TestWithParam<ParityCase> {
+ protected:
+  void SetUp() override { BASIN_SKIP_WITHOUT_CUDA(); }
+};
+
+TEST_P(GpuParity, MatchesCpu) {
+  const ParityCase& c = GetParam();
+  AnalysisRequest request = make_request(c, std::hash<std::string>{}(c.name));
+  request.device = Device::kCpu;
+  const AnalysisResult cpu = analyze(request);
+  request.device = Device::kCuda;
+  const AnalysisResult gpu = analyze(request);
+  const double tol = c.dtype == DType::kFloat64 ? tolerance<double>() : tolerance<float>();
+
+  EXPECT_EQ(cpu.backend, "cpu");
+  EXPECT_EQ(gpu.backend, "cuda");
+  EXPECT_FALSE(gpu.device.empty());
+  expect_close(cpu.outputs, gpu.outputs, tol, "outputs");
+  ASSERT_TRUE(cpu.loss_value && gpu.loss_value);
+  expect_close({*cpu.loss_value}, {*gpu.loss_value}, tol, "loss");
+  expect_close({*cpu.grad_norm}, {*gpu.grad_norm}, tol, "grad_norm");
+
+  ASSERT_TRUE(cpu.jacobian && gpu.jacobian);
+  const JacobianSpectrum& cj = *cpu.jacobian;
+  const JacobianSpectrum& gj = *gpu.jacobian;
+  EXPECT_EQ(cj.method, gj.method);
+  if (c.method == Method::kSvd)
+    expect_close(cj.singular_values, gj.singular_values, tol, "jacobian singular values");
+  else
+    expect_close(squared(cj.singular_values), squared(gj.singular_values), tol, "jacobian singular values squared");
+  // The rank must agree whenever the cut is clear: the last kept value well above the tolerance
+  // and the first dropped one well below it (on the CPU).
+  const std::vector<double>& sv = cj.singular_values;
+  const bool kept_clear = cj.rank == 0 || sv[cj.rank - 1] > 10 * cj.tolerance;
+  const bool dropped_clear = cj.rank >= static_cast<int64_t>(sv.size()) || sv[cj.rank] < 0.1 * cj.tolerance;
+  if (kept_clear && dropped_clear) EXPECT_EQ(cj.rank, gj.rank) << "jacobian rank (tolerance " << cj.tolerance << ")";
+
+  ASSERT_TRUE(cpu.ggn && gpu.ggn);
+  expect_close(cpu.ggn->eigenvalues, gpu.ggn->eigenvalues, tol, "ggn eigenvalues");
+
+  if (c.hessian) {
+    ASSERT_TRUE(cpu.hessian && gpu.hessian);
+    expect_close(cpu.hessian->eigenvalues, gpu.hessian->eigenvalues, tol, "hessian eigenvalues");
+    // eig(H − GGN) is compared on the scale of H: the residual can be tiny next to H (near a
+    // minimum), and its absolute error follows H's.
+    double h_scale = 0;
+    for (double v : cpu.hessian->eigenvalues) h_scale = std::max(h_scale, std::fabs(v));
+    expect_close(cpu.hessian->residual_eigenvalues, gpu.hessian->residual_eigenvalues, tol,
+                 "hessian residual eigenvalues", h_scale);
+    EXPECT_NEAR(cpu.hessian->residual_rel, gpu.hessian->residual_rel, 100 * tol) << "residual_rel";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Analyze, GpuParity, ::testing::ValuesIn(parity_cases()),
+                         [](const ::testing::TestParamInfo<ParityCase>& info) { return info.param.name; });
+
+// Returning G itself (--save-jacobian): the assembled matrix is the same on both backends.
+TEST(GpuParityJacobian, ReturnedJacobianMatchesCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  ParityCase c{"jacobian_matrix", architectures()[2].model, 7, Loss::kMse, Method::kGram, DType::kFloat64, false};
+  AnalysisRequest request = make_request(c, 99);
+  request.return_jacobian = true;
+  request.device = Device::kCpu;
+  const AnalysisResult cpu = analyze(request);
+  request.device = Device::kCuda;
+  const AnalysisResult gpu = analyze(request);
+  expect_close(cpu.jacobian_matrix, gpu.jacobian_matrix, 1e-12, "jacobian matrix");
+}
+
+}  // namespace
+}  // namespace basin
