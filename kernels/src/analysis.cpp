@@ -114,8 +114,6 @@ class Engine {
     AnalysisResult res;
     const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
     const int64_t m = n * k;
-    const double eps = std::numeric_limits<T>::epsilon();
-    const double size_factor = static_cast<double>(std::max(m, N));
     const BackendInfo info = be_.info();
     res.num_params = N;
     res.num_examples = n;
@@ -155,28 +153,14 @@ class Engine {
     std::vector<T> identity_seeds(static_cast<size_t>(m * k), T(0));
     for (int64_t row = 0; row < m; ++row) identity_seeds[row * k + row % k] = T(1);
 
-    std::vector<double> sigma;  // singular values of G, when computed
+    std::optional<Spectrum> jac;  // σ(G), when needed
     if (req_.want.jacobian || (req_.want.ggn && terms.scaled_identity)) {
-      sigma = singular_values(identity_seeds, k, method, res.timings);
+      jac = resolved_spectrum(identity_seeds, method, res.timings);
+      const RankInfo ri = numerical_rank(jac->sigma, jac->default_tolerance, req_.rtol, req_.atol);
       JacobianSpectrum js;
-      js.method = method_name(method);
-      // Gram-based methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max: the
-      // default cut is applied to the matrix actually decomposed (matrix_rank of G Gᵀ or GᵀG).
-      const double default_tol = method == Method::kSvd ? sigma_max(sigma) * size_factor * eps
-                                                        : sigma_max(sigma) * std::sqrt(size_factor * eps);
-      RankInfo ri = numerical_rank(sigma, default_tol, req_.rtol, req_.atol);
-      // The Gram squares σ, so it resolves σ only down to ~√ε·σ_max: it cannot tell a true
-      // σ = 1e-9·σ_max from zero. When auto chose a Gram method and it found values below its
-      // resolution (an apparent rank deficiency), the rank is decided by the SVD of G itself,
-      // which resolves σ to ε·σ_max (NumPy's matrix_rank rule), provided G fits in memory.
-      if (req_.method == Method::kAuto && method != Method::kSvd &&
-          ri.rank < static_cast<int64_t>(sigma.size()) && svd_fits()) {
-        js.refined_from = method_name(method);
-        sigma = singular_values(identity_seeds, k, Method::kSvd, res.timings);
-        js.method = method_name(Method::kSvd);
-        ri = numerical_rank(sigma, sigma_max(sigma) * size_factor * eps, req_.rtol, req_.atol);
-      }
-      js.singular_values = sigma;
+      js.method = method_name(jac->method);
+      js.refined_from = jac->refined_from;
+      js.singular_values = jac->sigma;
       js.rank = ri.rank;
       js.tolerance = ri.tolerance;
       js.gap = ri.gap;
@@ -185,20 +169,21 @@ class Engine {
     }
 
     if (req_.want.ggn) {
-      GgnSpectrum gs;
-      std::vector<double> factor_sigma;
+      // GGN = G̃ᵀG̃ with G̃ = SᵀG, so its eigenvalues are σ(G̃)² and its tolerance is the
+      // σ-tolerance squared (in eigenvalue units).
+      Spectrum factor;
       if (terms.scaled_identity) {
-        factor_sigma = sigma;  // S_i = √c·I: σ(G̃) = √c·σ(G), no second pass needed
-        for (double& s : factor_sigma) s *= std::sqrt(terms.scale);
+        factor = *jac;  // S_i = √c·I: σ(G̃) = √c·σ(G), no second pass needed
+        for (double& v : factor.sigma) v *= std::sqrt(terms.scale);
+        factor.default_tolerance *= std::sqrt(terms.scale);
       } else {
-        factor_sigma = singular_values(cast(terms.factor_seeds), k, method, res.timings);
+        factor = resolved_spectrum(cast(terms.factor_seeds), method, res.timings);
       }
-      gs.eigenvalues.resize(factor_sigma.size());
-      for (size_t j = 0; j < factor_sigma.size(); ++j) gs.eigenvalues[j] = factor_sigma[j] * factor_sigma[j];
-      const double lmax = gs.eigenvalues.empty() ? 0.0 : gs.eigenvalues.front();
-      const double default_tol =
-          method == Method::kSvd ? lmax * (size_factor * eps) * (size_factor * eps) : lmax * size_factor * eps;
-      const RankInfo ri = numerical_rank(gs.eigenvalues, default_tol, req_.rtol, req_.atol);
+      GgnSpectrum gs;
+      gs.eigenvalues.resize(factor.sigma.size());
+      for (size_t j = 0; j < factor.sigma.size(); ++j) gs.eigenvalues[j] = factor.sigma[j] * factor.sigma[j];
+      const RankInfo ri = numerical_rank(gs.eigenvalues, factor.default_tolerance * factor.default_tolerance,
+                                         req_.rtol, req_.atol);
       gs.rank = ri.rank;
       gs.tolerance = ri.tolerance;
       res.ggn = gs;
@@ -219,6 +204,42 @@ class Engine {
   }
 
  private:
+  struct Spectrum {
+    std::vector<double> sigma;      // singular values, descending
+    double default_tolerance = 0;   // the rank cut of the method used, on σ
+    Method method = Method::kAuto;  // the method the values come from
+    std::string refined_from;       // the Gram method auto tried first, if it fell back to SVD
+  };
+
+  // Default σ tolerance: NumPy's matrix_rank rule applied to the matrix actually decomposed.
+  // Gram methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max.
+  double default_sigma_tolerance(const std::vector<double>& sigma, Method method) const {
+    const double size = static_cast<double>(std::max(req_.num_examples * req_.model.output_dim(), req_.model.num_params()));
+    const double eps = std::numeric_limits<T>::epsilon();
+    return method == Method::kSvd ? sigma_max(sigma) * size * eps : sigma_max(sigma) * std::sqrt(size * eps);
+  }
+
+  // σ(G̃) for the given seeds. The Gram cannot tell a true σ = 1e-9·σ_max from zero; when auto
+  // chose a Gram method and it found values below its resolution (an apparent rank
+  // deficiency), they are recomputed by the SVD of G̃ itself, which resolves σ to ε·σ_max
+  // (NumPy's matrix_rank rule), provided G̃ fits in memory.
+  Spectrum resolved_spectrum(const std::vector<T>& seeds, Method method, Timings& timings) {
+    const int64_t k = req_.model.output_dim();
+    Spectrum s;
+    s.method = method;
+    s.sigma = singular_values(seeds, k, method, timings);
+    s.default_tolerance = default_sigma_tolerance(s.sigma, method);
+    const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
+    if (req_.method == Method::kAuto && method != Method::kSvd && resolved < static_cast<int64_t>(s.sigma.size()) &&
+        svd_fits()) {
+      s.refined_from = method_name(method);
+      s.method = Method::kSvd;
+      s.sigma = singular_values(seeds, k, Method::kSvd, timings);
+      s.default_tolerance = default_sigma_tolerance(s.sigma, Method::kSvd);
+    }
+    return s;
+  }
+
   // G fits in the memory budget next to everything else (gesdd needs G plus min(m,N)² work).
   bool svd_fits() const {
     AnalysisRequest svd = req_;

@@ -268,3 +268,37 @@ TEST(Gap, ReportsTheRatioAtTheCut) {
 
 }  // namespace
 }  // namespace basin
+
+namespace basin {
+namespace {
+
+TEST(Rank, GgnRankFollowsTheRefinedJacobianForMse) {
+  // MSE: GGN = (2/(n·k))·GᵀG, so rank(GGN) must equal rank(G) however the rank was decided.
+  Model model;
+  model.input_dim = 4;
+  model.layers = {Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(1), Layer::act(Activation::kTanh),
+                  Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(3)};
+  for (Method method : {Method::kAuto, Method::kGram, Method::kSvd}) {
+    AnalysisRequest r = test::random_request(model, 10, Loss::kMse, 1);
+    r.method = method;
+    r.want = Want{true, true, false};
+    const AnalysisResult res = analyze(r);
+    EXPECT_EQ(res.ggn->rank, res.jacobian->rank) << method_name(method);
+  }
+}
+
+TEST(Rank, CrossEntropyGgnIsRefinedUnderAutoToo) {
+  Model model;
+  model.input_dim = 4;
+  model.layers = {Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(1), Layer::act(Activation::kTanh),
+                  Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(3)};
+  AnalysisRequest r = test::random_request(model, 10, Loss::kCrossEntropy, 1);
+  r.want = Want{false, true, false};
+  r.method = Method::kSvd;
+  const int64_t svd_rank = analyze(r).ggn->rank;
+  r.method = Method::kAuto;
+  EXPECT_EQ(analyze(r).ggn->rank, svd_rank);
+}
+
+}  // namespace
+}  // namespace basin
