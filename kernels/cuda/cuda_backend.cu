@@ -429,9 +429,9 @@ class CudaBackend final : public Backend<T> {
 
 #undef BASIN_LAUNCH
 
-}  // namespace cuda
-
-bool cuda_available(std::string* why) {
+// The module's entry points (exported with C linkage by cuda_module.cpp and loaded lazily by
+// kernels/src/cuda_loader.cpp, so CPU-only runs never load the CUDA libraries).
+bool device_available(std::string* why) {
   // cudaGetDeviceCount leaves `count` untouched on failure (no driver / insufficient driver:
   // cudaErrorInsufficientDriver, 35), so it must start at 0.
   int count = 0;
@@ -452,11 +452,11 @@ bool cuda_available(std::string* why) {
 }
 
 template <class T>
-std::unique_ptr<Backend<T>> make_cuda_backend(int device_index) {
+std::unique_ptr<Backend<T>> create_backend(int device_index) {
   std::string why;
-  if (!cuda_available(&why)) throw Error(ErrorCode::kUnavailable, "device cuda: " + why);
+  if (!device_available(&why)) throw Error(ErrorCode::kUnavailable, "device cuda: " + why);
   try {
-    return std::make_unique<cuda::CudaBackend<T>>(device_index);
+    return std::make_unique<CudaBackend<T>>(device_index);
   } catch (const Error& e) {
     // A device that is listed but cannot be initialised (exclusive-process mode, a broken MIG
     // instance, a driver fault) is an unusable backend, not an internal error of the analysis.
@@ -465,7 +465,8 @@ std::unique_ptr<Backend<T>> make_cuda_backend(int device_index) {
                                              ": " + e.what());
   }
 }
-template std::unique_ptr<Backend<double>> make_cuda_backend<double>(int);
-template std::unique_ptr<Backend<float>> make_cuda_backend<float>(int);
+template std::unique_ptr<Backend<double>> create_backend<double>(int);
+template std::unique_ptr<Backend<float>> create_backend<float>(int);
 
+}  // namespace cuda
 }  // namespace basin

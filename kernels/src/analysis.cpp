@@ -16,7 +16,9 @@
 namespace basin {
 namespace {
 
-constexpr uint64_t kBlockBytes = 256ull << 20;  // working block for blockwise G / R-op passes
+// Working block for blockwise G (normal method) and for the R-op passes: large enough for
+// efficient BLAS-3, small enough to stay far below the size of G.
+constexpr uint64_t kBlockBytes = 32ull << 20;
 
 std::string human_bytes(double b) {
   std::ostringstream os;

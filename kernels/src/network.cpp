@@ -211,6 +211,14 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
     const int64_t per_dir = n_ * (width_sum + 2 * max_width_) * static_cast<int64_t>(sizeof(T)) +
                             dm.count * static_cast<int64_t>(sizeof(T));
     const int64_t B = std::clamp<int64_t>(static_cast<int64_t>(block_bytes) / std::max<int64_t>(per_dir, 1), 1, dm.count);
+    // Buffers for the largest block, reused by every block of this layer (fresh allocations
+    // per block cost more in page faults than the small GEMMs they feed).
+    Buffer<T> vw_dev(be_, static_cast<size_t>(B * dm.d_out * dm.d_in)), vb_dev(be_, static_cast<size_t>(B * dm.d_out));
+    std::vector<Buffer<T>> ra(static_cast<size_t>(L + 1));  // ra[i] = R{act[i]}, empty for i <= m
+    for (int64_t i = dm.layer + 1; i <= L; ++i)
+      ra[i] = Buffer<T>(be_, static_cast<size_t>(n_ * B * model_.width_after(i - 1)));
+    Buffer<T> rg(be_, static_cast<size_t>(n_ * B * max_width_));
+    Buffer<T> rg_next(be_, static_cast<size_t>(n_ * B * max_width_));
     for (int64_t p0 = 0; p0 < dm.count; p0 += B) {
       check_cancel();
       const int64_t nb = std::min(B, dm.count - p0);
@@ -221,15 +229,12 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
         if (p < dm.d_out * dm.d_in) vw[v * dm.d_out * dm.d_in + p] = T(1);
         else vb[v * dm.d_out + (p - dm.d_out * dm.d_in)] = T(1);
       }
-      Buffer<T> vw_dev(be_, vw.size()), vb_dev(be_, vb.size());
       be_.upload(vw_dev.get(), vw.data(), vw.size());
       be_.upload(vb_dev.get(), vb.data(), vb.size());
 
       // R-forward. ra[i] = R{act[i]} [(n·nb) × width], empty for i <= m (independent of V).
-      std::vector<Buffer<T>> ra(static_cast<size_t>(L + 1));
       {
         const int64_t d_out = dm.d_out, d_in = dm.d_in;
-        ra[dm.layer + 1] = Buffer<T>(be_, static_cast<size_t>(n_ * nb * d_out));
         // [n × d_in] · V_Wᵀ with V_W viewed as [(nb·d_out) × d_in]: row i, column (v, o).
         be_.gemm(false, true, n_, nb * d_out, d_in, T(1), act_[dm.layer].get(), d_in, vw_dev.get(), d_in, T(0),
                  ra[dm.layer + 1].get(), nb * d_out);
@@ -239,7 +244,6 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
       for (int64_t i = dm.layer + 1; i < L; ++i) {
         const Layer& l = model_.layers[i];
         const int64_t d_out = model_.width_after(i), d_in = width_in(i);
-        ra[i + 1] = Buffer<T>(be_, static_cast<size_t>(n_ * nb * d_out));
         if (l.kind == Layer::Kind::kDense) {
           be_.gemm(false, true, n_ * nb, d_out, d_in, T(1), ra[i].get(), d_in, weights_[di].get(), d_in, T(0),
                    ra[i + 1].get(), d_out);
@@ -252,8 +256,7 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
       }
 
       // R-backward from R{∂L/∂f} = 0 (the residual term holds r fixed).
-      Buffer<T> rg(be_, static_cast<size_t>(n_ * nb * max_width_));
-      Buffer<T> rg_next(be_, static_cast<size_t>(n_ * nb * max_width_));
+      be_.fill(rg.get(), static_cast<size_t>(n_ * nb * num_outputs()), T(0));
       int64_t dj = static_cast<int64_t>(dense_.size()) - 1;
       for (int64_t i = L - 1; i >= dense_.front().layer; --i) {
         const Layer& l = model_.layers[i];

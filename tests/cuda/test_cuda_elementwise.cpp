@@ -304,7 +304,10 @@ TEST(CudaAvailability, NoDeviceMeansUnavailableWithTheReason) {
   }
   EXPECT_FALSE(why.empty());
 #ifdef BASIN_TEST_HAVE_CUDA
-  EXPECT_NE(why.find("no CUDA device: cudaGetDeviceCount"), std::string::npos) << why;
+  // The loader stops at the missing driver library before loading the module at all.
+  EXPECT_TRUE(why.find("no NVIDIA driver") != std::string::npos ||
+              why.find("no CUDA device: cudaGetDeviceCount") != std::string::npos)
+      << why;
 #endif
   for (int repeat = 0; repeat < 2; ++repeat) {  // and it stays a clean error, not a sticky crash
     try {
@@ -316,6 +319,24 @@ TEST(CudaAvailability, NoDeviceMeansUnavailableWithTheReason) {
     }
   }
 }
+
+#ifdef BASIN_TEST_HAVE_CUDA
+// The module's C entry points (what the loader dlsyms), called directly: without a device they
+// report the CUDA runtime's reason and return no backend, with the error code preserved.
+extern "C" int basin_cuda_module_available(char* why, size_t size);
+extern "C" void* basin_cuda_module_create_f64(int device, int* code, char* message, size_t size);
+
+TEST(CudaModule, EntryPointsReportTheDeviceState) {
+  char why[512] = {0};
+  if (basin_cuda_module_available(why, sizeof why) != 0) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_NE(std::string(why).find("cudaGetDeviceCount"), std::string::npos) << why;
+  int code = -1;
+  char message[512] = {0};
+  EXPECT_EQ(basin_cuda_module_create_f64(0, &code, message, sizeof message), nullptr);
+  EXPECT_EQ(code, static_cast<int>(ErrorCode::kUnavailable));
+  EXPECT_NE(std::string(message).find("device cuda"), std::string::npos) << message;
+}
+#endif
 
 }  // namespace
 }  // namespace basin
