@@ -31,8 +31,8 @@ if [[ "${1:-}" == "--bundle" ]]; then
   SRC=${2:-build-cuda}
   DST=${3:-build-cuda-carry}
   rm -rf "$DST" && mkdir -p "$DST/bin" "$DST/tests/cuda" "$DST/bundled-libs"
-  for rel in tests/cuda/basin_gpu_parity_tests tests/cuda/basin_cuda_elementwise_tests bin/basin; do
-    [[ -x "$SRC/$rel" ]] || { echo "missing $SRC/$rel: build first"; exit 1; }
+  for rel in tests/cuda/basin_gpu_parity_tests tests/cuda/basin_cuda_elementwise_tests bin/basin bin/libbasin_cuda.so; do
+    [[ -e "$SRC/$rel" ]] || { echo "missing $SRC/$rel: build first"; exit 1; }
     cp "$SRC/$rel" "$DST/$rel"
     ldd "$SRC/$rel" | awk '/=> \//{print $3}' |
       grep -v -E '/usr/local/cuda|/libc\.so|/libm\.so|ld-linux|/libdl\.so|/libpthread\.so|/librt\.so' |
@@ -94,6 +94,8 @@ if [[ -z "$MODE" ]]; then
 fi
 PARITY=$BIN/tests/cuda/basin_gpu_parity_tests
 HOSTTESTS=$BIN/tests/cuda/basin_cuda_elementwise_tests
+# The CUDA backend is a module the binaries open on demand; tell the test binaries where it is.
+export BASIN_CUDA_MODULE=$(realpath -m "$BIN/bin/libbasin_cuda.so")
 CLI=$BIN/bin/basin
 
 # ---- tests ----
