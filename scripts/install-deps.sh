@@ -10,6 +10,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsqlite3-dev libgtest-dev libssl-dev openssl
   libonnx-dev clang
+  debootstrap curl iproute2 util-linux bc
   python3 python3-numpy python3-grpcio python3-protobuf python3-pytest
 )
 if [ "${BASIN_WITH_TORCH:-1}" = "1" ]; then

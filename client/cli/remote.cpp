@@ -1,0 +1,436 @@
+// Remote commands of the basin CLI (see remote.hpp). The CLI is thin: it encodes the same
+// AnalysisRequest the local path builds, sends it, and decodes the proto result back into a
+// basin::AnalysisResult so that printing is shared with --local.
+#include "remote.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "basin/error.hpp"
+#include "basin/v1/basin.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc_status.hpp"
+#include "proto_convert.hpp"
+
+namespace basin::cli {
+namespace {
+
+struct Connection {
+  std::string server;
+  std::string token;
+  std::string tls_ca, tls_cert, tls_key;
+  double timeout_s = 0;  // 0 = no deadline
+};
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string read_text(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) invalid_argument(flag + " " + path + ": cannot read the file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Pulls the connection flags out of `args`; whatever is left is the command's own.
+Connection take_connection_flags(std::vector<std::string>* args) {
+  Connection c;
+  c.server = env_or("BASIN_SERVER", "127.0.0.1:50051");
+  c.token = env_or("BASIN_TOKEN", "");
+  c.tls_ca = env_or("BASIN_TLS_CA", "");
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args->size(); ++i) {
+    const std::string& a = (*args)[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args->size()) invalid_argument(a + ": missing value");
+      return (*args)[++i];
+    };
+    if (a == "--server") c.server = value();
+    else if (a == "--token") c.token = value();
+    else if (a == "--tls-ca") c.tls_ca = value();
+    else if (a == "--tls-cert") c.tls_cert = value();
+    else if (a == "--tls-key") c.tls_key = value();
+    else if (a == "--timeout") c.timeout_s = std::atof(value().c_str());
+    else rest.push_back(a);
+  }
+  *args = rest;
+  return c;
+}
+
+std::shared_ptr<grpc::Channel> open_channel(const Connection& c) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (c.tls_ca.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = read_text("--tls-ca", c.tls_ca);
+    if (!c.tls_cert.empty()) {
+      ssl.pem_cert_chain = read_text("--tls-cert", c.tls_cert);
+      ssl.pem_private_key = read_text("--tls-key", c.tls_key);
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  // Results can carry the whole Jacobian when asked (server limit: 1 GiB by default).
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return grpc::CreateCustomChannel(c.server, creds, args);
+}
+
+std::unique_ptr<grpc::ClientContext> make_context(const Connection& c) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!c.token.empty()) ctx->AddMetadata("authorization", "Bearer " + c.token);
+  if (c.timeout_s > 0) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000)));
+  }
+  return ctx;
+}
+
+const char* state_name(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_QUEUED: return "queued";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+bool state_from_name(const std::string& s, v1::JobState* out) {
+  for (v1::JobState st : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
+                          v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
+    if (s == state_name(st)) {
+      *out = st;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string format_time(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json job_json(const v1::Job& j) {
+  nlohmann::json o = {{"id", j.id()},
+                      {"user", j.user()},
+                      {"state", state_name(j.state())},
+                      {"priority", j.priority()},
+                      {"stage", j.stage()},
+                      {"fraction", j.fraction()},
+                      {"attempts", j.attempts()},
+                      {"created_unix_ms", j.created_unix_ms()},
+                      {"started_unix_ms", j.started_unix_ms()},
+                      {"finished_unix_ms", j.finished_unix_ms()}};
+  if (j.state() == v1::JOB_STATE_QUEUED) o["queue_position"] = j.queue_position();
+  if (j.has_error()) o["error"] = {{"code", j.error().code()}, {"message", j.error().message()}};
+  return o;
+}
+
+std::string one_positional(const std::vector<std::string>& args, const std::string& command,
+                           const std::string& what) {
+  std::vector<std::string> pos;
+  for (const std::string& a : args) {
+    if (a.rfind("--", 0) != 0) pos.push_back(a);
+  }
+  if (pos.size() != 1) invalid_argument("basin " + command + ": expected exactly one " + what);
+  return pos[0];
+}
+
+bool has_flag(const std::vector<std::string>& args, const std::string& flag) {
+  for (const std::string& a : args) {
+    if (a == flag) return true;
+  }
+  return false;
+}
+
+// "[##########----------]  50%  solve" on stderr, redrawn in place when it is a terminal.
+void draw_progress(const v1::Job& j, bool tty) {
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(j.fraction() * kWidth + 0.5);
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.resize(kWidth, '-');
+  std::ostringstream line;
+  line << "[" << bar << "] " << static_cast<int>(j.fraction() * 100 + 0.5) << "%  "
+       << state_name(j.state());
+  if (j.state() == v1::JOB_STATE_QUEUED) {
+    line << " (position " << j.queue_position() << ")";
+  } else if (j.state() == v1::JOB_STATE_RUNNING) {
+    line << " " << j.stage();
+  }
+  std::cerr << (tty ? "\r" : "") << line.str() << (tty ? "\033[K" : "\n") << std::flush;
+}
+
+int cmd_submit(const Connection& c, std::vector<std::string> args) {
+  // The analyze flag parser needs to know where to run; the connection says it.
+  args.push_back("--server");
+  args.push_back(c.server);
+  AnalyzeOptions o = parse_analyze_args(args, /*allow_unknown=*/true);
+  int priority = 0;
+  for (size_t i = 0; i < o.rest.size(); ++i) {
+    if (o.rest[i] == "--priority" && i + 1 < o.rest.size()) {
+      priority = std::atoi(o.rest[++i].c_str());
+    } else {
+      invalid_argument("basin submit: unknown flag '" + o.rest[i] + "'");
+    }
+  }
+  load_request_files(o);
+  v1::SubmitJobRequest req;
+  wire::request_to_proto(o.request, req.mutable_request());
+  req.set_priority(priority);
+  v1::SubmitJobResponse resp;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->SubmitJob(ctx.get(), req, &resp), "SubmitJob");
+  if (o.json) {
+    std::cout << job_json(resp.job()).dump() << std::endl;
+  } else {
+    std::cout << resp.job_id() << std::endl;
+  }
+  return 0;
+}
+
+int cmd_watch(const Connection& c, const std::vector<std::string>& args) {
+  v1::WatchJobRequest req;
+  req.set_job_id(one_positional(args, "watch", "job id"));
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  auto reader = stub->WatchJob(ctx.get(), req);
+  const bool tty = isatty(2) != 0;
+  v1::Job job;
+  v1::Job last;
+  while (reader->Read(&job)) {
+    draw_progress(job, tty);
+    last = job;
+  }
+  if (tty) std::cerr << "\n";
+  GRPC_CHECK(reader->Finish(), "WatchJob");
+  if (last.state() == v1::JOB_STATE_SUCCEEDED) return 0;
+  std::cerr << "basin: job " << last.id() << " " << state_name(last.state());
+  if (last.has_error()) std::cerr << ": " << last.error().code() << ": " << last.error().message();
+  std::cerr << "\n";
+  return 1;
+}
+
+int cmd_jobs(const Connection& c, const std::vector<std::string>& args) {
+  v1::ListJobsRequest req;
+  bool json = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--json") {
+      json = true;
+    } else if (args[i] == "--state" && i + 1 < args.size()) {
+      std::istringstream ss(args[++i]);
+      std::string s;
+      while (std::getline(ss, s, ',')) {
+        v1::JobState st;
+        if (!state_from_name(s, &st)) {
+          invalid_argument("--state: '" + s + "'; expected queued, running, succeeded, failed or "
+                           "cancelled");
+        }
+        req.add_states(st);
+      }
+    } else if (args[i] == "--limit" && i + 1 < args.size()) {
+      req.set_limit(std::atoi(args[++i].c_str()));
+    } else {
+      invalid_argument("basin jobs: unknown argument '" + args[i] + "'");
+    }
+  }
+  v1::ListJobsResponse resp;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->ListJobs(ctx.get(), req, &resp), "ListJobs");
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const v1::Job& j : resp.jobs()) arr.push_back(job_json(j));
+    std::cout << arr.dump() << std::endl;
+    return 0;
+  }
+  std::printf("%-28s %-10s %-9s %5s  %s\n", "ID", "STATE", "STAGE", "PCT", "CREATED");
+  for (const v1::Job& j : resp.jobs()) {
+    std::printf("%-28s %-10s %-9s %4d%%  %s\n", j.id().c_str(), state_name(j.state()),
+                j.stage().c_str(), static_cast<int>(j.fraction() * 100 + 0.5),
+                format_time(j.created_unix_ms()).c_str());
+  }
+  return 0;
+}
+
+int cmd_cancel(const Connection& c, const std::vector<std::string>& args) {
+  v1::CancelJobRequest req;
+  req.set_job_id(one_positional(args, "cancel", "job id"));
+  v1::Job job;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->CancelJob(ctx.get(), req, &job), "CancelJob");
+  std::cout << job.id() << " " << state_name(job.state())
+            << (job.state() == v1::JOB_STATE_RUNNING ? " (cancelling at the next step)" : "")
+            << std::endl;
+  return 0;
+}
+
+int cmd_result(const Connection& c, const std::vector<std::string>& args) {
+  v1::GetJobRequest req;
+  req.set_job_id(one_positional(args, "result", "job id"));
+  req.set_include_result(true);
+  const bool pretty = has_flag(args, "--pretty");
+  v1::Job job;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->GetJob(ctx.get(), req, &job), "GetJob");
+  if (job.state() != v1::JOB_STATE_SUCCEEDED) {
+    std::string msg = "job " + job.id() + " is " + state_name(job.state());
+    if (job.has_error()) msg += ": " + job.error().code() + ": " + job.error().message();
+    throw Error(job.state() == v1::JOB_STATE_FAILED
+                    ? wire::from_grpc_code(static_cast<grpc::StatusCode>(job.error().grpc_code()))
+                    : ErrorCode::kUnavailable,
+                msg);
+  }
+  // One JSON object per checkpoint (one line each unless --pretty): the --local contract.
+  for (const v1::AnalysisResult& r : job.result().results()) {
+    std::cout << result_to_json(wire::result_from_proto(r), pretty ? 2 : -1) << std::endl;
+  }
+  return 0;
+}
+
+int cmd_info(const Connection& c, const std::vector<std::string>& args) {
+  v1::GetServerInfoResponse info;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->GetServerInfo(ctx.get(), {}, &info), "GetServerInfo");
+  const auto& l = info.limits();
+  if (has_flag(args, "--json")) {
+    nlohmann::json o = {
+        {"version", info.version()},
+        {"backend", info.backend()},
+        {"device", info.device_name()},
+        {"device_memory_total_bytes", info.device_memory_total_bytes()},
+        {"device_memory_free_bytes", info.device_memory_free_bytes()},
+        {"queue_length", info.queue_length()},
+        {"workers", info.workers()},
+        {"user", info.user()},
+        {"cuda_available", info.cuda_available()},
+        {"limits",
+         {{"max_message_bytes", l.max_message_bytes()},
+          {"max_chunk_bytes", l.max_chunk_bytes()},
+          {"max_queued_jobs_per_user", l.max_queued_jobs_per_user()},
+          {"max_stored_bytes_per_user", l.max_stored_bytes_per_user()},
+          {"max_hessian_params", l.max_hessian_params()},
+          {"max_dense_dim", l.max_dense_dim()},
+          {"max_memory_bytes", l.max_memory_bytes()},
+          {"max_jacobian_bytes", l.max_jacobian_bytes()}}}};
+    std::cout << o.dump() << std::endl;
+    return 0;
+  }
+  std::cout << "server    " << c.server << " (basind " << info.version() << ")\n"
+            << "you are   " << info.user() << "\n"
+            << "backend   " << info.backend() << ": " << info.device_name() << "\n"
+            << "memory    " << info.device_memory_free_bytes() / (1 << 20) << " MiB free of "
+            << info.device_memory_total_bytes() / (1 << 20) << " MiB\n"
+            << "cuda      "
+            << (info.cuda_available() ? "available" : "unavailable (" +
+                                                          info.cuda_unavailable_reason() + ")")
+            << "\n"
+            << "queue     " << info.queue_length() << " job(s), " << info.workers()
+            << " worker(s)\n"
+            << "limits    hessian <= " << l.max_hessian_params() << " params, dense <= "
+            << l.max_dense_dim() << ", " << l.max_queued_jobs_per_user()
+            << " queued jobs/user, " << l.max_stored_bytes_per_user() / (1 << 20)
+            << " MiB stored/user\n";
+  return 0;
+}
+
+// Exit 0 only when the server answers SERVING: what a container health check needs.
+int cmd_health(Connection c, const std::vector<std::string>& args) {
+  if (c.timeout_s <= 0) c.timeout_s = 5;
+  grpc::health::v1::HealthCheckRequest req;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--service" && i + 1 < args.size()) req.set_service(args[++i]);
+  }
+  grpc::health::v1::HealthCheckResponse resp;
+  auto stub = grpc::health::v1::Health::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  const grpc::Status st = stub->Check(ctx.get(), req, &resp);
+  if (!st.ok()) {
+    std::cout << "UNREACHABLE (" << wire::grpc_code_name(st.error_code()) << ": "
+              << st.error_message() << ")" << std::endl;
+    return 1;
+  }
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status())
+            << std::endl;
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
+}  // namespace
+
+std::string remote_usage() {
+  return "remote commands (all take --server HOST:PORT [$BASIN_SERVER], --token T [$BASIN_TOKEN],\n"
+         "                 --tls-ca PEM [--tls-cert PEM --tls-key PEM], --timeout SECONDS):\n"
+         "  basin analyze --server HOST:PORT ...        same flags and JSON as --local\n"
+         "  basin submit ... [--priority N] [--json]     prints the job id\n"
+         "  basin watch ID                               progress bar; exit 0 when it succeeded\n"
+         "  basin jobs [--state queued,running,...] [--limit N] [--json]\n"
+         "  basin cancel ID\n"
+         "  basin result ID [--json] [--pretty]         the --local JSON, one line per checkpoint\n"
+         "  basin info [--json]\n"
+         "  basin health [--service NAME]               exit 0 only when SERVING\n";
+}
+
+int remote_analyze(AnalyzeOptions& o) {
+  load_request_files(o);
+  Connection c;
+  c.server = o.server;
+  c.token = o.token;
+  // `analyze` flags are parsed by the shared analyze parser, so TLS comes from the environment.
+  c.tls_ca = env_or("BASIN_TLS_CA", "");
+  v1::AnalyzeRequest req;
+  wire::request_to_proto(o.request, &req);
+  v1::AnalyzeResponse resp;
+  auto stub = v1::Basin::NewStub(open_channel(c));
+  auto ctx = make_context(c);
+  GRPC_CHECK(stub->Analyze(ctx.get(), req, &resp), "Analyze");
+  if (resp.results_size() != 1) {
+    throw Error(ErrorCode::kInternal, "Analyze: expected 1 result, got " +
+                                          std::to_string(resp.results_size()));
+  }
+  print_result(o, wire::result_from_proto(resp.results(0)));
+  return 0;
+}
+
+int run_remote_command(const std::string& command, const std::vector<std::string>& args_in) {
+  std::vector<std::string> args = args_in;
+  if (command == "help" || has_flag(args, "--help")) {
+    std::cout << remote_usage();
+    return 0;
+  }
+  const Connection c = take_connection_flags(&args);
+  if (command == "submit") return cmd_submit(c, args);
+  if (command == "watch") return cmd_watch(c, args);
+  if (command == "jobs") return cmd_jobs(c, args);
+  if (command == "cancel") return cmd_cancel(c, args);
+  if (command == "result") return cmd_result(c, args);
+  if (command == "info") return cmd_info(c, args);
+  if (command == "health") return cmd_health(c, args);
+  invalid_argument("unknown command '" + command + "'\n" + usage() + remote_usage());
+}
+
+}  // namespace basin::cli

@@ -1,0 +1,534 @@
+#include "proto_convert.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "basin/error.hpp"
+#include "basin/model.hpp"
+#ifdef BASIN_HAVE_ONNX
+#include "basin/onnx_import.hpp"
+#endif
+
+namespace basin::wire {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+size_t itemsize(NpyDType d) {
+  return (d == NpyDType::kFloat32 || d == NpyDType::kInt32) ? 4 : 8;
+}
+
+// Resolves an inline tensor or a blob reference; `present` says whether the field was set.
+NpyArray read_source(const v1::TensorSource& src, const std::string& field,
+                     const BlobReader& read_blob) {
+  switch (src.source_case()) {
+    case v1::TensorSource::kTensor:
+      return tensor_to_npy(src.tensor(), field + ".tensor");
+    case v1::TensorSource::kBlobId: {
+      std::vector<uint8_t> bytes = read_blob(src.blob_id(), field + ".blob_id");
+      // The blob must be a .npy file: parse_npy names `what` in its errors.
+      return parse_npy(bytes, field + ".blob_id (" + src.blob_id() + ")");
+    }
+    case v1::TensorSource::SOURCE_NOT_SET:
+      break;
+  }
+  invalid_argument(field + ": missing; expected an inline tensor or a blob_id");
+}
+
+// Float values with every element checked for NaN/Inf: a NaN parameter silently poisons every
+// singular value, so it is refused with the index of the first bad element.
+std::vector<double> finite_doubles(const NpyArray& a, const std::string& field) {
+  if (!a.is_float()) {
+    invalid_argument(field + ".dtype: expected float32 or float64, got " +
+                     npy_dtype_name(a.dtype));
+  }
+  std::vector<double> v = a.to_double();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      invalid_argument(field + ": element " + std::to_string(i) + " is " +
+                       (std::isnan(v[i]) ? "NaN" : "infinite") + "; expected finite values");
+    }
+  }
+  return v;
+}
+
+Loss loss_from(v1::Loss l) {
+  switch (l) {
+    case v1::LOSS_UNSPECIFIED:
+    case v1::LOSS_NONE: return Loss::kNone;
+    case v1::LOSS_MSE: return Loss::kMse;
+    case v1::LOSS_CROSS_ENTROPY: return Loss::kCrossEntropy;
+    default: break;
+  }
+  invalid_argument("loss: unknown value " + std::to_string(static_cast<int>(l)) +
+                   "; expected LOSS_NONE, LOSS_MSE or LOSS_CROSS_ENTROPY");
+}
+
+Reduction reduction_from(v1::Reduction r) {
+  switch (r) {
+    case v1::REDUCTION_UNSPECIFIED:
+    case v1::REDUCTION_MEAN: return Reduction::kMean;
+    case v1::REDUCTION_SUM: return Reduction::kSum;
+    default: break;
+  }
+  invalid_argument("reduction: unknown value " + std::to_string(static_cast<int>(r)) +
+                   "; expected REDUCTION_MEAN or REDUCTION_SUM");
+}
+
+Method method_from(v1::Method m) {
+  switch (m) {
+    case v1::METHOD_UNSPECIFIED:
+    case v1::METHOD_AUTO: return Method::kAuto;
+    case v1::METHOD_GRAM: return Method::kGram;
+    case v1::METHOD_NORMAL: return Method::kNormal;
+    case v1::METHOD_SVD: return Method::kSvd;
+    default: break;
+  }
+  invalid_argument("method: unknown value " + std::to_string(static_cast<int>(m)) +
+                   "; expected METHOD_AUTO, METHOD_GRAM, METHOD_NORMAL or METHOD_SVD");
+}
+
+DType dtype_from(v1::ComputeDType d) {
+  switch (d) {
+    case v1::COMPUTE_DTYPE_UNSPECIFIED:
+    case v1::COMPUTE_DTYPE_FLOAT64: return DType::kFloat64;
+    case v1::COMPUTE_DTYPE_FLOAT32: return DType::kFloat32;
+    default: break;
+  }
+  invalid_argument("dtype: unknown value " + std::to_string(static_cast<int>(d)) +
+                   "; expected COMPUTE_DTYPE_FLOAT64 or COMPUTE_DTYPE_FLOAT32");
+}
+
+Device device_from(v1::Device d, Device default_device) {
+  switch (d) {
+    case v1::DEVICE_UNSPECIFIED: return default_device;
+    case v1::DEVICE_AUTO: return Device::kAuto;
+    case v1::DEVICE_CPU: return Device::kCpu;
+    case v1::DEVICE_CUDA: return Device::kCuda;
+    default: break;
+  }
+  invalid_argument("device: unknown value " + std::to_string(static_cast<int>(d)) +
+                   "; expected DEVICE_AUTO, DEVICE_CPU or DEVICE_CUDA");
+}
+
+v1::Loss loss_to(Loss l) {
+  switch (l) {
+    case Loss::kNone: return v1::LOSS_NONE;
+    case Loss::kMse: return v1::LOSS_MSE;
+    case Loss::kCrossEntropy: return v1::LOSS_CROSS_ENTROPY;
+  }
+  return v1::LOSS_UNSPECIFIED;
+}
+v1::Reduction reduction_to(Reduction r) {
+  return r == Reduction::kSum ? v1::REDUCTION_SUM : v1::REDUCTION_MEAN;
+}
+v1::Method method_to(Method m) {
+  switch (m) {
+    case Method::kAuto: return v1::METHOD_AUTO;
+    case Method::kGram: return v1::METHOD_GRAM;
+    case Method::kNormal: return v1::METHOD_NORMAL;
+    case Method::kSvd: return v1::METHOD_SVD;
+  }
+  return v1::METHOD_UNSPECIFIED;
+}
+v1::Device device_to(Device d) {
+  switch (d) {
+    case Device::kAuto: return v1::DEVICE_AUTO;
+    case Device::kCpu: return v1::DEVICE_CPU;
+    case Device::kCuda: return v1::DEVICE_CUDA;
+  }
+  return v1::DEVICE_UNSPECIFIED;
+}
+
+std::vector<double> repeated_to_vector(const google::protobuf::RepeatedField<double>& r) {
+  return std::vector<double>(r.begin(), r.end());
+}
+
+std::vector<double> tensor_doubles(const v1::Tensor& t, const std::string& field) {
+  if (t.data().empty() && t.shape_size() == 0) return {};
+  return tensor_to_npy(t, field).to_double();
+}
+
+}  // namespace
+
+NpyArray tensor_to_npy(const v1::Tensor& tensor, const std::string& field) {
+  NpyArray a;
+  switch (tensor.dtype()) {
+    case v1::DTYPE_FLOAT32: a.dtype = NpyDType::kFloat32; break;
+    case v1::DTYPE_FLOAT64: a.dtype = NpyDType::kFloat64; break;
+    case v1::DTYPE_INT32: a.dtype = NpyDType::kInt32; break;
+    case v1::DTYPE_INT64: a.dtype = NpyDType::kInt64; break;
+    default:
+      invalid_argument(field + ".dtype: " +
+                       (tensor.dtype() == v1::DTYPE_UNSPECIFIED
+                            ? std::string("unset")
+                            : "unknown value " + std::to_string(static_cast<int>(tensor.dtype()))) +
+                       "; expected DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT32 or DTYPE_INT64");
+  }
+  // Element count with overflow checks: a hostile shape like [2^40, 2^40] must be refused
+  // before anything multiplies it into a byte count.
+  uint64_t count = 1;
+  for (int i = 0; i < tensor.shape_size(); ++i) {
+    int64_t d = tensor.shape(i);
+    if (d < 0) {
+      invalid_argument(field + ".shape[" + std::to_string(i) + "]: " + std::to_string(d) +
+                       " is negative; expected dimensions >= 0");
+    }
+    if (d != 0 && count > std::numeric_limits<uint64_t>::max() / 16 / static_cast<uint64_t>(d)) {
+      invalid_argument(field + ".shape: " + shape_str({tensor.shape().begin(), tensor.shape().end()}) +
+                       " has too many elements");
+    }
+    count *= static_cast<uint64_t>(d);
+  }
+  a.shape.assign(tensor.shape().begin(), tensor.shape().end());
+  const uint64_t expected = count * itemsize(a.dtype);
+  if (tensor.data().size() != expected) {
+    invalid_argument(field + ".data: expected " + std::to_string(expected) + " bytes (shape " +
+                     shape_str(a.shape) + " x " + std::to_string(itemsize(a.dtype)) + " bytes of " +
+                     npy_dtype_name(a.dtype) + "), got " + std::to_string(tensor.data().size()));
+  }
+  a.bytes.assign(tensor.data().begin(), tensor.data().end());
+  return a;
+}
+
+void npy_to_tensor(const NpyArray& array, v1::Tensor* out) {
+  switch (array.dtype) {
+    case NpyDType::kFloat32: out->set_dtype(v1::DTYPE_FLOAT32); break;
+    case NpyDType::kFloat64: out->set_dtype(v1::DTYPE_FLOAT64); break;
+    case NpyDType::kInt32: out->set_dtype(v1::DTYPE_INT32); break;
+    case NpyDType::kInt64: out->set_dtype(v1::DTYPE_INT64); break;
+  }
+  out->clear_shape();
+  for (int64_t d : array.shape) out->add_shape(d);
+  out->set_data(array.bytes.data(), array.bytes.size());
+}
+
+void doubles_to_tensor(const std::vector<double>& values, std::vector<int64_t> shape,
+                       v1::Tensor* out) {
+  out->set_dtype(v1::DTYPE_FLOAT64);
+  out->clear_shape();
+  for (int64_t d : shape) out->add_shape(d);
+  // The wire format is little-endian; so is every platform Basin builds on (x86-64, aarch64).
+  out->set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(double));
+}
+
+Model model_from_proto(const v1::Model& model, const std::string& field) {
+  Model m;
+  m.input_dim = model.input_dim();
+  if (m.input_dim <= 0) {
+    invalid_argument(field + ".input_dim: " + std::to_string(m.input_dim) +
+                     "; expected a positive integer");
+  }
+  if (model.layers_size() == 0) {
+    invalid_argument(field + ".layers: empty; expected at least one dense layer");
+  }
+  for (int i = 0; i < model.layers_size(); ++i) {
+    const v1::Layer& l = model.layers(i);
+    const std::string lf = field + ".layers[" + std::to_string(i) + "]";
+    if (l.type() == "dense") {
+      if (l.out() <= 0) {
+        invalid_argument(lf + ".out: " + std::to_string(l.out()) +
+                         "; expected a positive width for a dense layer");
+      }
+      m.layers.push_back(Layer::dense(l.out(), l.has_bias() ? l.bias() : true));
+      continue;
+    }
+    Activation a;
+    if (!activation_from_name(l.type(), &a)) {
+      invalid_argument(lf + ".type: unknown layer '" + l.type() +
+                       "'; expected dense, identity, relu, leaky_relu, tanh, sigmoid, gelu, "
+                       "softplus or silu");
+    }
+    const double alpha = l.has_alpha() ? l.alpha() : 0.01;
+    if (!std::isfinite(alpha)) invalid_argument(lf + ".alpha: expected a finite number");
+    m.layers.push_back(Layer::act(a, alpha));
+  }
+  m.validate();
+  return m;
+}
+
+void model_to_proto(const Model& model, v1::Model* out) {
+  out->set_input_dim(model.input_dim);
+  out->clear_layers();
+  for (const Layer& l : model.layers) {
+    v1::Layer* pl = out->add_layers();
+    if (l.kind == Layer::Kind::kDense) {
+      pl->set_type("dense");
+      pl->set_out(l.out);
+      pl->set_bias(l.bias);
+    } else {
+      pl->set_type(activation_name(l.activation));
+      if (l.activation == Activation::kLeakyRelu) pl->set_alpha(l.alpha);
+    }
+  }
+}
+
+DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReader& read_blob,
+                              Device default_device, const Limits& limits) {
+  DecodedRequest out;
+  AnalysisRequest& r = out.base;
+  std::vector<double> onnx_params;  // the initialisers of an ONNX model, when params are unset
+  r.limits = limits;
+
+  switch (request.model_source_case()) {
+    case v1::AnalyzeRequest::kModel:
+      r.model = model_from_proto(request.model());
+      break;
+    case v1::AnalyzeRequest::kOnnxBlobId: {
+      // Resolve the id first so an unknown blob is reported as such in every build.
+      const std::vector<uint8_t> bytes = read_blob(request.onnx_blob_id(), "onnx_blob_id");
+#ifdef BASIN_HAVE_ONNX
+      ImportedModel imported =
+          import_onnx(std::string(bytes.begin(), bytes.end()),
+                      "onnx_blob_id (" + request.onnx_blob_id() + ")");
+      r.model = std::move(imported.model);
+      onnx_params = std::move(imported.params);
+      break;
+#else
+      (void)bytes;
+      throw Error(ErrorCode::kUnimplemented,
+                  "onnx_blob_id: this server was built without the ONNX importer; send the "
+                  "model as a layer list");
+#endif
+    }
+    case v1::AnalyzeRequest::MODEL_SOURCE_NOT_SET:
+      invalid_argument("model: missing; expected a layer list (model) or onnx_blob_id");
+  }
+  const int64_t n_params = r.model.num_params();
+  const int64_t in_dim = r.model.input_dim;
+  const int64_t k = r.model.output_dim();
+
+  r.loss = loss_from(request.loss());
+  r.reduction = reduction_from(request.reduction());
+  r.method = method_from(request.method());
+  r.dtype = dtype_from(request.dtype());
+  r.device = device_from(request.device(), default_device);
+  if (request.has_want()) {
+    r.want.jacobian = request.want().jacobian();
+    r.want.ggn = request.want().ggn();
+    r.want.hessian = request.want().hessian();
+  }
+  if (request.has_rtol()) r.rtol = request.rtol();
+  if (request.has_atol()) r.atol = request.atol();
+  r.return_jacobian = request.return_jacobian();
+  r.return_outputs = !request.omit_outputs();
+
+  // Parameters: [N] or a batch [B, N]; an ONNX model brings its own unless params are given.
+  if (request.params().source_case() == v1::TensorSource::SOURCE_NOT_SET && !onnx_params.empty()) {
+    out.checkpoints.push_back(std::move(onnx_params));
+  } else {
+    NpyArray p = read_source(request.params(), "params", read_blob);
+    const std::string expect = "[" + std::to_string(n_params) + "] or [B, " +
+                               std::to_string(n_params) + "] (the model has " +
+                               std::to_string(n_params) + " parameters)";
+    if (p.shape.size() != 1 && p.shape.size() != 2) {
+      invalid_argument("params.shape: got " + shape_str(p.shape) + "; expected " + expect);
+    }
+    if (p.shape.back() != n_params || (p.shape.size() == 2 && p.shape[0] < 1)) {
+      invalid_argument("params.shape: got " + shape_str(p.shape) + "; expected " + expect);
+    }
+    std::vector<double> all = finite_doubles(p, "params");
+    const int64_t batch = p.shape.size() == 2 ? p.shape[0] : 1;
+    out.checkpoints.resize(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      out.checkpoints[b].assign(all.begin() + b * n_params, all.begin() + (b + 1) * n_params);
+    }
+  }
+
+  // Inputs: [n, input_dim] ([n] accepted when input_dim = 1).
+  {
+    NpyArray x = read_source(request.inputs(), "inputs", read_blob);
+    const bool ok = (x.shape.size() == 2 && x.shape[1] == in_dim) ||
+                    (x.shape.size() == 1 && in_dim == 1);
+    if (!ok || x.shape[0] < 1) {
+      invalid_argument("inputs.shape: got " + shape_str(x.shape) + "; expected [n, " +
+                       std::to_string(in_dim) + "] with n >= 1 (model input_dim is " +
+                       std::to_string(in_dim) + ")");
+    }
+    r.num_examples = x.shape[0];
+    r.inputs = finite_doubles(x, "inputs");
+  }
+  const int64_t n = r.num_examples;
+
+  // Targets: float [n, k] for mse, integer labels [n] for cross_entropy, nothing for none.
+  const bool has_targets = request.targets().source_case() != v1::TensorSource::SOURCE_NOT_SET;
+  if (r.loss == Loss::kMse) {
+    NpyArray y = read_source(request.targets(), "targets", read_blob);
+    const bool ok = (y.shape.size() == 2 && y.shape[0] == n && y.shape[1] == k) ||
+                    (y.shape.size() == 1 && y.shape[0] == n && k == 1);
+    if (!ok) {
+      invalid_argument("targets.shape: got " + shape_str(y.shape) + "; expected [" +
+                       std::to_string(n) + ", " + std::to_string(k) +
+                       "] for mse (n examples x k model outputs)");
+    }
+    r.targets = finite_doubles(y, "targets");
+  } else if (r.loss == Loss::kCrossEntropy) {
+    NpyArray y = read_source(request.targets(), "targets", read_blob);
+    if (y.is_float()) {
+      invalid_argument("targets.dtype: got " + std::string(npy_dtype_name(y.dtype)) +
+                       "; expected int32 or int64 class labels for cross_entropy");
+    }
+    if (!(y.shape.size() == 1 && y.shape[0] == n)) {
+      invalid_argument("targets.shape: got " + shape_str(y.shape) + "; expected [" +
+                       std::to_string(n) + "] class labels for cross_entropy");
+    }
+    r.labels = y.to_int64();
+    for (size_t i = 0; i < r.labels.size(); ++i) {
+      if (r.labels[i] < 0 || r.labels[i] >= k) {
+        invalid_argument("targets: label " + std::to_string(r.labels[i]) + " at index " +
+                         std::to_string(i) + " is out of range; expected 0 <= label < " +
+                         std::to_string(k));
+      }
+    }
+  } else if (has_targets) {
+    invalid_argument("targets: given but loss is none; expected no targets (or set loss)");
+  }
+
+  // Everything else (want vs loss, limits, tolerances) is the engine's rule book; checking it
+  // here, before queueing, means a bad request fails at submit time, not minutes later.
+  r.params = out.checkpoints.front();
+  validate_request(r);
+  r.params.clear();
+  return out;
+}
+
+void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out) {
+  model_to_proto(request.model, out->mutable_model());
+  const int64_t n = request.num_examples;
+  const int64_t k = request.model.output_dim();
+  doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
+                    out->mutable_params()->mutable_tensor());
+  doubles_to_tensor(request.inputs, {n, request.model.input_dim},
+                    out->mutable_inputs()->mutable_tensor());
+  if (request.loss == Loss::kMse) {
+    doubles_to_tensor(request.targets, {n, k}, out->mutable_targets()->mutable_tensor());
+  } else if (request.loss == Loss::kCrossEntropy) {
+    v1::Tensor* t = out->mutable_targets()->mutable_tensor();
+    t->set_dtype(v1::DTYPE_INT64);
+    t->add_shape(static_cast<int64_t>(request.labels.size()));
+    t->set_data(reinterpret_cast<const char*>(request.labels.data()),
+                request.labels.size() * sizeof(int64_t));
+  }
+  out->set_loss(loss_to(request.loss));
+  out->set_reduction(reduction_to(request.reduction));
+  out->mutable_want()->set_jacobian(request.want.jacobian);
+  out->mutable_want()->set_ggn(request.want.ggn);
+  out->mutable_want()->set_hessian(request.want.hessian);
+  out->set_method(method_to(request.method));
+  out->set_dtype(request.dtype == DType::kFloat32 ? v1::COMPUTE_DTYPE_FLOAT32
+                                                  : v1::COMPUTE_DTYPE_FLOAT64);
+  out->set_device(device_to(request.device));
+  if (request.rtol) out->set_rtol(*request.rtol);
+  if (request.atol) out->set_atol(*request.atol);
+  out->set_return_jacobian(request.return_jacobian);
+  out->set_omit_outputs(!request.return_outputs);
+}
+
+void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
+  out->set_num_params(r.num_params);
+  out->set_num_examples(r.num_examples);
+  out->set_num_outputs(r.num_outputs);
+  out->set_backend(r.backend);
+  out->set_device(r.device);
+  out->set_dtype(r.dtype);
+  out->set_loss(r.loss);
+  out->set_reduction(r.reduction);
+  if (!r.outputs.empty()) {
+    doubles_to_tensor(r.outputs, {r.num_examples, r.num_outputs}, out->mutable_outputs());
+  }
+  if (r.loss_value) out->set_loss_value(*r.loss_value);
+  if (r.grad_norm) out->set_grad_norm(*r.grad_norm);
+  if (r.jacobian) {
+    v1::JacobianSpectrum* j = out->mutable_jacobian();
+    j->mutable_singular_values()->Add(r.jacobian->singular_values.begin(),
+                                      r.jacobian->singular_values.end());
+    j->set_rank(r.jacobian->rank);
+    j->set_tolerance(r.jacobian->tolerance);
+    if (r.jacobian->gap) j->set_gap(*r.jacobian->gap);
+    j->set_level_set_dim(r.jacobian->level_set_dim);
+    j->set_method(r.jacobian->method);
+  }
+  if (r.ggn) {
+    v1::GgnSpectrum* g = out->mutable_ggn();
+    g->mutable_eigenvalues()->Add(r.ggn->eigenvalues.begin(), r.ggn->eigenvalues.end());
+    g->set_rank(r.ggn->rank);
+    g->set_tolerance(r.ggn->tolerance);
+  }
+  if (r.hessian) {
+    v1::HessianSpectrum* h = out->mutable_hessian();
+    h->mutable_eigenvalues()->Add(r.hessian->eigenvalues.begin(), r.hessian->eigenvalues.end());
+    h->set_rank(r.hessian->rank);
+    h->set_tolerance(r.hessian->tolerance);
+    h->set_residual_rel(r.hessian->residual_rel);
+    h->mutable_residual_eigenvalues()->Add(r.hessian->residual_eigenvalues.begin(),
+                                           r.hessian->residual_eigenvalues.end());
+  }
+  if (!r.jacobian_matrix.empty()) {
+    doubles_to_tensor(r.jacobian_matrix, {r.num_examples * r.num_outputs, r.num_params},
+                      out->mutable_jacobian_matrix());
+  }
+  v1::Timings* t = out->mutable_timings();
+  t->set_forward_ms(r.timings.forward_ms);
+  t->set_jacobian_ms(r.timings.jacobian_ms);
+  t->set_solve_ms(r.timings.solve_ms);
+  t->set_hessian_ms(r.timings.hessian_ms);
+}
+
+AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
+  AnalysisResult r;
+  r.num_params = p.num_params();
+  r.num_examples = p.num_examples();
+  r.num_outputs = p.num_outputs();
+  r.backend = p.backend();
+  r.device = p.device();
+  r.dtype = p.dtype();
+  r.loss = p.loss();
+  r.reduction = p.reduction();
+  if (p.has_outputs()) r.outputs = tensor_doubles(p.outputs(), "result.outputs");
+  if (p.has_loss_value()) r.loss_value = p.loss_value();
+  if (p.has_grad_norm()) r.grad_norm = p.grad_norm();
+  if (p.has_jacobian()) {
+    JacobianSpectrum j;
+    j.singular_values = repeated_to_vector(p.jacobian().singular_values());
+    j.rank = p.jacobian().rank();
+    j.tolerance = p.jacobian().tolerance();
+    if (p.jacobian().has_gap()) j.gap = p.jacobian().gap();
+    j.level_set_dim = p.jacobian().level_set_dim();
+    j.method = p.jacobian().method();
+    r.jacobian = std::move(j);
+  }
+  if (p.has_ggn()) {
+    GgnSpectrum g;
+    g.eigenvalues = repeated_to_vector(p.ggn().eigenvalues());
+    g.rank = p.ggn().rank();
+    g.tolerance = p.ggn().tolerance();
+    r.ggn = std::move(g);
+  }
+  if (p.has_hessian()) {
+    HessianSpectrum h;
+    h.eigenvalues = repeated_to_vector(p.hessian().eigenvalues());
+    h.rank = p.hessian().rank();
+    h.tolerance = p.hessian().tolerance();
+    h.residual_rel = p.hessian().residual_rel();
+    h.residual_eigenvalues = repeated_to_vector(p.hessian().residual_eigenvalues());
+    r.hessian = std::move(h);
+  }
+  if (p.has_jacobian_matrix()) {
+    r.jacobian_matrix = tensor_doubles(p.jacobian_matrix(), "result.jacobian_matrix");
+  }
+  r.timings.forward_ms = p.timings().forward_ms();
+  r.timings.jacobian_ms = p.timings().jacobian_ms();
+  r.timings.solve_ms = p.timings().solve_ms();
+  r.timings.hessian_ms = p.timings().hessian_ms();
+  return r;
+}
+
+}  // namespace basin::wire

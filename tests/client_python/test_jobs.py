@@ -1,0 +1,121 @@
+"""submit / wait / cancel / jobs."""
+import io
+import time
+
+import numpy as np
+import pytest
+
+import basin
+from helpers import assert_same, strip
+
+
+def small():
+    m = basin.Sequential(2, [{"type": "dense", "out": 4}, {"type": "tanh"},
+                             {"type": "dense", "out": 1}])
+    m.params = np.linspace(-1, 1, m.num_params)
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    return m, X, np.zeros((6, 1))
+
+
+def slow():
+    """N = 1963 with the full Hessian: several seconds on 2 cores."""
+    m = basin.Sequential(4, [{"type": "dense", "out": 40}, {"type": "tanh"},
+                             {"type": "dense", "out": 40}, {"type": "tanh"},
+                             {"type": "dense", "out": 3}])
+    m.params = np.random.default_rng(0).normal(size=m.num_params) * 0.3
+    X = np.random.default_rng(1).normal(size=(300, 4))
+    return m, X, np.zeros((300, 3))
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_submit_wait_equals_analyze(client, monkeypatch):
+    m, X, Y = small()
+    job = client.submit(m, X, Y)
+    assert isinstance(job, basin.Job) and job.id
+    assert job.state in ("queued", "running", "succeeded")
+    tty = FakeTTY()
+    monkeypatch.setattr("sys.stderr", tty)
+    r = job.wait(progress=True)
+    monkeypatch.undo()
+    assert job.status == "succeeded" and job.done
+    assert "100.0%" in tty.getvalue() and "[" in tty.getvalue()
+    assert_same(strip(r.to_dict()), strip(client.analyze(m, X, Y).to_dict()))
+    assert_same(strip(job.result().to_dict()), strip(r.to_dict()))
+    # a handle from the id alone
+    again = client.job(job.id)
+    assert again.state == "succeeded"
+    assert_same(strip(again.result().to_dict()), strip(r.to_dict()))
+
+
+def test_no_progress_bar_off_a_terminal(client, monkeypatch):
+    m, X, Y = small()
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    client.submit(m, X, Y).wait(progress=True)
+    monkeypatch.undo()
+    assert buf.getvalue() == ""
+
+
+def test_submit_batch(client):
+    m, X, Y = small()
+    P = np.stack([m.params, 2 * m.params])
+    rs = client.submit(m.with_params(P), X, Y).wait(progress=False)
+    assert isinstance(rs, list) and len(rs) == 2
+    assert_same(strip(rs[1].to_dict()),
+                strip(client.analyze(m.with_params(P[1]), X, Y).to_dict()))
+
+
+def test_invalid_job_rejected_at_submit(client):
+    m, X, Y = small()
+    with pytest.raises(basin.InvalidArgument, match="label"):
+        client.submit(m, X, np.array([0, 1, 5, 0, 0, 0]), loss="cross_entropy")
+
+
+def test_cancel(server):
+    m, X, Y = slow()
+    with basin.Client(server.address) as c:
+        running = c.submit(m, X, Y, want=("jacobian", "ggn", "hessian"))
+        queued = c.submit(m, X, Y, want=("jacobian", "ggn", "hessian"))
+        # one worker: the second waits behind the first
+        deadline = time.monotonic() + 30
+        while running.status == "queued" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queued.status == "queued"
+        queued.cancel()
+        assert queued.status == "cancelled"
+        with pytest.raises(basin.Cancelled):
+            queued.wait(progress=False)
+        with pytest.raises(basin.Cancelled):
+            queued.result()
+        running.cancel()
+        try:
+            running.wait(progress=False, timeout=120)
+            final = "succeeded"  # finished before the cancellation reached it
+        except basin.Cancelled:
+            final = "cancelled"
+        assert running.status == final
+        ids = {j.id: j.state for j in c.jobs()}
+        assert ids[queued.id] == "cancelled" and ids[running.id] == final
+        assert queued.id in {j.id for j in c.jobs(states=("cancelled",))}
+        assert all(j.state == "succeeded" for j in c.jobs(states=["succeeded"]))
+
+
+def test_wait_timeout(server):
+    m, X, Y = slow()
+    with basin.Client(server.address) as c:
+        job = c.submit(m, X, Y, want=("jacobian", "ggn", "hessian"))
+        with pytest.raises(basin.DeadlineExceeded):
+            job.wait(progress=False, timeout=0.2)
+        job.cancel()
+
+
+def test_info_and_health(client):
+    info = client.info()
+    assert info["backend"] in ("cpu", "cuda")
+    assert info["limits"]["max_chunk_bytes"] >= 1 << 20
+    assert info["user"] == "anonymous"
+    assert client.health() == "SERVING"

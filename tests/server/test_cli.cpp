@@ -1,0 +1,96 @@
+// The basin CLI's remote commands against a real basind.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "basin/model.hpp"
+#include "basin/npy.hpp"
+#include "basind_fixture.hpp"
+
+#ifndef BASIN_CLI_PATH
+#error "BASIN_CLI_PATH must point at the basin executable"
+#endif
+
+namespace basin::test {
+namespace {
+
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+
+// Runs the CLI through /bin/sh; stdout captured, stderr discarded.
+CliRun run_cli(const std::string& args, const std::string& env = "") {
+  CliRun r;
+  const std::string cmd = env + " " + std::string(BASIN_CLI_PATH) + " " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Timings differ between runs; everything else must be byte-identical.
+std::string strip_timings(std::string json) {
+  const size_t a = json.find("\"timings_ms\":{");
+  if (a != std::string::npos) json.erase(a, json.find('}', a) - a + 1);
+  return json;
+}
+
+TEST(Cli, RemoteCommandsMatchLocal) {
+  TempDir dir;
+  const std::string d = dir.path();
+  const AnalysisRequest p = make_problem(12, 3, 5, 2, Loss::kMse, 61);
+  {
+    std::ofstream(d + "/model.json") << model_to_json(p.model);
+  }
+  write_npy(d + "/params.npy", make_npy_f64({p.model.num_params()}, p.params));
+  write_npy(d + "/x.npy", make_npy_f64({12, 3}, p.inputs));
+  write_npy(d + "/y.npy", make_npy_f64({12, 2}, p.targets));
+  const std::string files = "--model " + d + "/model.json --params " + d + "/params.npy --inputs " +
+                            d + "/x.npy --targets " + d + "/y.npy --loss mse --device cpu";
+
+  TempDir tokens_dir;
+  Basind server({"--tokens", write_tokens(tokens_dir)});
+  ASSERT_TRUE(server.started());
+  const std::string remote = "--server " + server.address() + " --token tok-alice";
+
+  const CliRun local = run_cli("analyze --local " + files + " --json");
+  ASSERT_EQ(local.code, 0);
+  const CliRun over_grpc = run_cli("analyze " + remote + " " + files + " --json");
+  ASSERT_EQ(over_grpc.code, 0);
+  EXPECT_EQ(strip_timings(local.out), strip_timings(over_grpc.out));
+
+  // No token: UNAUTHENTICATED is an error exit.
+  EXPECT_NE(run_cli("analyze --server " + server.address() + " " + files + " --json").code, 0);
+  // $BASIN_TOKEN works as well as --token.
+  EXPECT_EQ(run_cli("jobs --server " + server.address() + " --token tok-bob").code, 0);
+  EXPECT_EQ(run_cli("jobs --server " + server.address(), "BASIN_TOKEN=tok-bob").code, 0);
+
+  const CliRun submitted = run_cli("submit " + remote + " " + files);
+  ASSERT_EQ(submitted.code, 0);
+  std::string id = submitted.out;
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  ASSERT_EQ(id.rfind("job-", 0), 0u) << id;
+  EXPECT_EQ(run_cli("watch " + remote + " " + id).code, 0);
+  const CliRun result = run_cli("result " + remote + " " + id + " --json");
+  ASSERT_EQ(result.code, 0);
+  EXPECT_EQ(strip_timings(local.out), strip_timings(result.out));
+  const CliRun jobs = run_cli("jobs " + remote + " --json");
+  EXPECT_NE(jobs.out.find(id), std::string::npos);
+  EXPECT_EQ(run_cli("jobs --server " + server.address() + " --token tok-bob --json").out, "[]\n");
+  EXPECT_EQ(run_cli("cancel " + remote + " " + id).code, 0);
+  EXPECT_NE(run_cli("cancel " + remote + " job-nope").code, 0);
+  EXPECT_EQ(run_cli("info " + remote + " --json").code, 0);
+
+  EXPECT_EQ(run_cli("health --server " + server.address()).code, 0);
+  EXPECT_EQ(server.terminate(), 0);
+  EXPECT_NE(run_cli("health --server " + server.address()).code, 0);
+}
+
+}  // namespace
+}  // namespace basin::test
