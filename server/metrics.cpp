@@ -108,10 +108,6 @@ void MetricsServer::loop() {
   }
 }
 
-}  // namespace basin::server
-
-namespace basin::server {
-
 std::string render_prometheus(const QueueMetrics& m, const BackendInfo& device) {
   std::string out;
   auto line = [&](const std::string& s) { out += s + "\n"; };

@@ -9,6 +9,9 @@
 #include <string>
 #include <thread>
 
+#include "basin/backend.hpp"
+#include "scheduler.hpp"
+
 namespace basin::server {
 
 class MetricsServer {
@@ -30,12 +33,6 @@ class MetricsServer {
 // "host:port" / "[v6]:port" -> (host, port); throws kInvalidArgument naming `flag`.
 void split_host_port(const std::string& flag, const std::string& s, std::string* host, int* port);
 
-}  // namespace basin::server
-
-#include "basin/backend.hpp"
-#include "scheduler.hpp"
-
-namespace basin::server {
 // The exposition text: basin_queue_depth, basin_jobs{state}, basin_job_stage_seconds
 // (sum/count by stage), basin_device_memory_bytes{kind="total"|"used"}.
 std::string render_prometheus(const QueueMetrics& m, const BackendInfo& device);

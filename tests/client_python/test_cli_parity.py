@@ -128,3 +128,32 @@ def test_onnx_model(client, basin_bin, tmp_path):
     r3 = client.analyze(basin.OnnxModel(path, params=p), X, Y, loss="mse")
     np.testing.assert_allclose(r3.hessian.eigenvalues, r2.hessian.eigenvalues, rtol=1e-10,
                                atol=1e-12)
+
+
+def test_remote_cli_onnx_equals_local_cli(server, basin_bin, tmp_path):
+    """`basin analyze --server --model x.onnx` prints the same JSON as `--local` (issue: ONNX import,
+    local and remote)."""
+    import json
+    import subprocess
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.GELU(), torch.nn.Linear(5, 2)).double()
+    path = os.path.join(tmp_path, "m.onnx")
+    torch.onnx.export(net, torch.zeros(1, 3, dtype=torch.float64), path, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    rng = np.random.default_rng(3)
+    np.save(os.path.join(tmp_path, "X.npy"), rng.normal(size=(7, 3)))
+    np.save(os.path.join(tmp_path, "Y.npy"), rng.normal(size=(7, 2)))
+    common = ["--model", path, "--inputs", os.path.join(tmp_path, "X.npy"),
+              "--targets", os.path.join(tmp_path, "Y.npy"), "--loss", "mse", "--json"]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        if p.returncode != 0 and "no ONNX importer" in p.stderr:
+            pytest.skip("this basin build has no ONNX importer")
+        assert p.returncode == 0, p.stderr
+        d = json.loads(p.stdout)
+        d.pop("timings_ms")
+        out[where[0]] = d
+    assert out["--server"] == out["--local"]
+    assert out["--local"]["hessian"] is not None

@@ -145,3 +145,34 @@ def test_deadline(client):
     with pytest.raises(basin.DeadlineExceeded):
         client.analyze(m, Xb, np.zeros((200, 3)), want=("jacobian", "ggn", "hessian"),
                        timeout=0.001)
+
+
+def _onnx_file(tmp_path, nodes, name):
+    """A tiny ONNX graph x[?,2] -> y written with onnx.helper (opset 13)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, [2, 2], [1, 0, 0, 1])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])], inits)
+    path = os.path.join(tmp_path, name)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_onnx_unsupported_op_is_unimplemented_naming_the_node(client, tmp_path):
+    from onnx import helper
+    path = _onnx_file(tmp_path, [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc", transB=1),
+                                 helper.make_node("Elu", ["h"], ["y"], name="act")], "elu.onnx")
+    with pytest.raises(basin.Unimplemented) as e:
+        client.analyze(path, X, Y, loss="mse")
+    assert e.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert "Elu" in e.value.message and "act" in e.value.message
+
+
+def test_onnx_malformed_file_is_invalid_argument(client, tmp_path):
+    path = os.path.join(tmp_path, "garbage.onnx")
+    with open(path, "wb") as f:
+        f.write(b"\x08\x07this is not an onnx model" * 10)
+    with pytest.raises(basin.InvalidArgument):
+        client.analyze(basin.OnnxModel(path, params=np.zeros(6)), X, Y, loss="mse")
