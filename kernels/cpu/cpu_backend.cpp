@@ -156,6 +156,18 @@ class CpuBackend final : public Backend<T> {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < cols; ++j) y[j] += x[r * ldx + j];
   }
+  void strided_axpby(int64_t batch, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
+                     int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) override {
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + b * x_stride + r * ldx;
+        T* yr = y + b * y_stride + r * ldy;
+        if (beta == T(0))
+          for (int64_t c = 0; c < cols; ++c) yr[c] = alpha * xr[c];
+        else
+          for (int64_t c = 0; c < cols; ++c) yr[c] = alpha * xr[c] + beta * yr[c];
+      }
+  }
   void symmetrize_lower(int64_t n, T* c, int64_t ldc) override {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < i; ++j) c[j * ldc + i] = c[i * ldc + j];

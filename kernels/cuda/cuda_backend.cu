@@ -90,6 +90,12 @@ __global__ void assemble_jacobian_block(int64_t count, int64_t row0, int64_t rpe
   assemble_jacobian_element(idx, row0, rpe, d_out, d_in, has_bias, delta, a, out, ldo, col0);
 }
 template <class T>
+__global__ void strided_axpby(int64_t count, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
+                              int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) {
+  BASIN_FOR_EACH_INDEX(idx, count)
+  strided_axpby_element(idx, rows, cols, alpha, x, ldx, x_stride, beta, y, ldy, y_stride);
+}
+template <class T>
 __global__ void column_sums(int64_t cols, int64_t rows, const T* x, int64_t ldx, T* y) {
   BASIN_FOR_EACH_INDEX(idx, cols) column_sum_element(idx, rows, x, ldx, y);
 }
@@ -312,6 +318,12 @@ class CudaBackend final : public Backend<T> {
     // consecutive columns of a row of G (coalesced).
     BASIN_LAUNCH(kernels::assemble_jacobian_block<T>, rows * jacobian_block_width(d_out, d_in, has_bias),
                  ctx_.stream(), row0, rpe, d_out, d_in, has_bias, delta, a, out, ldo, col0);
+  }
+  void strided_axpby(int64_t batch, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
+                     int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) override {
+    ctx_.activate();
+    BASIN_LAUNCH(kernels::strided_axpby<T>, batch * rows * cols, ctx_.stream(), rows, cols, alpha, x, ldx,
+                 x_stride, beta, y, ldy, y_stride);
   }
   void column_sums(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y) override {
     ctx_.activate();

@@ -104,6 +104,20 @@ BASIN_HD inline int64_t jacobian_block_width(int64_t d_out, int64_t d_in, bool h
   return d_out * d_in + (has_bias ? d_out : 0);
 }
 
+// One element of strided_axpby: idx enumerates [batch × rows × cols] (consecutive threads →
+// consecutive columns of one block row). beta = 0 overwrites, so stale NaNs in Y do not leak.
+template <class T>
+BASIN_HD inline void strided_axpby_element(int64_t idx, int64_t rows, int64_t cols, T alpha, const T* x,
+                                           int64_t ldx, int64_t x_stride, T beta, T* y, int64_t ldy,
+                                           int64_t y_stride) {
+  const int64_t per_block = rows * cols;
+  const int64_t b = idx / per_block, rest = idx - b * per_block;
+  const int64_t r = rest / cols, c = rest - r * cols;
+  const T xv = x[b * x_stride + r * ldx + c];
+  T* yp = y + b * y_stride + r * ldy + c;
+  *yp = beta == T(0) ? alpha * xv : alpha * xv + beta * *yp;
+}
+
 // One element of the Jacobian block of a dense layer. idx enumerates the block
 // [rows × width] row-major (width = jacobian_block_width), so consecutive threads write
 // consecutive columns of `out`. Row t belongs to example i = (row0 + t) / rows_per_example:

@@ -19,6 +19,8 @@ namespace {
 // Working block for blockwise G (normal method) and for the R-op passes: large enough for
 // efficient BLAS-3, small enough to stay far below the size of G.
 constexpr uint64_t kBlockBytes = 32ull << 20;
+// Work per block of R-op directions: enough directions per GEMM, few pages to touch.
+constexpr uint64_t kRopBlockBytes = 8ull << 20;
 
 std::string human_bytes(double b) {
   std::ostringstream os;
@@ -297,7 +299,7 @@ class Engine {
     // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes.
     Buffer<T> ggn = net_.normal(cast(terms.factor_seeds), k, kBlockBytes);
     progress(Stage::kHessian, 0.3);
-    Buffer<T> residual = net_.residual_hessian(kBlockBytes);
+    Buffer<T> residual = net_.residual_hessian(kRopBlockBytes);
     const size_t nn = static_cast<size_t>(N * N);
     std::vector<T> g_host(nn), r_host(nn);
     be_.download(g_host.data(), ggn.get(), nn);

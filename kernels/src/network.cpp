@@ -203,55 +203,77 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
   //   rows:     R{∇W} = Σ_i R{g_out}_i ⊗ a_i + g_out,i ⊗ R{a}_i,   R{∇b} = Σ_i R{g_out}_i
   if (grad_out_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
   const int64_t N = num_params(), L = static_cast<int64_t>(model_.layers.size());
-  int64_t width_sum = 0;
+  int64_t width_sum = 0, max_weights = 0;
   for (int64_t i = 0; i <= L; ++i) width_sum += model_.width_after(i - 1);
+  for (const DenseInfo& d : dense_) max_weights = std::max(max_weights, d.d_out * d.d_in);
   Buffer<T> res(be_, static_cast<size_t>(N * N));
+  // Work buffers sized for the largest block and reused by every block of every layer: on a VM
+  // a first touch of a fresh page costs 10-30 µs, more than the small GEMMs these feed.
+  auto ensure = [&](Buffer<T>& b, int64_t count) {
+    if (static_cast<int64_t>(b.size()) < count) b = Buffer<T>(be_, static_cast<size_t>(count));
+  };
+  Buffer<T> vw_dev, vb_dev, vwp_dev, rows_w, rows_ra, rows_b, rg, rg_next;
+  std::vector<Buffer<T>> ra_store(static_cast<size_t>(L + 1));
   for (size_t mi = 0; mi < dense_.size(); ++mi) {
     const DenseInfo& dm = dense_[mi];
-    const int64_t per_dir = n_ * (width_sum + 2 * max_width_) * static_cast<int64_t>(sizeof(T)) +
-                            dm.count * static_cast<int64_t>(sizeof(T));
+    const int64_t per_dir = (n_ * (width_sum + 2 * max_width_) + dm.count + 2 * max_weights + max_width_) *
+                            static_cast<int64_t>(sizeof(T));
     const int64_t B = std::clamp<int64_t>(static_cast<int64_t>(block_bytes) / std::max<int64_t>(per_dir, 1), 1, dm.count);
-    // Buffers for the largest block, reused by every block of this layer (fresh allocations
-    // per block cost more in page faults than the small GEMMs they feed).
-    Buffer<T> vw_dev(be_, static_cast<size_t>(B * dm.d_out * dm.d_in)), vb_dev(be_, static_cast<size_t>(B * dm.d_out));
-    std::vector<Buffer<T>> ra(static_cast<size_t>(L + 1));  // ra[i] = R{act[i]}, empty for i <= m
-    for (int64_t i = dm.layer + 1; i <= L; ++i)
-      ra[i] = Buffer<T>(be_, static_cast<size_t>(n_ * B * model_.width_after(i - 1)));
-    Buffer<T> rg(be_, static_cast<size_t>(n_ * B * max_width_));
-    Buffer<T> rg_next(be_, static_cast<size_t>(n_ * B * max_width_));
+    ensure(vw_dev, B * dm.d_out * dm.d_in);
+    ensure(vb_dev, B * dm.d_out);
+    ensure(vwp_dev, B * dm.d_out * dm.d_in);  // V_W as [d_out × (v, q)]: g_out·V_W for all v in one GEMM
+    // Per-layer products of all directions at once, moved into the rows of R afterwards.
+    ensure(rows_w, B * max_weights);
+    ensure(rows_ra, B * max_weights);
+    ensure(rows_b, B * max_width_);
+    ensure(rg, n_ * B * max_width_);
+    ensure(rg_next, n_ * B * max_width_);
+    // ra[i] = R{act[i]} for i > m; for i <= m it is zero (independent of V) and left null.
+    std::vector<T*> ra(static_cast<size_t>(L + 1), nullptr);
+    for (int64_t i = dm.layer + 1; i <= L; ++i) {
+      ensure(ra_store[i], n_ * B * model_.width_after(i - 1));
+      ra[i] = ra_store[i].get();
+    }
     for (int64_t p0 = 0; p0 < dm.count; p0 += B) {
       check_cancel();
       const int64_t nb = std::min(B, dm.count - p0);
       // Unit directions e_{p0..p0+nb} of this layer, split into weight and bias parts.
       std::vector<T> vw(static_cast<size_t>(nb * dm.d_out * dm.d_in), T(0)), vb(static_cast<size_t>(nb * dm.d_out), T(0));
+      std::vector<T> vwp(vw.size(), T(0));
       for (int64_t v = 0; v < nb; ++v) {
         const int64_t p = p0 + v;
-        if (p < dm.d_out * dm.d_in) vw[v * dm.d_out * dm.d_in + p] = T(1);
-        else vb[v * dm.d_out + (p - dm.d_out * dm.d_in)] = T(1);
+        if (p < dm.d_out * dm.d_in) {
+          vw[v * dm.d_out * dm.d_in + p] = T(1);
+          const int64_t o = p / dm.d_in, q = p % dm.d_in;
+          vwp[o * nb * dm.d_in + v * dm.d_in + q] = T(1);
+        } else {
+          vb[v * dm.d_out + (p - dm.d_out * dm.d_in)] = T(1);
+        }
       }
       be_.upload(vw_dev.get(), vw.data(), vw.size());
       be_.upload(vb_dev.get(), vb.data(), vb.size());
+      be_.upload(vwp_dev.get(), vwp.data(), vwp.size());
 
       // R-forward. ra[i] = R{act[i]} [(n·nb) × width], empty for i <= m (independent of V).
       {
         const int64_t d_out = dm.d_out, d_in = dm.d_in;
         // [n × d_in] · V_Wᵀ with V_W viewed as [(nb·d_out) × d_in]: row i, column (v, o).
         be_.gemm(false, true, n_, nb * d_out, d_in, T(1), act_[dm.layer].get(), d_in, vw_dev.get(), d_in, T(0),
-                 ra[dm.layer + 1].get(), nb * d_out);
-        if (dm.bias) be_.add_row_vector(n_, nb * d_out, vb_dev.get(), ra[dm.layer + 1].get(), nb * d_out);
+                 ra[dm.layer + 1], nb * d_out);
+        if (dm.bias) be_.add_row_vector(n_, nb * d_out, vb_dev.get(), ra[dm.layer + 1], nb * d_out);
       }
       size_t di = mi + 1;
       for (int64_t i = dm.layer + 1; i < L; ++i) {
         const Layer& l = model_.layers[i];
         const int64_t d_out = model_.width_after(i), d_in = width_in(i);
         if (l.kind == Layer::Kind::kDense) {
-          be_.gemm(false, true, n_ * nb, d_out, d_in, T(1), ra[i].get(), d_in, weights_[di].get(), d_in, T(0),
-                   ra[i + 1].get(), d_out);
+          be_.gemm(false, true, n_ * nb, d_out, d_in, T(1), ra[i], d_in, weights_[di].get(), d_in, T(0),
+                   ra[i + 1], d_out);
           ++di;
         } else {
-          be_.copy(ra[i + 1].get(), ra[i].get(), static_cast<size_t>(n_ * nb * d_out));
+          be_.copy(ra[i + 1], ra[i], static_cast<size_t>(n_ * nb * d_out));
           be_.scale_by_activation_derivative(ActivationFn<T>{l.activation, T(l.alpha)}, n_, nb, d_out,
-                                             act_[i].get(), ra[i + 1].get());
+                                             act_[i].get(), ra[i + 1]);
         }
       }
 
@@ -264,31 +286,36 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
         const T* g_out = grad_out_[i + 1].get();
         if (l.kind == Layer::Kind::kActivation) {
           const ActivationFn<T> fn{l.activation, T(l.alpha)};
-          if (ra[i].get() != nullptr)
-            be_.rop_activation_backward(fn, n_, nb, d_out, act_[i].get(), ra[i].get(), g_out, rg.get());
+          if (ra[i] != nullptr)
+            be_.rop_activation_backward(fn, n_, nb, d_out, act_[i].get(), ra[i], g_out, rg.get());
           else
             be_.scale_by_activation_derivative(fn, n_, nb, d_out, act_[i].get(), rg.get());
           continue;
         }
         const DenseInfo& d = dense_[dj];
-        for (int64_t v = 0; v < nb; ++v) {
-          T* row = res.get() + (dm.offset + p0 + v) * N + d.offset;
-          // R{∇W} = R{g_out}ᵀ A_in (+ g_outᵀ R{A_in}),  [d_out × n] · [n × d_in]
-          be_.gemm(true, false, d_out, d_in, n_, T(1), rg.get() + v * d_out, nb * d_out, act_[i].get(), d_in,
-                   T(0), row, d_in);
-          if (ra[i].get() != nullptr)
-            be_.gemm(true, false, d_out, d_in, n_, T(1), g_out, d_out, ra[i].get() + v * d_in, nb * d_in, T(1),
-                     row, d_in);
-          if (d.bias) be_.column_sums(n_, d_out, rg.get() + v * d_out, nb * d_out, row + d_out * d_in);
+        // Rows p0..p0+nb of R, columns of this layer, for all directions with one GEMM each:
+        // R{∇W}_v = R{g_out}_vᵀ A_in (+ g_outᵀ R{A_in}_v),  R{∇b}_v = Σ_i R{g_out}_(i,v).
+        T* rows = res.get() + (dm.offset + p0) * N + d.offset;
+        // [R{g_out} viewed as n × (v, o)]ᵀ · A_in  →  [(v, o) × q]: block v is row v's weights.
+        be_.gemm(true, false, nb * d_out, d_in, n_, T(1), rg.get(), nb * d_out, act_[i].get(), d_in, T(0),
+                 rows_w.get(), d_in);
+        be_.strided_axpby(nb, d_out, d_in, T(1), rows_w.get(), d_in, d_out * d_in, T(0), rows, d_in, N);
+        if (ra[i] != nullptr) {
+          // g_outᵀ · [R{A_in} viewed as n × (v, q)]  →  [o × (v, q)]: block v starts at column v·d_in.
+          be_.gemm(true, false, d_out, nb * d_in, n_, T(1), g_out, d_out, ra[i], nb * d_in, T(0),
+                   rows_ra.get(), nb * d_in);
+          be_.strided_axpby(nb, d_out, d_in, T(1), rows_ra.get(), nb * d_in, d_in, T(1), rows, d_in, N);
+        }
+        if (d.bias) {
+          be_.column_sums(n_, nb * d_out, rg.get(), nb * d_out, rows_b.get());
+          be_.strided_axpby(nb, 1, d_out, T(1), rows_b.get(), d_out, d_out, T(0), rows + d_out * d_in, d_out, N);
         }
         if (i > dense_.front().layer) {
           be_.gemm(false, false, n_ * nb, d_in, d_out, T(1), rg.get(), d_out, weights_[dj].get(), d_in, T(0),
                    rg_next.get(), d_in);
-          if (dj == static_cast<int64_t>(mi)) {
-            for (int64_t v = 0; v < nb; ++v)  // + g_out · V_W  ([n × d_out] · [d_out × d_in])
-              be_.gemm(false, false, n_, d_in, d_out, T(1), g_out, d_out, vw_dev.get() + v * d_out * d_in, d_in,
-                       T(1), rg_next.get() + v * d_in, nb * d_in);
-          }
+          if (dj == static_cast<int64_t>(mi))  // + g_out · V_W for every v: [n × d_out] · [d_out × (v, q)]
+            be_.gemm(false, false, n_, nb * d_in, d_out, T(1), g_out, d_out, vwp_dev.get(), nb * d_in, T(1),
+                     rg_next.get(), nb * d_in);
           std::swap(rg, rg_next);
         }
         --dj;

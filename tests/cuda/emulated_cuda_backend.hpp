@@ -109,6 +109,12 @@ class EmulatedCudaBackend final : public Backend<T> {
       cuda::assemble_jacobian_element(i, row0, rpe, d_out, d_in, has_bias, delta, a, out, ldo, col0);
     });
   }
+  void strided_axpby(int64_t batch, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
+                     int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) override {
+    for_each_index(batch * rows * cols, [&](int64_t i) {
+      cuda::strided_axpby_element(i, rows, cols, alpha, x, ldx, x_stride, beta, y, ldy, y_stride);
+    });
+  }
   void column_sums(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y) override {
     for_each_index(cols, [&](int64_t j) { cuda::column_sum_element(j, rows, x, ldx, y); });
   }

@@ -88,6 +88,11 @@ class Backend {
                                        const T* a, T* out, int64_t ldo, int64_t col0) = 0;
   // y[j] = Σ_i X[i, j] over rows (column sums), X [rows×cols] with leading dimension ldx.
   virtual void column_sums(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y) = 0;
+  // For every block b < batch: Y_b = alpha·X_b + beta·Y_b (beta = 0 overwrites Y_b), where
+  // X_b [rows×cols] starts at x + b·x_stride with leading dimension ldx, and Y_b likewise.
+  // Moves the results of one batched GEMM into strided places (e.g. rows of the Hessian).
+  virtual void strided_axpby(int64_t batch, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
+                             int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) = 0;
   // Copy the lower triangle of an n×n matrix to its upper triangle.
   virtual void symmetrize_lower(int64_t n, T* c, int64_t ldc) = 0;
 
