@@ -455,6 +455,7 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
     if (r.jacobian->gap) j->set_gap(*r.jacobian->gap);
     j->set_level_set_dim(r.jacobian->level_set_dim);
     j->set_method(r.jacobian->method);
+    j->set_refined_from(r.jacobian->refined_from);
   }
   if (r.ggn) {
     v1::GgnSpectrum* g = out->mutable_ggn();
@@ -503,6 +504,7 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
     if (p.jacobian().has_gap()) j.gap = p.jacobian().gap();
     j.level_set_dim = p.jacobian().level_set_dim();
     j.method = p.jacobian().method();
+    j.refined_from = p.jacobian().refined_from();
     r.jacobian = std::move(j);
   }
   if (p.has_ggn()) {

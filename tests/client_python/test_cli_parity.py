@@ -157,3 +157,19 @@ def test_remote_cli_onnx_equals_local_cli(server, basin_bin, tmp_path):
         out[where[0]] = d
     assert out["--server"] == out["--local"]
     assert out["--local"]["hessian"] is not None
+
+
+def test_auto_refinement_is_reported_remotely_as_locally(client, basin_bin, tmp_path):
+    """A tanh bottleneck of width 1 makes σ decay below the Gram's resolution, so auto falls back
+    to the SVD of G; the remote result says so exactly as the CLI does."""
+    m = basin.Sequential(4, [{"type": "dense", "out": 8}, {"type": "tanh"}, {"type": "dense", "out": 1},
+                             {"type": "tanh"}, {"type": "dense", "out": 8}, {"type": "tanh"},
+                             {"type": "dense", "out": 3}])
+    rng = np.random.default_rng(1)
+    m.params = rng.normal(size=m.num_params) * 0.6
+    X = rng.normal(size=(10, 4))
+    r = client.analyze(m, X, loss="none", want=("jacobian",))
+    cli = cli_json(basin_bin, tmp_path, m, X, None, "none", ["--want", "jacobian"])
+    assert r.jacobian.refined_from == "gram" and r.jacobian.method == "svd"
+    assert cli["jacobian"]["refined_from"] == "gram"
+    assert_same(strip(r.to_dict()), strip(cli))

@@ -38,7 +38,7 @@ class JacobianSpectrum:
     gap: Optional[float]          # σ_rank / σ_rank+1 at the cut (None when undefined)
     level_set_dim: int            # N − rank: dimension of the behaviour manifold
     method: str                   # "gram" | "normal" | "svd"
-    refined_from: Optional[str] = None  # CLI only: basin.v1 does not carry it (always None here)
+    refined_from: Optional[str] = None  # auto's Gram method when it fell back to the SVD of G
 
     def to_dict(self):
         d = {"singular_values": _nums(self.singular_values), "rank": int(self.rank),
@@ -102,7 +102,7 @@ class Result:
             j = r.jacobian
             jac = JacobianSpectrum(np.array(j.singular_values, dtype=np.float64), int(j.rank),
                                    j.tolerance, j.gap if j.HasField("gap") else None,
-                                   int(j.level_set_dim), j.method)
+                                   int(j.level_set_dim), j.method, j.refined_from or None)
         if r.HasField("ggn"):
             g = r.ggn
             ggn = GgnSpectrum(np.array(g.eigenvalues, dtype=np.float64), int(g.rank), g.tolerance)
