@@ -52,7 +52,8 @@ std::string usage() {
                      [--want jacobian,ggn,hessian] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
-                     [--save-jacobian G.npy] [--json [--pretty]] [--token T]
+                     [--save-jacobian G.npy] [--json [--pretty]]
+                     [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
        basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
        basin --version
 )";
@@ -70,6 +71,13 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
     if (flag == "--local") o.local = true;
     else if (flag == "--server") o.server = value();
     else if (flag == "--token") o.token = value();
+    else if (flag == "--tls-ca") o.tls_ca = value();
+    else if (flag == "--tls-cert") o.tls_cert = value();
+    else if (flag == "--tls-key") o.tls_key = value();
+    else if (flag == "--timeout") {
+      o.timeout_s = parse_number(flag, value());
+      if (o.timeout_s <= 0) invalid_argument("--timeout: expected a positive number of seconds");
+    }
     else if (flag == "--json") o.json = true;
     else if (flag == "--pretty") o.pretty = o.json = true;
     else if (flag == "--model") o.model_path = value();
@@ -122,9 +130,18 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
   if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
+  if (o.local && (!o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty() || o.timeout_s > 0))
+    invalid_argument("--tls-ca/--tls-cert/--tls-key/--timeout: only with --server, not --local");
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    invalid_argument("--tls-cert and --tls-key: give both (mutual TLS) or neither");
   if (o.token.empty()) {
     if (const char* env = std::getenv("BASIN_TOKEN")) o.token = env;
   }
+  if (o.tls_ca.empty() && !o.local) {
+    if (const char* env = std::getenv("BASIN_TLS_CA")) o.tls_ca = env;
+  }
+  if (!o.tls_cert.empty() && o.tls_ca.empty())
+    invalid_argument("--tls-cert: mutual TLS also needs --tls-ca (the server's CA)");
   return o;
 }
 

@@ -14,6 +14,8 @@ struct AnalyzeOptions {
   bool local = false;       // --local: run in this process
   std::string server;       // --server HOST:PORT
   std::string token;        // --token, else $BASIN_TOKEN
+  std::string tls_ca, tls_cert, tls_key;  // --tls-ca (else $BASIN_TLS_CA), --tls-cert, --tls-key
+  double timeout_s = 0;     // --timeout SECONDS (remote; 0 = none)
   bool json = false;        // --json: the JSON contract on stdout
   bool pretty = false;      // --pretty: indented JSON
   bool want_given = false;  // --want was given (else defaults, see README)

@@ -400,8 +400,11 @@ int remote_analyze(AnalyzeOptions& o) {
   Connection c;
   c.server = o.server;
   c.token = o.token;
-  // `analyze` flags are parsed by the shared analyze parser, so TLS comes from the environment.
-  c.tls_ca = env_or("BASIN_TLS_CA", "");
+  // The shared analyze parser took the connection flags (TLS falls back to $BASIN_TLS_CA).
+  c.tls_ca = o.tls_ca;
+  c.tls_cert = o.tls_cert;
+  c.tls_key = o.tls_key;
+  c.timeout_s = o.timeout_s;
   v1::AnalyzeRequest req;
   wire::request_to_proto(o.request, &req);
   v1::AnalyzeResponse resp;

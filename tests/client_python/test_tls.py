@@ -62,3 +62,26 @@ def test_mutual_tls(make_server, certs):
             c.info(timeout=5)
     with pytest.raises(ValueError, match="both"):
         basin.Client(s.address, tls={"ca": certs["ca.pem"], "cert": certs["client.pem"]})
+
+
+def test_cli_analyze_over_mutual_tls(make_server, certs, basin_bin, tmp_path):
+    """`basin analyze --server` takes --tls-ca/--tls-cert/--tls-key like the other remote commands."""
+    import json
+    s = make_server("--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"],
+                    "--tls-client-ca", certs["ca.pem"])
+    m = model()
+    spec, params, inputs = (os.path.join(tmp_path, f) for f in ("m.json", "p.npy", "X.npy"))
+    with open(spec, "w") as f:
+        json.dump(m.to_json(), f)
+    np.save(params, m.params)
+    np.save(inputs, X)
+    base = [basin_bin, "analyze", "--server", s.address, "--model", spec, "--params", params,
+            "--inputs", inputs, "--loss", "none", "--json", "--tls-ca", certs["ca.pem"]]
+    ok = subprocess.run(base + ["--tls-cert", certs["client.pem"], "--tls-key", certs["client.key"],
+                                "--timeout", "60"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["num_examples"] == 5
+    no_cert = subprocess.run(base, capture_output=True, text=True)
+    assert no_cert.returncode != 0
+    half = subprocess.run(base + ["--tls-cert", certs["client.pem"]], capture_output=True, text=True)
+    assert half.returncode == 2 and "--tls-key" in half.stderr
