@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 
 from . import errors
+from .models import _varint as _read_varint
 from .models import Sequential, to_model
 from .result import Result
 from .v1 import basin_pb2 as pb2
@@ -571,13 +572,6 @@ def _decode_health(data):
         key = data[i]
         i += 1
         if key == 0x08:
-            val, shift = 0, 0
-            while True:
-                b = data[i]
-                i += 1
-                val |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    return val
+            return _read_varint(data, i)[0]
         break
     return 0
