@@ -86,8 +86,12 @@ def make_data(w, seed, outdir):
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
     assert theta.size == num_params(w)
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((w["n"], w["d"]))
-    Y = rng.standard_normal((w["n"], w["k"]))
+    return write_case_files(w, theta, rng.standard_normal((w["n"], w["d"])), rng.standard_normal((w["n"], w["k"])),
+                            outdir)
+
+
+def write_case_files(w, theta, X, Y, outdir):
+    """Writes the workload's spec.json and p.npy, X.npy, Y.npy (float64); returns their paths."""
     layers = []
     for i, h in enumerate(w["hidden"] + [w["k"]]):
         layers.append({"type": "dense", "out": h, "bias": True})
@@ -96,7 +100,7 @@ def make_data(w, seed, outdir):
     files = {k: os.path.join(outdir, k) for k in ("spec.json", "p.npy", "X.npy", "Y.npy")}
     with open(files["spec.json"], "w") as f:
         json.dump({"input_dim": w["d"], "layers": layers}, f)
-    np.save(files["p.npy"], theta.astype(np.float64))
+    np.save(files["p.npy"], np.asarray(theta, dtype=np.float64))
     np.save(files["X.npy"], X)
     np.save(files["Y.npy"], Y)
     return files

@@ -109,6 +109,7 @@ int run(int argc, char** argv) {
   jopt.workers = opt.workers;
   jopt.max_queued_jobs_per_user = opt.max_queued_jobs_per_user;
   jopt.max_attempts = opt.max_attempts;
+  jopt.keep_finished_in_memory = opt.keep_finished_in_memory;
   JobManager jobs(&store, jopt,
                   [&service](const std::string& user, const v1::AnalyzeRequest& req,
                              const RunControl& control) { return service.run(user, req, control); });

@@ -119,6 +119,10 @@ std::string render_prometheus(const QueueMetrics& m, const BackendInfo& device) 
   for (const auto& kv : m.jobs_by_state) {
     line("basin_jobs{state=\"" + kv.first + "\"} " + std::to_string(kv.second));
   }
+  line("# HELP basin_jobs_in_memory Jobs held in memory: queued, running, Analyze calls and the "
+       "most recently finished (--keep-finished-in-memory); older ones are read from SQLite.");
+  line("# TYPE basin_jobs_in_memory gauge");
+  line("basin_jobs_in_memory " + std::to_string(m.jobs_in_memory));
   line("# HELP basin_job_stage_seconds Wall time of job stages (forward, jacobian, gram, solve...).");
   line("# TYPE basin_job_stage_seconds summary");
   for (const auto& kv : m.stage_seconds_sum) {

@@ -33,7 +33,8 @@ class MetricsServer {
 // "host:port" / "[v6]:port" -> (host, port); throws kInvalidArgument naming `flag`.
 void split_host_port(const std::string& flag, const std::string& s, std::string* host, int* port);
 
-// The exposition text: basin_queue_depth, basin_jobs{state}, basin_job_stage_seconds
-// (sum/count by stage), basin_device_memory_bytes{kind="total"|"used"}.
+// The exposition text: basin_queue_depth, basin_jobs{state} (every job known, in memory or
+// only in the database), basin_jobs_in_memory, basin_job_stage_seconds (sum/count by stage),
+// basin_device_memory_bytes{kind="total"|"used"}.
 std::string render_prometheus(const QueueMetrics& m, const BackendInfo& device);
 }  // namespace basin::server

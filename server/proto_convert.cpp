@@ -400,12 +400,21 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   return out;
 }
 
-void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out) {
+void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
+                      const std::vector<std::vector<double>>& checkpoints) {
   model_to_proto(request.model, out->mutable_model());
   const int64_t n = request.num_examples;
   const int64_t k = request.model.output_dim();
-  doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
-                    out->mutable_params()->mutable_tensor());
+  if (checkpoints.size() > 1) {
+    const int64_t N = static_cast<int64_t>(checkpoints.front().size());
+    std::vector<double> all;
+    all.reserve(checkpoints.size() * checkpoints.front().size());
+    for (const std::vector<double>& c : checkpoints) all.insert(all.end(), c.begin(), c.end());
+    doubles_to_tensor(all, {static_cast<int64_t>(checkpoints.size()), N}, out->mutable_params()->mutable_tensor());
+  } else {
+    doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
+                      out->mutable_params()->mutable_tensor());
+  }
   doubles_to_tensor(request.inputs, {n, request.model.input_dim},
                     out->mutable_inputs()->mutable_tensor());
   if (request.loss == Loss::kMse) {

@@ -21,8 +21,8 @@
 
 namespace basin::wire {
 
-// Returns the bytes of the blob `blob_id` as seen by the caller, or throws
-// Error(kNotFound / kInvalidArgument) naming `field`.
+// Returns the bytes of the blob `blob_id` as seen by the caller, or throws Error naming
+// `field`: kInvalidArgument for a malformed id, kNotFound for one the caller has not uploaded.
 using BlobReader =
     std::function<std::vector<uint8_t>(const std::string& blob_id, const std::string& field)>;
 
@@ -47,8 +47,10 @@ void npy_to_tensor(const NpyArray& array, v1::Tensor* out);
 void doubles_to_tensor(const std::vector<double>& values, std::vector<int64_t> shape,
                        v1::Tensor* out);
 
-// Engine request -> proto, tensors inline (the CLI's `--server` path).
-void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out);
+// Engine request -> proto, tensors inline (the CLI's `--server` path). With two or more
+// `checkpoints`, params is the [B, N] tensor of them (request.params is then not used).
+void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
+                      const std::vector<std::vector<double>>& checkpoints = {});
 
 void result_to_proto(const AnalysisResult& result, v1::AnalysisResult* out);
 AnalysisResult result_from_proto(const v1::AnalysisResult& result);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "basin/error.hpp"
@@ -28,6 +29,33 @@ bool runs_before(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) {
 }
 
 void log_error(const std::string& what) { std::fprintf(stderr, "basind: %s\n", what.c_str()); }
+
+// What a finished job shows: its final progress (1 when it succeeded).
+double final_fraction(const JobRow& row) {
+  return row.state == JobState::kSucceeded ? 1.0 : row.fraction;
+}
+
+void fill_job(const JobRow& row, const std::string& stage, double fraction, int64_t position,
+              v1::Job* out) {
+  out->Clear();
+  out->set_id(row.id);
+  out->set_user(row.user);
+  out->set_state(static_cast<v1::JobState>(row.state));
+  out->set_priority(row.priority);
+  out->set_queue_position(row.state == JobState::kQueued ? position : -1);
+  out->set_stage(stage);
+  out->set_fraction(fraction);
+  out->set_created_unix_ms(row.created_ms);
+  out->set_started_unix_ms(row.started_ms);
+  out->set_finished_unix_ms(row.finished_ms);
+  out->set_attempts(row.attempts);
+  if (row.error_code != 0) {
+    out->mutable_error()->set_grpc_code(row.error_code);
+    out->mutable_error()->set_code(
+        wire::grpc_code_name(static_cast<grpc::StatusCode>(row.error_code)));
+    out->mutable_error()->set_message(row.error_message);
+  }
+}
 }  // namespace
 
 JobManager::JobManager(Store* store, Options options, Runner runner)
@@ -48,11 +76,27 @@ JobManager::~JobManager() {
 }
 
 void JobManager::recover() {
-  std::vector<JobRow> rows = store_->load_jobs();
+  const int64_t keep = std::max<int64_t>(0, options_.keep_finished_in_memory);
+  std::vector<JobRow> finished = store_->load_recent_finished_jobs(keep);
+  std::map<JobState, int64_t> on_disk = store_->count_finished_jobs();
+  std::vector<JobRow> rows = store_->load_unfinished_jobs();
   std::lock_guard<std::mutex> lock(mu_);
+  // The most recently finished jobs, oldest first; the others stay in the database only.
+  for (JobRow& row : finished) {
+    auto job = std::make_shared<Job>();
+    job->order = next_order_++;
+    job->stage = "done";
+    job->fraction = final_fraction(row);
+    job->row = std::move(row);
+    on_disk[job->row.state] -= 1;
+    jobs_[job->row.id] = job;
+    finished_in_memory_.push_back(job->row.id);
+  }
+  finished_on_disk_ = on_disk;
   for (JobRow& row : rows) {
     auto job = std::make_shared<Job>();
     job->order = next_order_++;
+    bool persisted = true;
     if (row.state == JobState::kRunning) {
       // The server died while this job ran (kill -9, OOM, power). Run it again unless it has
       // already taken the server down max_attempts times: then it is probably the cause.
@@ -66,13 +110,14 @@ void JobManager::recover() {
       } else {
         row.state = JobState::kQueued;
       }
-      persist(row, nullptr);
+      persisted = persist(row, nullptr);
     }
     job->row = row;
     job->stage = row.state == JobState::kQueued ? "queued" : "done";
-    job->fraction = row.state == JobState::kSucceeded ? 1.0 : 0.0;
+    job->fraction = is_terminal(row.state) ? final_fraction(row) : 0.0;
     jobs_[row.id] = job;
     if (row.state == JobState::kQueued) enqueue_locked(job);
+    if (is_terminal(row.state) && persisted) retire_locked(job);
   }
 }
 
@@ -214,39 +259,48 @@ std::string JobManager::submit(const std::string& user, const v1::AnalyzeRequest
 }
 
 void JobManager::fill_locked(const Job& job, int64_t position, v1::Job* out) const {
-  out->Clear();
-  out->set_id(job.row.id);
-  out->set_user(job.row.user);
-  out->set_state(static_cast<v1::JobState>(job.row.state));
-  out->set_priority(job.row.priority);
-  out->set_queue_position(job.row.state == JobState::kQueued ? position : -1);
-  out->set_stage(job.stage);
-  out->set_fraction(job.fraction);
-  out->set_created_unix_ms(job.row.created_ms);
-  out->set_started_unix_ms(job.row.started_ms);
-  out->set_finished_unix_ms(job.row.finished_ms);
-  out->set_attempts(job.row.attempts);
-  if (job.row.error_code != 0) {
-    out->mutable_error()->set_grpc_code(job.row.error_code);
-    out->mutable_error()->set_code(
-        wire::grpc_code_name(static_cast<grpc::StatusCode>(job.row.error_code)));
-    out->mutable_error()->set_message(job.row.error_message);
+  fill_job(job.row, job.stage, job.fraction, position, out);
+}
+
+bool JobManager::load_finished(const std::string& user, const std::string& id, v1::Job* out) {
+  // Not in memory: either it finished and left (its final state was in the database before it
+  // left, and never changes again), or there is no such job for this caller. A row that is not
+  // final belongs to a SubmitJob still in progress, whose id nobody has been told yet.
+  std::optional<JobRow> row = store_->load_job(id);
+  if (!row || row->user != user || !is_terminal(row->state)) return false;
+  fill_job(*row, "done", final_fraction(*row), -1, out);
+  return true;
+}
+
+void JobManager::retire_locked(const std::shared_ptr<Job>& job) {
+  finished_in_memory_.push_back(job->row.id);
+  const size_t keep = static_cast<size_t>(std::max<int64_t>(0, options_.keep_finished_in_memory));
+  while (finished_in_memory_.size() > keep) {
+    auto it = jobs_.find(finished_in_memory_.front());
+    finished_in_memory_.pop_front();
+    if (it == jobs_.end() || !is_terminal(it->second->row.state)) continue;
+    finished_on_disk_[it->second->row.state] += 1;
+    jobs_.erase(it);
   }
 }
 
 bool JobManager::get(const std::string& user, const std::string& id, bool include_result,
                      v1::Job* out) {
-  std::shared_ptr<Job> job;
+  bool in_memory = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
-    // Someone else's job is indistinguishable from a missing one (no probing for ids).
-    if (it == jobs_.end() || it->second->row.user != user || it->second->ephemeral) return false;
-    job = it->second;
-    int64_t pos = -1;
-    if (job->row.state == JobState::kQueued) pos = queue_positions_locked()[id];
-    fill_locked(*job, pos, out);
+    if (it != jobs_.end()) {
+      // Someone else's job is indistinguishable from a missing one (no probing for ids).
+      if (it->second->row.user != user || it->second->ephemeral) return false;
+      const Job& job = *it->second;
+      int64_t pos = -1;
+      if (job.row.state == JobState::kQueued) pos = queue_positions_locked()[id];
+      fill_locked(job, pos, out);
+      in_memory = true;
+    }
   }
+  if (!in_memory && !load_finished(user, id, out)) return false;
   if (include_result && out->state() == v1::JOB_STATE_SUCCEEDED) {
     std::optional<std::string> bytes = store_->load_result(id);
     if (!bytes || !out->mutable_result()->ParseFromString(*bytes)) {
@@ -259,28 +313,38 @@ bool JobManager::get(const std::string& user, const std::string& id, bool includ
 bool JobManager::cancel(const std::string& user, const std::string& id, v1::Job* out) {
   JobRow to_persist;
   bool persist_now = false;
+  std::shared_ptr<Job> job_ptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second->row.user != user || it->second->ephemeral) return false;
-    Job& job = *it->second;
-    if (job.row.state == JobState::kQueued) {
-      remove_from_queue_locked(it->second);
-      job.row.state = JobState::kCancelled;
-      job.row.finished_ms = now_unix_ms();
-      job.row.error_code = static_cast<int>(grpc::StatusCode::CANCELLED);
-      job.row.error_message = "cancelled by the user while queued";
-      job.stage = "done";
-      to_persist = job.row;
-      persist_now = true;
-    } else if (job.row.state == JobState::kRunning) {
-      job.cancel_code = static_cast<int>(grpc::StatusCode::CANCELLED);
-      job.cancel_reason = "cancelled by the user while running";
-      job.cancel = true;
+    if (it != jobs_.end()) {
+      if (it->second->row.user != user || it->second->ephemeral) return false;
+      job_ptr = it->second;
+      Job& job = *job_ptr;
+      if (job.row.state == JobState::kQueued) {
+        remove_from_queue_locked(job_ptr);
+        job.row.state = JobState::kCancelled;
+        job.row.finished_ms = now_unix_ms();
+        job.row.error_code = static_cast<int>(grpc::StatusCode::CANCELLED);
+        job.row.error_message = "cancelled by the user while queued";
+        job.row.fraction = job.fraction;
+        job.stage = "done";
+        to_persist = job.row;
+        persist_now = true;
+      } else if (job.row.state == JobState::kRunning) {
+        job.cancel_code = static_cast<int>(grpc::StatusCode::CANCELLED);
+        job.cancel_reason = "cancelled by the user while running";
+        job.cancel = true;
+      }
+      fill_locked(job, -1, out);
     }
-    fill_locked(job, -1, out);
   }
-  if (persist_now) persist(to_persist, nullptr);
+  // A finished job that left memory: cancelling it changes nothing, as for one in memory.
+  if (!job_ptr) return load_finished(user, id, out);
+  if (persist_now && persist(to_persist, nullptr)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    retire_locked(job_ptr);
+  }
   changed_cv_.notify_all();
   return true;
 }
@@ -288,26 +352,42 @@ bool JobManager::cancel(const std::string& user, const std::string& id, v1::Job*
 std::vector<v1::Job> JobManager::list(const std::string& user, const std::vector<int>& states,
                                       int limit) {
   if (limit <= 0) limit = 100;
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::shared_ptr<Job>> mine;
-  for (const auto& kv : jobs_) {
-    const Job& j = *kv.second;
-    if (j.row.user != user || j.ephemeral) continue;
-    if (!states.empty() &&
-        std::find(states.begin(), states.end(), static_cast<int>(j.row.state)) == states.end()) {
-      continue;
+  auto wanted = [&](JobState s) {
+    return states.empty() ||
+           std::find(states.begin(), states.end(), static_cast<int>(s)) != states.end();
+  };
+  // (seq, job): newest first is highest seq, in memory and in the database alike.
+  std::vector<std::pair<int64_t, v1::Job>> picked;
+  std::set<std::string> in_memory;  // the caller's jobs in memory: their state there wins
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, int64_t> pos;
+    if (queued_count_ > 0) pos = queue_positions_locked();
+    for (const auto& kv : jobs_) {
+      const Job& j = *kv.second;
+      if (j.row.user != user || j.ephemeral) continue;
+      in_memory.insert(kv.first);
+      if (!wanted(j.row.state)) continue;
+      auto p = pos.find(kv.first);
+      picked.emplace_back(j.row.seq, v1::Job());
+      fill_locked(j, p == pos.end() ? -1 : p->second, &picked.back().second);
     }
-    mine.push_back(kv.second);
   }
-  std::sort(mine.begin(), mine.end(),
-            [](const auto& a, const auto& b) { return a->order > b->order; });
-  if (mine.size() > static_cast<size_t>(limit)) mine.resize(static_cast<size_t>(limit));
-  std::map<std::string, int64_t> pos = queue_positions_locked();
-  std::vector<v1::Job> out(mine.size());
-  for (size_t i = 0; i < mine.size(); ++i) {
-    auto p = pos.find(mine[i]->row.id);
-    fill_locked(*mine[i], p == pos.end() ? -1 : p->second, &out[i]);
+  // Finished jobs that left memory. A job not in memory above had either left already (its
+  // final row is in the database) or was submitted since (skipped unless it already finished:
+  // either way a true state). Enough rows to fill `limit` after skipping those in memory.
+  for (const JobRow& row : store_->list_finished_jobs(
+           user, states, static_cast<int64_t>(limit) + static_cast<int64_t>(in_memory.size()))) {
+    if (in_memory.count(row.id) != 0) continue;
+    picked.emplace_back(row.seq, v1::Job());
+    fill_job(row, "done", final_fraction(row), -1, &picked.back().second);
   }
+  std::sort(picked.begin(), picked.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  if (picked.size() > static_cast<size_t>(limit)) picked.resize(static_cast<size_t>(limit));
+  std::vector<v1::Job> out;
+  out.reserve(picked.size());
+  for (auto& p : picked) out.push_back(std::move(p.second));
   return out;
 }
 
@@ -318,7 +398,12 @@ bool JobManager::wait_for_change(const std::string& user, const std::string& id,
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (true) {
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second->row.user != user || it->second->ephemeral) return false;
+    if (it == jobs_.end()) {
+      // It finished and left memory while being watched: its final state is in the database.
+      lock.unlock();
+      return load_finished(user, id, out);
+    }
+    if (it->second->row.user != user || it->second->ephemeral) return false;
     const Job& job = *it->second;
     int64_t pos = -1;
     if (job.row.state == JobState::kQueued) pos = queue_positions_locked()[id];
@@ -381,8 +466,7 @@ void JobManager::close_stage_locked(Job& job) {
   stage_totals_.stage_seconds_count[job.stage] += 1;
 }
 
-void JobManager::on_progress(const std::shared_ptr<Job>& job, Stage stage, double fraction,
-                             int index, int count) {
+void JobManager::on_progress(const std::shared_ptr<Job>& job, Stage stage, double fraction) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string name = stage_name(stage);
@@ -391,26 +475,27 @@ void JobManager::on_progress(const std::shared_ptr<Job>& job, Stage stage, doubl
       job->stage = name;
       job->stage_started = std::chrono::steady_clock::now();
     }
-    // The engine reports the fraction of one analysis; a batch of `count` checkpoints runs
-    // `count` analyses back to back.
-    const double f = std::min(1.0, std::max(0.0, fraction));
-    job->fraction = (index + f) / std::max(1, count);
+    // The engine's fraction covers the whole request (all its checkpoints).
+    job->fraction = std::min(1.0, std::max(0.0, fraction));
   }
   changed_cv_.notify_all();
 }
 
-void JobManager::persist(const JobRow& row, const std::string* result_bytes) {
+bool JobManager::persist(const JobRow& row, const std::string* result_bytes) {
   try {
     if (result_bytes) {
       store_->finish_job(row, *result_bytes);
     } else {
       store_->update_job(row);
     }
+    return true;
   } catch (const std::exception& e) {
     // The in-memory state stays authoritative for this process; the failure is logged so an
     // operator sees a disk problem. A restart would re-run the job (it is still "running"
     // or "queued" in the database), so nothing accepted is lost.
+    // Such a job also stays in memory (never retired): memory is its only up-to-date copy.
     log_error("cannot persist job " + row.id + ": " + e.what());
+    return false;
   }
 }
 
@@ -451,18 +536,9 @@ void JobManager::worker_loop() {
       }
       RunControl control;
       control.cancel = &job->cancel;
-      // A batch of B checkpoints is B analyses; the engine reports Stage::kDone at the end of
-      // each, which advances `index`, so the job's fraction runs once from 0 to 1. (B is read
-      // from an inline tensor; a batch given as a blob reports per-checkpoint progress.)
-      int count = 1;
-      if (request->params().has_tensor() && request->params().tensor().shape_size() == 2) {
-        count = static_cast<int>(std::max<int64_t>(1, request->params().tensor().shape(0)));
-      }
-      auto index = std::make_shared<int>(0);
-      control.on_progress = [this, job, index, count](Stage stage, double fraction) {
-        on_progress(job, stage, fraction, *index, count);
-        if (stage == Stage::kDone) *index += 1;
-      };
+      // A batch of checkpoints is one engine run (analyze_checkpoints), whose progress
+      // fraction already runs once from 0 to 1 over the whole batch.
+      control.on_progress = [this, job](Stage stage, double fraction) { on_progress(job, stage, fraction); };
       response = runner_(job->row.user, *request, control);
     } catch (...) {
       status = wire::status_from_exception(std::current_exception());
@@ -501,10 +577,14 @@ void JobManager::worker_loop() {
         row.error_code = static_cast<int>(status.error_code());
         row.error_message = status.error_message();
       }
-      if (!requeue) row.finished_ms = now_unix_ms();
+      if (!requeue) {
+        row.finished_ms = now_unix_ms();
+        row.fraction = row.state == JobState::kSucceeded ? 1.0 : job->fraction;
+      }
     }
+    bool persisted = false;
     if (!job->ephemeral) {
-      persist(row, row.state == JobState::kSucceeded ? &result_bytes : nullptr);
+      persisted = persist(row, row.state == JobState::kSucceeded ? &result_bytes : nullptr);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -517,12 +597,11 @@ void JobManager::worker_loop() {
         enqueue_locked(job);
       } else {
         job->stage = "done";
-        if (row.state == JobState::kSucceeded) {
-          job->fraction = 1.0;
-          if (job->ephemeral) {
-            job->result = std::make_shared<v1::AnalyzeResponse>(std::move(response));
-          }
+        job->fraction = row.fraction;
+        if (row.state == JobState::kSucceeded && job->ephemeral) {
+          job->result = std::make_shared<v1::AnalyzeResponse>(std::move(response));
         }
+        if (!job->ephemeral && persisted) retire_locked(job);
       }
       if (job->ephemeral && job->abandoned) jobs_.erase(job->row.id);
       --running_;  // last: drain_and_stop waits for the persisted outcome
@@ -591,6 +670,8 @@ QueueMetrics JobManager::metrics() {
     m.jobs_by_state[job_state_name(s)] = 0;
   }
   for (const auto& kv : jobs_) m.jobs_by_state[job_state_name(kv.second->row.state)] += 1;
+  for (const auto& kv : finished_on_disk_) m.jobs_by_state[job_state_name(kv.first)] += kv.second;
+  m.jobs_in_memory = static_cast<int64_t>(jobs_.size());
   return m;
 }
 

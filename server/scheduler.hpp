@@ -12,11 +12,19 @@
 //
 // Cancellation: each job owns an atomic flag handed to basin::analyze through RunControl; the
 // engine stops at its next step boundary with Error(kCancelled).
+//
+// Memory: queued and running jobs live in memory; a finished job stays only while it is among
+// the `keep_finished_in_memory` most recently finished ones, and only once its final state is
+// in the database (a job whose final write failed stays, since memory is then the only copy).
+// Get / Watch / Cancel / List of a job that left memory read its row (and result) from the
+// database and answer exactly what they answered before. Ephemeral jobs are removed as soon as
+// their Analyze call has its answer (or has gone away).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -56,6 +64,7 @@ struct QueueMetrics {
   std::map<std::string, int64_t> jobs_by_state;  // "queued", "running", ...
   std::map<std::string, double> stage_seconds_sum;
   std::map<std::string, int64_t> stage_seconds_count;
+  int64_t jobs_in_memory = 0;  // every Job object held (any state, Analyze calls included)
 };
 
 class JobManager {
@@ -68,13 +77,17 @@ class JobManager {
     int workers = 1;
     int64_t max_queued_jobs_per_user = 100;
     int max_attempts = 3;  // runs interrupted by crashes before a job is marked failed
+    // Finished (succeeded / failed / cancelled) submitted jobs kept in memory, most recently
+    // finished first; older ones are served from the database. 0 = none.
+    int64_t keep_finished_in_memory = 256;
   };
 
   JobManager(Store* store, Options options, Runner runner);
   ~JobManager();
 
   // Loads persisted jobs: queued ones are re-enqueued; ones that were running when the server
-  // died are re-run, or failed with the reason after max_attempts interrupted runs.
+  // died are re-run, or failed with the reason after max_attempts interrupted runs. Of the
+  // finished ones only the keep_finished_in_memory most recent are loaded.
   void recover();
   void start();
 
@@ -116,10 +129,14 @@ class JobManager {
   void remove_from_queue_locked(const std::shared_ptr<Job>& job);
   std::map<std::string, int64_t> queue_positions_locked() const;
   void fill_locked(const Job& job, int64_t position, v1::Job* out) const;
-  void on_progress(const std::shared_ptr<Job>& job, Stage stage, double fraction, int index,
-                   int count);
+  // A finished job that is not in memory, from the database; false when `user` has none `id`.
+  bool load_finished(const std::string& user, const std::string& id, v1::Job* out);
+  // `job` (persistent, finished, its final state in the database) joins the finished jobs in
+  // memory; the oldest ones beyond keep_finished_in_memory leave.
+  void retire_locked(const std::shared_ptr<Job>& job);
+  void on_progress(const std::shared_ptr<Job>& job, Stage stage, double fraction);
   void close_stage_locked(Job& job);
-  void persist(const JobRow& row, const std::string* result_bytes);
+  bool persist(const JobRow& row, const std::string* result_bytes);  // false: logged failure
   std::string new_id_locked();
 
   Store* store_;
@@ -141,6 +158,10 @@ class JobManager {
   std::vector<std::thread> workers_;
   std::mt19937_64 rng_;
   QueueMetrics stage_totals_;
+  // Ids of the finished jobs in memory whose final state is persisted, oldest finish first.
+  std::deque<std::string> finished_in_memory_;
+  // Finished jobs only in the database, by state (the metrics count every job known).
+  std::map<JobState, int64_t> finished_on_disk_;
 };
 
 const char* job_state_name(JobState s);

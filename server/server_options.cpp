@@ -43,6 +43,9 @@ const char* server_usage() {
          "  --max-message-bytes N       largest gRPC message (default 64 MiB)\n"
          "  --max-queued-jobs N         per-user quota of queued jobs (default 100)\n"
          "  --max-stored-bytes N        per-user quota of blob bytes (default 16 GiB)\n"
+         "  --max-attempts N            runs interrupted by crashes before a job fails (default 3)\n"
+         "  --keep-finished-in-memory N finished jobs held in memory, most recent (default 256);\n"
+         "                              older ones are read from the job database on demand\n"
          "  --max-hessian-params N --max-dense-dim N --max-memory-bytes N   engine limits\n"
          "  --port-file FILE            write the bound ports (tests, scripts)\n"
          "  --version                   print the version and exit\n";
@@ -73,6 +76,7 @@ ServerOptions parse_server_options(const std::vector<std::string>& args, bool* h
     else if (a == "--max-queued-jobs") o.max_queued_jobs_per_user = parse_int(a, v, 0);
     else if (a == "--max-stored-bytes") o.max_stored_bytes_per_user = parse_int(a, v, 0);
     else if (a == "--max-attempts") o.max_attempts = static_cast<int>(parse_int(a, v, 1));
+    else if (a == "--keep-finished-in-memory") o.keep_finished_in_memory = parse_int(a, v, 0);
     else if (a == "--max-hessian-params") o.limits.max_hessian_params = parse_int(a, v, 0);
     else if (a == "--max-dense-dim") o.limits.max_dense_dim = parse_int(a, v, 1);
     else if (a == "--max-memory-bytes") o.limits.max_memory_bytes = static_cast<uint64_t>(parse_int(a, v, 1));

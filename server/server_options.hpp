@@ -23,6 +23,7 @@ struct ServerOptions {
   int64_t max_queued_jobs_per_user = 100;
   int64_t max_stored_bytes_per_user = 16ll << 30;
   int max_attempts = 3;
+  int64_t keep_finished_in_memory = 256;  // finished jobs held in memory; older: from SQLite
   Device default_device = Device::kAuto;
   Limits limits;
 };

@@ -107,11 +107,14 @@ BasinService::BasinService(const ServerOptions& options, const Authenticator* au
 std::vector<uint8_t> BasinService::read_blob(const std::string& user, const std::string& blob_id,
                                              const std::string& field) {
   const std::string hex = parse_blob_id(blob_id, field);
-  // Another user's blob reads exactly like a missing one: ids are not secrets, so ownership,
-  // not knowledge of the hash, is what grants access.
+  // A well-formed id naming no blob of the caller's is NOT_FOUND (the request refers to an
+  // entity that does not exist for this caller, and would be fine once it is uploaded); a
+  // malformed one is INVALID_ARGUMENT (parse_blob_id). Another user's blob reads exactly like
+  // a missing one: ids are not secrets, so ownership, not knowledge of the hash, grants access.
   if (!store_->user_owns_blob(user, hex)) {
-    invalid_argument(field + ": unknown blob '" + blob_id +
-                     "'; expected the id of a blob you uploaded with UploadBlob");
+    throw Error(ErrorCode::kNotFound,
+                field + ": unknown blob '" + blob_id +
+                    "'; expected the id of a blob you uploaded with UploadBlob");
   }
   std::ifstream in(store_->blob_path(hex), std::ios::binary | std::ios::ate);
   if (!in) throw Error(ErrorCode::kInternal, field + ": blob " + hex + " is missing from disk");
@@ -133,16 +136,10 @@ v1::AnalyzeResponse BasinService::run(const std::string& user, const v1::Analyze
   wire::DecodedRequest decoded =
       wire::decode_request(request, reader, options_.default_device, options_.limits);
   v1::AnalyzeResponse response;
-  AnalysisRequest& r = decoded.base;
-  for (std::vector<double>& params : decoded.checkpoints) {
-    if (control.cancel && control.cancel->load()) {
-      throw Error(ErrorCode::kCancelled, "cancelled between checkpoints");
-    }
-    r.params = std::move(params);
-    AnalysisResult result = analyze(r, control);
-    // The engine itself reports Stage::kDone last, which advances the checkpoint index.
-    wire::result_to_proto(result, response.add_results());
-  }
+  // All checkpoints in one engine run: the data go to the device once and small eigen-problems
+  // are solved in batches.
+  const std::vector<AnalysisResult> results = analyze_checkpoints(decoded.base, decoded.checkpoints, control);
+  for (const AnalysisResult& result : results) wire::result_to_proto(result, response.add_results());
   response.set_total_ms(ms_since(t0));
   return response;
 }

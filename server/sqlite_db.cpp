@@ -39,6 +39,11 @@ Statement& Statement::bind_blob(int index, const std::string& bytes) {
   return *this;
 }
 
+Statement& Statement::bind_double(int index, double value) {
+  SQLITE_CHECK(db_, sqlite3_bind_double(stmt_, index, value));
+  return *this;
+}
+
 Statement& Statement::bind_null(int index) {
   SQLITE_CHECK(db_, sqlite3_bind_null(stmt_, index));
   return *this;
@@ -51,6 +56,8 @@ bool Statement::step() {
 }
 
 int64_t Statement::column_int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+double Statement::column_double(int col) const { return sqlite3_column_double(stmt_, col); }
 
 std::string Statement::column_text(int col) const {
   const unsigned char* p = sqlite3_column_text(stmt_, col);

@@ -28,6 +28,7 @@ class Statement {
   Statement& bind(int index, int64_t value);
   Statement& bind(int index, const std::string& text);
   Statement& bind_blob(int index, const std::string& bytes);
+  Statement& bind_double(int index, double value);  // not an overload: bind(i, 0) stays unambiguous
   Statement& bind_null(int index);
 
   // True while a row is available; false when the statement is done.
@@ -35,6 +36,7 @@ class Statement {
   void run() { while (step()) {} }  // statements that return no rows
 
   int64_t column_int64(int col) const;
+  double column_double(int col) const;
   std::string column_text(int col) const;
   std::string column_blob(int col) const;
   bool column_is_null(int col) const;

@@ -73,7 +73,8 @@ Store::Store(const std::string& data_dir)
       " attempts INTEGER NOT NULL DEFAULT 0,"
       " error_code INTEGER NOT NULL DEFAULT 0,"
       " error_message TEXT NOT NULL DEFAULT '',"
-      " result BLOB);"
+      " result BLOB,"
+      " fraction REAL NOT NULL DEFAULT 0);"
       "CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user);"
       "CREATE TABLE IF NOT EXISTS blob_owners ("
       " user TEXT NOT NULL,"
@@ -81,6 +82,14 @@ Store::Store(const std::string& data_dir)
       " size INTEGER NOT NULL,"
       " created_ms INTEGER NOT NULL,"
       " PRIMARY KEY (user, hex));");
+  // Databases written before the final progress was stored: add the column (old finished rows
+  // read 0, what a restart showed for them before).
+  bool has_fraction = false;
+  {
+    Statement st(db_->handle(), "PRAGMA table_info(jobs)");
+    while (st.step()) has_fraction = has_fraction || st.column_text(1) == "fraction";
+  }
+  if (!has_fraction) db_->exec("ALTER TABLE jobs ADD COLUMN fraction REAL NOT NULL DEFAULT 0");
 }
 
 void Store::insert_job(JobRow* row, const std::string& request_bytes) {
@@ -99,10 +108,10 @@ void Store::update_job(const JobRow& row) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_->handle(),
                "UPDATE jobs SET state = ?, started_ms = ?, finished_ms = ?, attempts = ?,"
-               " error_code = ?, error_message = ? WHERE id = ?");
+               " error_code = ?, error_message = ?, fraction = ? WHERE id = ?");
   st.bind(1, static_cast<int64_t>(row.state)).bind(2, row.started_ms).bind(3, row.finished_ms);
   st.bind(4, static_cast<int64_t>(row.attempts)).bind(5, static_cast<int64_t>(row.error_code));
-  st.bind(6, row.error_message).bind(7, row.id);
+  st.bind(6, row.error_message).bind_double(7, row.fraction).bind(8, row.id);
   st.run();
 }
 
@@ -110,34 +119,108 @@ void Store::finish_job(const JobRow& row, const std::string& result_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_->handle(),
                "UPDATE jobs SET state = ?, started_ms = ?, finished_ms = ?, attempts = ?,"
-               " error_code = ?, error_message = ?, result = ? WHERE id = ?");
+               " error_code = ?, error_message = ?, fraction = ?, result = ? WHERE id = ?");
   st.bind(1, static_cast<int64_t>(row.state)).bind(2, row.started_ms).bind(3, row.finished_ms);
   st.bind(4, static_cast<int64_t>(row.attempts)).bind(5, static_cast<int64_t>(row.error_code));
-  st.bind(6, row.error_message).bind_blob(7, result_bytes).bind(8, row.id);
+  st.bind(6, row.error_message).bind_double(7, row.fraction).bind_blob(8, result_bytes);
+  st.bind(9, row.id);
   st.run();
 }
 
-std::vector<JobRow> Store::load_jobs() {
+namespace {
+
+// The columns read_row expects, in its order.
+constexpr const char* kRowColumns =
+    "seq, id, user, state, priority, created_ms, started_ms, finished_ms, attempts, error_code,"
+    " error_message, fraction";
+
+JobRow read_row(const Statement& st) {
+  JobRow r;
+  r.seq = st.column_int64(0);
+  r.id = st.column_text(1);
+  r.user = st.column_text(2);
+  r.state = static_cast<JobState>(st.column_int64(3));
+  r.priority = static_cast<int>(st.column_int64(4));
+  r.created_ms = st.column_int64(5);
+  r.started_ms = st.column_int64(6);
+  r.finished_ms = st.column_int64(7);
+  r.attempts = static_cast<int>(st.column_int64(8));
+  r.error_code = static_cast<int>(st.column_int64(9));
+  r.error_message = st.column_text(10);
+  r.fraction = st.column_double(11);
+  return r;
+}
+
+const std::string kFinishedStates = "(" +
+                                    std::to_string(static_cast<int>(JobState::kSucceeded)) + ", " +
+                                    std::to_string(static_cast<int>(JobState::kFailed)) + ", " +
+                                    std::to_string(static_cast<int>(JobState::kCancelled)) + ")";
+
+}  // namespace
+
+std::vector<JobRow> Store::load_unfinished_jobs() {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement st(db_->handle(),
-               "SELECT seq, id, user, state, priority, created_ms, started_ms, finished_ms,"
-               " attempts, error_code, error_message FROM jobs ORDER BY seq");
+  Statement st(db_->handle(), std::string("SELECT ") + kRowColumns +
+                                  " FROM jobs WHERE state NOT IN " + kFinishedStates +
+                                  " ORDER BY seq");
   std::vector<JobRow> rows;
-  while (st.step()) {
-    JobRow r;
-    r.seq = st.column_int64(0);
-    r.id = st.column_text(1);
-    r.user = st.column_text(2);
-    r.state = static_cast<JobState>(st.column_int64(3));
-    r.priority = static_cast<int>(st.column_int64(4));
-    r.created_ms = st.column_int64(5);
-    r.started_ms = st.column_int64(6);
-    r.finished_ms = st.column_int64(7);
-    r.attempts = static_cast<int>(st.column_int64(8));
-    r.error_code = static_cast<int>(st.column_int64(9));
-    r.error_message = st.column_text(10);
-    rows.push_back(std::move(r));
+  while (st.step()) rows.push_back(read_row(st));
+  return rows;
+}
+
+std::vector<JobRow> Store::load_recent_finished_jobs(int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement st(db_->handle(), std::string("SELECT ") + kRowColumns +
+                                  " FROM jobs WHERE state IN " + kFinishedStates +
+                                  " ORDER BY finished_ms DESC, seq DESC LIMIT ?");
+  st.bind(1, n);
+  std::vector<JobRow> rows;
+  while (st.step()) rows.push_back(read_row(st));
+  return std::vector<JobRow>(rows.rbegin(), rows.rend());
+}
+
+std::map<JobState, int64_t> Store::count_finished_jobs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement st(db_->handle(), "SELECT state, COUNT(*) FROM jobs WHERE state IN " +
+                                  kFinishedStates + " GROUP BY state");
+  std::map<JobState, int64_t> counts;
+  while (st.step()) counts[static_cast<JobState>(st.column_int64(0))] = st.column_int64(1);
+  return counts;
+}
+
+std::optional<JobRow> Store::load_job(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement st(db_->handle(), std::string("SELECT ") + kRowColumns + " FROM jobs WHERE id = ?");
+  st.bind(1, id);
+  if (!st.step()) return std::nullopt;
+  return read_row(st);
+}
+
+std::vector<JobRow> Store::list_finished_jobs(const std::string& user,
+                                              const std::vector<int>& states, int64_t limit) {
+  std::vector<int> wanted;
+  for (int s : states) {
+    if (is_terminal(static_cast<JobState>(s))) wanted.push_back(s);
   }
+  if (states.empty()) {
+    for (JobState s : {JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
+      wanted.push_back(static_cast<int>(s));
+    }
+  }
+  if (wanted.empty() || limit <= 0) return {};
+  std::string in = "(";
+  for (size_t i = 0; i < wanted.size(); ++i) in += i == 0 ? "?" : ", ?";
+  in += ")";
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement st(db_->handle(), std::string("SELECT ") + kRowColumns +
+                                  " FROM jobs WHERE user = ? AND state IN " + in +
+                                  " ORDER BY seq DESC LIMIT ?");
+  int index = 1;
+  st.bind(index++, user);
+  for (int s : wanted) st.bind(index++, static_cast<int64_t>(s));
+  st.bind(index, limit);
+  std::vector<JobRow> rows;
+  while (st.step()) rows.push_back(read_row(st));
   return rows;
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,9 @@ struct JobRow {
   int attempts = 0;
   int error_code = 0;  // grpc::StatusCode, 0 when none
   std::string error_message;
+  // Progress when the job reached its final state (kept so that a finished job read back from
+  // the database shows what it showed in memory; 0 while it is not finished).
+  double fraction = 0;
 };
 
 class Store {
@@ -43,11 +47,23 @@ class Store {
   // ---- jobs ----
   // Inserts a new job; fills row->seq.
   void insert_job(JobRow* row, const std::string& request_bytes);
-  void update_job(const JobRow& row);                           // state, times, attempts, error
+  void update_job(const JobRow& row);  // state, times, attempts, error, fraction
   void finish_job(const JobRow& row, const std::string& result_bytes);  // + result, one txn
-  std::vector<JobRow> load_jobs();                              // all, by seq
   std::string load_request(const std::string& id);
   std::optional<std::string> load_result(const std::string& id);
+
+  // Restart recovery: the jobs not finished (queued or running), by seq; the `n` most recently
+  // finished ones, oldest first; how many finished jobs there are in each final state.
+  std::vector<JobRow> load_unfinished_jobs();
+  std::vector<JobRow> load_recent_finished_jobs(int64_t n);
+  std::map<JobState, int64_t> count_finished_jobs();
+  // Finished jobs that are no longer held in memory are read from here. One row (without the
+  // request and result), or nullopt.
+  std::optional<JobRow> load_job(const std::string& id);
+  // `user`'s finished jobs whose state is one of `states` (all final states when empty),
+  // newest (highest seq) first, at most `limit`.
+  std::vector<JobRow> list_finished_jobs(const std::string& user, const std::vector<int>& states,
+                                         int64_t limit);
 
   // ---- blobs ----
   const std::string& tmp_dir() const { return tmp_dir_; }

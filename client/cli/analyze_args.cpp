@@ -54,6 +54,7 @@ std::string usage() {
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
                      [--save-jacobian G.npy] [--json [--pretty]]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
+       --params is a vector (N,) or checkpoints (B, N): one result per checkpoint, in order
        basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
        basin --version
 )";
@@ -170,10 +171,23 @@ void load_request_files(AnalyzeOptions& o) {
     const NpyArray p = read_npy(o.params_path, "--params");
     if (!p.is_float())
       invalid_argument("--params " + o.params_path + ": dtype " + npy_dtype_name(p.dtype) + ", expected float32 or float64");
-    if (p.shape.size() != 1)
+    if (p.shape.size() != 1 && p.shape.size() != 2)
       invalid_argument("--params " + o.params_path + ": shape " + p.shape_string() + ", expected a 1-D vector of " +
-                       std::to_string(N) + " values");
+                       std::to_string(N) + " values, or checkpoints of shape (B, " + std::to_string(N) + ")");
+    if (p.shape.size() == 2 && (p.shape[0] < 1 || p.shape[1] != N))
+      invalid_argument("--params " + o.params_path + ": shape " + p.shape_string() + ", expected checkpoints of shape (B, " +
+                       std::to_string(N) + ") with B >= 1 (N = the parameter count of the model)");
     r.params = p.to_double();
+    if (p.shape.size() == 2) {
+      const int64_t B = p.shape[0];
+      if (B > 1 && !o.save_jacobian.empty())
+        invalid_argument("--save-jacobian: writes G for one parameter vector, but --params holds " + std::to_string(B) +
+                         " checkpoints; pass one row");
+      o.checkpoints.resize(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) o.checkpoints[b].assign(r.params.begin() + b * N, r.params.begin() + (b + 1) * N);
+      r.params = o.checkpoints.front();
+      if (B == 1) o.checkpoints.clear();
+    }
   } else if (!onnx_params.empty()) {
     r.params = std::move(onnx_params);
   } else {
@@ -224,16 +238,20 @@ void load_request_files(AnalyzeOptions& o) {
   }
 }
 
-void print_result(const AnalyzeOptions& o, const AnalysisResult& result) {
-  if (!o.save_jacobian.empty()) {
-    write_npy(o.save_jacobian, make_npy_f64({result.num_examples * result.num_outputs, result.num_params},
-                                            result.jacobian_matrix));
-  }
-  if (o.json) {
-    std::cout << result_to_json(result, o.pretty ? 2 : -1) << std::endl;
-  } else {
-    std::cout << summary(o.request, result);
-    if (!o.save_jacobian.empty()) std::cout << "G written to " << o.save_jacobian << "\n";
+void print_results(const AnalyzeOptions& o, const std::vector<AnalysisResult>& results) {
+  for (size_t b = 0; b < results.size(); ++b) {
+    const AnalysisResult& result = results[b];
+    if (!o.save_jacobian.empty()) {
+      write_npy(o.save_jacobian, make_npy_f64({result.num_examples * result.num_outputs, result.num_params},
+                                              result.jacobian_matrix));
+    }
+    if (o.json) {
+      std::cout << result_to_json(result, o.pretty ? 2 : -1) << std::endl;
+    } else {
+      if (results.size() > 1) std::cout << (b ? "\n" : "") << "checkpoint " << b << " of " << results.size() << "\n";
+      std::cout << summary(o.request, result);
+      if (!o.save_jacobian.empty()) std::cout << "G written to " << o.save_jacobian << "\n";
+    }
   }
 }
 

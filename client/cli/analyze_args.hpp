@@ -20,6 +20,9 @@ struct AnalyzeOptions {
   bool pretty = false;      // --pretty: indented JSON
   bool want_given = false;  // --want was given (else defaults, see README)
   std::string model_path, params_path, inputs_path, targets_path, save_jacobian;
+  // --params of shape [B, N]: the checkpoints of a training run, one result each (request.params
+  // holds the first). Empty for a single parameter vector.
+  std::vector<std::vector<double>> checkpoints;
   std::vector<std::string> rest;  // flags this parser does not know (for the remote commands)
 };
 
@@ -30,8 +33,9 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
 // --want. Throws basin::Error naming the file and what was expected.
 void load_request_files(AnalyzeOptions& options);
 
-// Writes G (when --save-jacobian) and prints the result: JSON or a short summary.
-void print_result(const AnalyzeOptions& options, const AnalysisResult& result);
+// Writes G (when --save-jacobian) and prints the results: JSON (one line per checkpoint unless
+// --pretty) or a short summary of each.
+void print_results(const AnalyzeOptions& options, const std::vector<AnalysisResult>& results);
 
 // Human-readable summary of a result.
 std::string summary(const AnalysisRequest& request, const AnalysisResult& result);

@@ -28,14 +28,18 @@ int analyze_local(basin::cli::AnalyzeOptions& options) {
   if (request.device == basin::Device::kAuto) {
     std::string why;
     if (basin::cuda_available(&why)) {
+      std::cerr << "basin: using the cuda backend (a CUDA device and driver are usable)\n";
       request.device = basin::Device::kCuda;
     } else {
       std::cerr << "basin: using the cpu backend (" << why << ")\n";
       request.device = basin::Device::kCpu;
     }
   }
-  const basin::AnalysisResult result = basin::analyze(request);
-  basin::cli::print_result(options, result);
+  if (options.checkpoints.empty()) {
+    basin::cli::print_results(options, {basin::analyze(request)});
+  } else {
+    basin::cli::print_results(options, basin::analyze_checkpoints(request, options.checkpoints));
+  }
   return 0;
 }
 

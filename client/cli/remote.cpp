@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -197,7 +198,7 @@ int cmd_submit(const Connection& c, std::vector<std::string> args) {
   }
   load_request_files(o);
   v1::SubmitJobRequest req;
-  wire::request_to_proto(o.request, req.mutable_request());
+  wire::request_to_proto(o.request, req.mutable_request(), o.checkpoints);
   req.set_priority(priority);
   v1::SubmitJobResponse resp;
   auto stub = v1::Basin::NewStub(open_channel(c));
@@ -406,16 +407,19 @@ int remote_analyze(AnalyzeOptions& o) {
   c.tls_key = o.tls_key;
   c.timeout_s = o.timeout_s;
   v1::AnalyzeRequest req;
-  wire::request_to_proto(o.request, &req);
+  wire::request_to_proto(o.request, &req, o.checkpoints);
   v1::AnalyzeResponse resp;
   auto stub = v1::Basin::NewStub(open_channel(c));
   auto ctx = make_context(c);
   GRPC_CHECK(stub->Analyze(ctx.get(), req, &resp), "Analyze");
-  if (resp.results_size() != 1) {
-    throw Error(ErrorCode::kInternal, "Analyze: expected 1 result, got " +
+  const size_t expected = std::max<size_t>(1, o.checkpoints.size());
+  if (static_cast<size_t>(resp.results_size()) != expected) {
+    throw Error(ErrorCode::kInternal, "Analyze: expected " + std::to_string(expected) + " results, got " +
                                           std::to_string(resp.results_size()));
   }
-  print_result(o, wire::result_from_proto(resp.results(0)));
+  std::vector<AnalysisResult> results;
+  for (const v1::AnalysisResult& r : resp.results()) results.push_back(wire::result_from_proto(r));
+  print_results(o, results);
   return 0;
 }
 

@@ -43,7 +43,8 @@ std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
        << fmt(j.tolerance) << (j.gap ? ", gap at the cut " + fmt(*j.gap) : std::string()) << ", method " << j.method
        << ")\n";
     if (!j.refined_from.empty())
-      os << "          (" << j.refined_from << " found values below its resolution; rank decided by the SVD of G)\n";
+      os << "          (" << j.refined_from << " found values below its resolution; rank decided by the SVD of "
+         << (j.method == "tsqr" ? "G's QR factor R, built blockwise by TSQR" : "G") << ")\n";
     if (j.gap && *j.gap < 1e3)
       os << "          note: the gap at the cut is small, so the rank depends on the tolerance (--rtol/--atol)\n";
     os << "          level set (behaviour manifold) dimension N - rank = " << j.level_set_dim << "\n";

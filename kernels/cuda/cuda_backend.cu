@@ -1,6 +1,6 @@
 // The CUDA backend: custom kernels for everything element-wise, cuBLAS for GEMM/SYRK, cuSOLVER
-// (64-bit API) for the eigen/singular-value solves. Same contract and results as
-// kernels/cpu/cpu_backend.cpp (see basin/backend.hpp); tests/cuda/test_gpu_parity.cpp holds the
+// (64-bit API) for the eigen/singular-value solves and the QR of TSQR. Same contract and results
+// as kernels/cpu/cpu_backend.cpp (see basin/backend.hpp); tests/cuda/test_gpu_parity.cpp holds the
 // two against each other.
 //
 // Row-major ↔ cuBLAS/cuSOLVER (column-major), without copies:
@@ -15,9 +15,14 @@
 // host (download, the solvers) and upload (whose host source may be freed on return)
 // synchronise; kernel faults therefore surface at the next of those, named by that call.
 #include <cuda_runtime.h>
+#include <thrust/execution_policy.h>
+#include <thrust/functional.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,9 +83,20 @@ __global__ void rop_activation_backward(int64_t count, ActivationFn<T> fn, int64
   BASIN_FOR_EACH_INDEX(idx, count) rop_activation_backward_element(idx, fn, rpe, d, z, rz, g, rg);
 }
 template <class T>
+__global__ void combine_hessian(int64_t count, int64_t n, T* g, T* r) {
+  BASIN_FOR_EACH_INDEX(idx, count) combine_hessian_element(idx, n, g, r);
+}
+// Thrust functor: idx → its term of ‖X‖_F² for a symmetric X kept in its lower triangle.
+template <class T>
+struct SymmetricSquareTerm {
+  const T* x;
+  int64_t n;
+  __host__ __device__ double operator()(int64_t idx) const { return symmetric_square_term(idx, n, x); }
+};
+template <class T>
 __global__ void hadamard_expand_accumulate(int64_t count, int64_t n, int64_t r, const T* k, T kappa,
-                                           const T* d, T* c) {
-  BASIN_FOR_EACH_INDEX(idx, count) hadamard_expand_element(idx, n, r, k, kappa, d, c);
+                                           int64_t row0, int64_t rows, const T* d, int64_t ldd, T* c) {
+  BASIN_FOR_EACH_INDEX(idx, count) hadamard_expand_element(idx, n, r, k, kappa, row0, rows, d, ldd, c);
 }
 template <class T>
 __global__ void assemble_jacobian_block(int64_t count, int64_t row0, int64_t rpe, int64_t d_out, int64_t d_in,
@@ -110,6 +126,10 @@ __global__ void nonfinite_flag(int64_t count, const T* a, int* flag) {
 template <class T>
 __global__ void transpose(int64_t count, int64_t rows, int64_t cols, const T* src, T* dst) {
   BASIN_FOR_EACH_INDEX(idx, count) transpose_element(idx, rows, cols, src, dst);
+}
+template <class T>
+__global__ void qr_r_row_major(int64_t count, int64_t m, int64_t n, const T* qr, T* a) {
+  BASIN_FOR_EACH_INDEX(idx, count) qr_r_row_major_element(idx, m, n, qr, a);
 }
 
 #undef BASIN_FOR_EACH_INDEX
@@ -186,6 +206,45 @@ class Scratch {
   const DeviceContext& ctx_;
   size_t bytes_;
   void* ptr_;
+};
+
+// syevjBatched handles matrices up to 32 × 32 (cuSOLVER documentation).
+constexpr int64_t kSyevjBatchedMaxDim = 32;
+
+// The legacy syevjBatched API is typed (S/D); these overloads pick the right one.
+inline cusolverStatus_t syevj_batched_buffer_size(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo,
+                                                  int n, const double* a, int lda, const double* w, int* lwork,
+                                                  syevjInfo_t params, int batch) {
+  return cusolverDnDsyevjBatched_bufferSize(h, jobz, uplo, n, a, lda, w, lwork, params, batch);
+}
+inline cusolverStatus_t syevj_batched_buffer_size(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo,
+                                                  int n, const float* a, int lda, const float* w, int* lwork,
+                                                  syevjInfo_t params, int batch) {
+  return cusolverDnSsyevjBatched_bufferSize(h, jobz, uplo, n, a, lda, w, lwork, params, batch);
+}
+inline cusolverStatus_t syevj_batched(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n,
+                                      double* a, int lda, double* w, double* work, int lwork, int* info,
+                                      syevjInfo_t params, int batch) {
+  return cusolverDnDsyevjBatched(h, jobz, uplo, n, a, lda, w, work, lwork, info, params, batch);
+}
+inline cusolverStatus_t syevj_batched(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n,
+                                      float* a, int lda, float* w, float* work, int lwork, int* info,
+                                      syevjInfo_t params, int batch) {
+  return cusolverDnSsyevjBatched(h, jobz, uplo, n, a, lda, w, work, lwork, info, params, batch);
+}
+
+// Owner of a syevjInfo_t (Jacobi controls). Defaults: tolerance = machine ε, 100 sweeps;
+// eigenvalues sorted ascending (cusolverDnXsyevjSetSortEig default).
+class SyevjParams {
+ public:
+  SyevjParams() { BASIN_CUSOLVER_CHECK(cusolverDnCreateSyevjInfo(&info_)); }
+  ~SyevjParams() { BASIN_CUSOLVER_CHECK_NO_THROW(cusolverDnDestroySyevjInfo(info_)); }
+  SyevjParams(const SyevjParams&) = delete;
+  SyevjParams& operator=(const SyevjParams&) = delete;
+  syevjInfo_t get() const { return info_; }
+
+ private:
+  syevjInfo_t info_ = nullptr;
 };
 
 template <class T>
@@ -306,9 +365,30 @@ class CudaBackend final : public Backend<T> {
     ctx_.activate();
     BASIN_LAUNCH(kernels::rop_activation_backward<T>, n * rpe * d, ctx_.stream(), fn, rpe, d, z, rz, g, rg);
   }
-  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, const T* d, T* c) override {
+  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, int64_t row0, int64_t rows,
+                                  const T* d, int64_t ldd, T* c) override {
     ctx_.activate();
-    BASIN_LAUNCH(kernels::hadamard_expand_accumulate<T>, (n * r) * (n * r), ctx_.stream(), n, r, k, kappa, d, c);
+    BASIN_LAUNCH(kernels::hadamard_expand_accumulate<T>, rows * (row0 + rows), ctx_.stream(), n, r, k, kappa, row0,
+                 rows, d, ldd, c);
+  }
+  std::array<double, 2> combine_hessian(int64_t n, T* g, T* r) override {
+    ctx_.activate();
+    BASIN_LAUNCH(kernels::combine_hessian<T>, n * n, ctx_.stream(), n, g, r);
+    // ‖H‖_F² and ‖R‖_F² as Thrust reductions on the stream, so the two N×N matrices never
+    // travel to the host (the eigen-solves that follow work on them in place).
+    // Thrust reports failures as thrust::system_error; Basin's callers expect basin::Error.
+    auto norm_sq = [&](const T* x) {
+      try {
+        return thrust::transform_reduce(thrust::cuda::par.on(ctx_.stream()), thrust::counting_iterator<int64_t>(0),
+                                        thrust::counting_iterator<int64_t>(n * n),
+                                        kernels::SymmetricSquareTerm<T>{x, n}, 0.0, thrust::plus<double>());
+      } catch (const std::exception& e) {
+        throw Error(ErrorCode::kInternal, std::string("thrust::transform_reduce (Hessian norms) failed: ") + e.what());
+      }
+    };
+    const double h_sq = norm_sq(g), r_sq = norm_sq(r);
+    BASIN_CUDA_CHECK(cudaGetLastError());
+    return {h_sq, r_sq};
   }
   void assemble_jacobian_block(int64_t rows, int64_t row0, int64_t rpe, int64_t d_out, int64_t d_in,
                                bool has_bias, const T* delta, const T* a, T* out, int64_t ldo,
@@ -363,6 +443,58 @@ class CudaBackend final : public Backend<T> {
     return w;
   }
 
+  // Many small symmetric problems at once (the Grams of the checkpoints of a training run):
+  //   n ≤ 32: syevjBatched (Jacobi, one thread block per matrix; cuSOLVER's size limit is 32),
+  //           tolerance = machine ε and up to 100 sweeps (the defaults), eigenvalues sorted;
+  //   n > 32: cusolverDnXsyevBatched (64-bit API, no size limit; syev per matrix in one launch).
+  // One call instead of `batch` syevd calls: for n ≈ 100, one syevd is a few hundred µs of
+  // launch-bound work, so a batch of 1,000 would take ~0.5 s alone.
+  bool has_batched_solver() const override { return true; }
+  std::vector<T> symmetric_eigenvalues_batched(int64_t batch, int64_t n, T* a) override {
+    if (batch == 1) return symmetric_eigenvalues(n, a);
+    std::vector<T> w(static_cast<size_t>(batch * n));
+    if (w.empty()) return w;
+    ctx_.activate();
+    require_finite(a, batch * n * n, "matrices handed to the batched eigen-solver");
+    constexpr cudaDataType dt = data_type<T>();
+    const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;  // row-major lower = column-major upper
+    Scratch w_dev(ctx_, w.size() * sizeof(T));
+    Scratch info_dev(ctx_, static_cast<size_t>(batch) * sizeof(int));
+    const char* solver = nullptr;
+    if (n <= kSyevjBatchedMaxDim && batch <= std::numeric_limits<int>::max()) {
+      solver = "syevjBatched";
+      SyevjParams params;
+      int lwork = 0;
+      BASIN_CUSOLVER_CHECK(syevj_batched_buffer_size(ctx_.cusolver(), CUSOLVER_EIG_MODE_NOVECTOR, uplo,
+                                                     static_cast<int>(n), a, static_cast<int>(n), w_dev.as<T>(),
+                                                     &lwork, params.get(), static_cast<int>(batch)));
+      Scratch work(ctx_, static_cast<size_t>(std::max(lwork, 1)) * sizeof(T));
+      BASIN_CUSOLVER_CHECK(syevj_batched(ctx_.cusolver(), CUSOLVER_EIG_MODE_NOVECTOR, uplo, static_cast<int>(n), a,
+                                         static_cast<int>(n), w_dev.as<T>(), work.as<T>(), lwork, info_dev.as<int>(),
+                                         params.get(), static_cast<int>(batch)));
+      check_batch_info(info_dev, solver, batch, n);
+    } else {
+      solver = "cusolverDnXsyevBatched";
+      size_t device_bytes = 0, host_bytes = 0;
+      BASIN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(),
+                                                             CUSOLVER_EIG_MODE_NOVECTOR, uplo, n, dt, a, n, dt,
+                                                             w_dev.as<T>(), dt, &device_bytes, &host_bytes, batch));
+      Scratch work(ctx_, std::max<size_t>(device_bytes, 1));
+      std::vector<char> host_work(host_bytes);
+      BASIN_CUSOLVER_CHECK(cusolverDnXsyevBatched(ctx_.cusolver(), ctx_.cusolver_params(), CUSOLVER_EIG_MODE_NOVECTOR,
+                                                  uplo, n, dt, a, n, dt, w_dev.as<T>(), dt, work.as<void>(),
+                                                  device_bytes, host_work.empty() ? nullptr : host_work.data(),
+                                                  host_bytes, info_dev.as<int>(), batch));
+      check_batch_info(info_dev, solver, batch, n);
+    }
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(w.data(), w_dev.as<T>(), w.size() * sizeof(T), cudaMemcpyDeviceToHost,
+                                     ctx_.stream()));
+    ctx_.synchronize();
+    for (int64_t b = 0; b < batch; ++b)  // ascending per matrix; the contract: descending
+      std::reverse(w.begin() + b * n, w.begin() + (b + 1) * n);
+    return w;
+  }
+
   std::vector<T> singular_values(int64_t m, int64_t n, T* a) override {
     std::vector<T> s(static_cast<size_t>(std::min(m, n)));
     if (s.empty()) return s;
@@ -407,6 +539,33 @@ class CudaBackend final : public Backend<T> {
     return s;  // cuSOLVER: descending, as the contract
   }
 
+  void qr_r(int64_t m, int64_t n, T* a) override {
+    if (n == 0) return;
+    ctx_.activate();
+    require_finite(a, m * n, "matrix handed to the QR");
+    constexpr cudaDataType dt = data_type<T>();
+    // Row-major A [m×n] is the column-major Aᵀ [n×m], and cuSOLVER has no LQ (which would give
+    // R = Lᵀ in place, as on the CPU). So: transpose into a scratch column-major A [m×n]
+    // (ld = m), Householder QR it with geqrf (R in its upper triangle, the vectors below), and
+    // write R back into rows 0..n-1 of `a` row-major, zeros below the diagonal. Memory: one
+    // extra m·n buffer plus geqrf's workspace while it runs.
+    Scratch qr(ctx_, static_cast<size_t>(m * n) * sizeof(T));
+    BASIN_LAUNCH(kernels::transpose<T>, m * n, ctx_.stream(), m, n, a, qr.as<T>());
+    Scratch tau(ctx_, static_cast<size_t>(n) * sizeof(T));
+    Scratch info_dev(ctx_, sizeof(int));
+    size_t device_bytes = 0, host_bytes = 0;
+    BASIN_CUSOLVER_CHECK(cusolverDnXgeqrf_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(), m, n, dt, qr.as<T>(),
+                                                     m, dt, tau.as<T>(), dt, &device_bytes, &host_bytes));
+    Scratch work(ctx_, device_bytes);
+    std::vector<char> host_work(host_bytes);
+    BASIN_CUSOLVER_CHECK(cusolverDnXgeqrf(ctx_.cusolver(), ctx_.cusolver_params(), m, n, dt, qr.as<T>(), m, dt,
+                                          tau.as<T>(), dt, work.as<void>(), device_bytes,
+                                          host_work.empty() ? nullptr : host_work.data(), host_bytes,
+                                          info_dev.as<int>()));
+    check_info(info_dev, "cusolverDnXgeqrf", m, n);
+    BASIN_LAUNCH(kernels::qr_r_row_major<T>, n * n, ctx_.stream(), m, n, qr.as<T>(), a);
+  }
+
  private:
   // Same check, same error as the CPU backend: an assembly that overflowed (huge but finite
   // inputs) must be reported as such, not as a solver failure.
@@ -425,6 +584,21 @@ class CudaBackend final : public Backend<T> {
 
   // devInfo: 0 = success, -i = the i-th argument was illegal, > 0 = the iteration did not
   // converge (syevd: i off-diagonals; gesvd: i superdiagonals of the bidiagonal form).
+  // devInfo of a batched solver: one int per matrix; the first failure is reported.
+  void check_batch_info(const Scratch& info_dev, const char* solver, int64_t batch, int64_t n) {
+    std::vector<int> info(static_cast<size_t>(batch));
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(info.data(), info_dev.as<int>(), info.size() * sizeof(int),
+                                     cudaMemcpyDeviceToHost, ctx_.stream()));
+    ctx_.synchronize();
+    for (int64_t b = 0; b < batch; ++b) {
+      if (info[b] == 0) continue;
+      throw Error(ErrorCode::kInternal,
+                  std::string(solver) + " on matrix " + std::to_string(b) + " of " + std::to_string(batch) + " (" +
+                      std::to_string(n) + " × " + std::to_string(n) + ") failed: info = " + std::to_string(info[b]) +
+                      (info[b] > 0 ? " (did not converge)" : " (illegal argument)"));
+    }
+  }
+
   void check_info(const Scratch& info_dev, const char* solver, int64_t rows, int64_t cols) {
     int info = 0;
     BASIN_CUDA_CHECK(cudaMemcpyAsync(&info, info_dev.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, ctx_.stream()));

@@ -84,19 +84,42 @@ BASIN_HD inline void rop_activation_backward_element(int64_t idx, const Activati
   rg[idx] = d2g * rz[idx] + fn.first(zi) * rg[idx];
 }
 
-// Structured-Gram accumulation, lower triangle only:
-//   C[(i,a),(j,b)] += D[(i,a),(j,b)] · (K[i,j] + kappa)   for row (i,a) ≥ column (j,b),
-// with C, D [(n·r)×(n·r)] contiguous, K [n×n] (lower triangle read: row ≥ col implies i ≥ j).
-// idx enumerates the whole (n·r)² square; indices in the strict upper triangle do nothing, so
-// the launch stays a flat, coalesced sweep at the cost of idle threads above the diagonal.
+// Structured-Gram accumulation for the tile of rows [row0, row0 + rows), lower triangle only:
+//   C[(i,a),(j,b)] += D[t, (j,b)] · (K[i,j] + kappa)   for row (i,a) = row0 + t ≥ column (j,b),
+// with C [(n·r)×(n·r)] contiguous, D [rows × w] (leading dimension ldd), K [n×n] (lower triangle
+// read: row ≥ col implies i ≥ j). idx enumerates the tile [rows × w], w = row0 + rows (no column
+// right of the tile's last row is needed); indices above the diagonal do nothing, so the launch
+// stays a flat, coalesced sweep at the cost of idle threads there.
 template <class T>
 BASIN_HD inline void hadamard_expand_element(int64_t idx, int64_t n, int64_t r, const T* k, T kappa,
-                                             const T* d, T* c) {
-  const int64_t m = n * r;
-  const int64_t row = idx / m, col = idx - row * m;
+                                             int64_t row0, int64_t rows, const T* d, int64_t ldd, T* c) {
+  const int64_t m = n * r, w = row0 + rows;
+  const int64_t t = idx / w, col = idx - t * w, row = row0 + t;
   if (col > row) return;
   const int64_t i = row / r, j = col / r;
-  c[idx] += d[idx] * (k[i * n + j] + kappa);
+  c[row * m + col] += d[t * ldd + col] * (k[i * n + j] + kappa);
+}
+
+// combine_hessian, one lower-triangle element (idx enumerates the n×n square; the strict upper
+// triangle does nothing): r_ij ← (r_ij + r_ji)/2, g_ij ← g_ij + r_ij. No race: element (i,j) with
+// j ≤ i reads r_ji from the strict upper triangle, which no thread writes.
+template <class T>
+BASIN_HD inline void combine_hessian_element(int64_t idx, int64_t n, T* g, T* r) {
+  const int64_t row = idx / n, col = idx - row * n;
+  if (col > row) return;
+  const T rij = T(0.5) * (r[idx] + r[col * n + row]);
+  g[idx] += rij;
+  r[idx] = rij;
+}
+
+// Contribution of element idx of a symmetric n×n matrix kept in its lower triangle to ‖X‖_F²:
+// x² on the diagonal, 2x² below it (for the mirrored entry), 0 above.
+template <class T>
+BASIN_HD inline double symmetric_square_term(int64_t idx, int64_t n, const T* x) {
+  const int64_t row = idx / n, col = idx - row * n;
+  if (col > row) return 0.0;
+  const double v = static_cast<double>(x[idx]);
+  return (row == col ? 1.0 : 2.0) * v * v;
 }
 
 // Number of columns one dense layer contributes to a Jacobian row.
@@ -165,6 +188,15 @@ template <class T>
 BASIN_HD inline void transpose_element(int64_t idx, int64_t rows, int64_t cols, const T* src, T* dst) {
   const int64_t c = idx / rows, r = idx - c * rows;
   dst[idx] = src[r * cols + c];
+}
+
+// R of a QR, back to row-major: qr is cuSOLVER geqrf's output, column-major [m×n] (ld = m) with R
+// in its upper triangle (Householder vectors below it); idx enumerates the row-major R [n×n]
+// (the first n rows of a [m×n], contiguous): a[i, j] = R[i, j] for j ≥ i, 0 below the diagonal.
+template <class T>
+BASIN_HD inline void qr_r_row_major_element(int64_t idx, int64_t m, int64_t n, const T* qr, T* a) {
+  const int64_t i = idx / n, j = idx - i * n;
+  a[idx] = j >= i ? qr[j * m + i] : T(0);
 }
 
 // *flag = 1 when a[idx] is Inf or NaN (x − x is NaN exactly for those; Basin never compiles

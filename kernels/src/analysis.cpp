@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
@@ -21,6 +22,8 @@ namespace {
 constexpr uint64_t kBlockBytes = 32ull << 20;
 // Work per block of R-op directions: enough directions per GEMM, few pages to touch.
 constexpr uint64_t kRopBlockBytes = 8ull << 20;
+// The name JacobianSpectrum::method reports for values computed by TSQR (not a request method).
+constexpr const char* kTsqrName = "tsqr";
 
 std::string human_bytes(double b) {
   std::ostringstream os;
@@ -61,32 +64,83 @@ Method resolve_method(const AnalysisRequest& r) {
   return m <= N ? Method::kGram : Method::kNormal;  // work on the small side
 }
 
-// Working memory of one analysis in bytes (an estimate that errs high).
-double estimate_bytes(const AnalysisRequest& r, Method method) {
+// The widths of the activations act[0..L]: their sum and the largest.
+std::pair<double, double> activation_widths(const Model& model) {
+  double sum = static_cast<double>(model.input_dim), max_w = sum;
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const double w = static_cast<double>(model.width_after(static_cast<int64_t>(i)));
+    sum += w;
+    max_w = std::max(max_w, w);
+  }
+  return {sum, max_w};
+}
+
+// Memory every method needs: activations, parameters, back-propagation buffers, seeds; plus
+// G itself on the host when it is returned.
+double base_bytes(const AnalysisRequest& r) {
   const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
   const double n = static_cast<double>(r.num_examples), k = static_cast<double>(r.model.output_dim());
   const double N = static_cast<double>(r.model.num_params()), m = n * k;
-  double widths = static_cast<double>(r.model.input_dim), max_w = widths;
-  for (size_t i = 0; i < r.model.layers.size(); ++i) {
-    const double w = static_cast<double>(r.model.width_after(static_cast<int64_t>(i)));
-    widths += w;
-    max_w = std::max(max_w, w);
-  }
-  const double base = sz * (n * widths + N + 2 * m * max_w + m * k);
+  const auto [widths, max_w] = activation_widths(r.model);
+  const double jac = r.return_jacobian ? sz * m * N : 0;
+  return sz * (n * widths + N + 2 * m * max_w + m * k) + jac;
+}
+
+// Working memory of one analysis in bytes (an estimate that errs high).
+// gram_tile_rows: the Gram's Δ Δᵀ work matrix covers this many rows (0: all n·k).
+double estimate_bytes(const AnalysisRequest& r, Method method, int64_t gram_tile_rows = 0) {
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
+  const double n = static_cast<double>(r.num_examples), k = static_cast<double>(r.model.output_dim());
+  const double N = static_cast<double>(r.model.num_params()), m = n * k;
+  const double widths = activation_widths(r.model).first;
   double spectral = 0;
   if (r.want.jacobian || r.want.ggn) {
     switch (method) {
-      case Method::kGram: spectral = sz * (2 * m * m + n * n); break;
+      case Method::kGram: {
+        const double tile = gram_tile_rows > 0 ? std::min<double>(double(gram_tile_rows), m) : m;
+        spectral = sz * (m * m + tile * m + n * n);
+        break;
+      }
       case Method::kNormal: spectral = sz * N * N + std::min<double>(kBlockBytes, sz * m * N); break;
       default: spectral = sz * (m * N + 4 * std::min(m, N) * std::min(m, N)); break;
     }
   }
   double hessian = 0;
   if (r.want.hessian)
-    // GGN and R on the backend and their host copies, plus blocks for G̃ and the R-op passes.
+    // GGN and R on the backend (doubled: margin for the solver), blocks for G̃ and the R-op passes.
     hessian = sz * (4 * N * N + n * widths) + std::min<double>(kBlockBytes, sz * m * N) + kBlockBytes;
-  double jac = r.return_jacobian ? sz * m * N : 0;
-  return base + std::max(spectral, hessian) + jac;
+  return base_bytes(r) + std::max(spectral, hessian);
+}
+
+// TSQR, the tall case's accuracy path (Network::tsqr_r): R [N×N] with a block of `block_rows`
+// rows of G̃ stacked below it, plus the QR's panel work (and the N×N SVD's afterwards, smaller).
+// On a device the QR also holds a column-major copy of the stack while it runs.
+double tsqr_estimate_bytes(const AnalysisRequest& r, int64_t block_rows, bool device) {
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
+  const double N = static_cast<double>(r.model.num_params());
+  const double stack = sz * N * (N + double(block_rows)) + sz * 66 * N;
+  return base_bytes(r) + (device ? 2 : 1) * stack;
+}
+
+// Examples per TSQR block: ideally blocks of at least N rows (each QR of [R; G_block] then does
+// at least as much new work as it redoes on R) and at least kBlockBytes of G̃, but no more than
+// fits the host budget and, when device_budget > 0, the device's. 0 when not even one does.
+int64_t tsqr_block_examples(const AnalysisRequest& r, double host_budget, double device_budget) {
+  const int64_t n = r.num_examples, k = r.model.output_dim(), N = r.model.num_params();
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
+  const int64_t wanted = std::clamp<int64_t>(
+      std::max<int64_t>((N + k - 1) / k, static_cast<int64_t>(double(kBlockBytes) / (sz * double(k * N)))), 1, n);
+  auto fits = [&](int64_t examples) {
+    return tsqr_estimate_bytes(r, examples * k, false) <= host_budget &&
+           (device_budget == 0 || tsqr_estimate_bytes(r, examples * k, true) <= device_budget);
+  };
+  int64_t lo = 0, hi = wanted;  // invariant: fits(lo) or lo = 0
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 template <class T>
@@ -107,44 +161,300 @@ std::vector<double> to_double(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
 
+// ---- the memory plan ----
+// Device memory is not the host's 8 GiB budget: before any launch, the method (and the Gram's
+// row tile) is chosen so the estimate fits the free memory the backend reports, keeping 10%
+// for the libraries' own workspaces and fragmentation. Backends that report no free memory
+// (the CPU: the host budget of validate_request applies) are not planned.
+struct MemoryPlan {
+  Method method = Method::kAuto;
+  int64_t gram_tile_rows = 0;  // 0: the whole (n·k)² square at once
+  double device_budget = 0;    // bytes usable on the device; 0: not a device
+};
+
+// estimate_bytes plus a device eigen-solver's workspace (cuSOLVER's tridiagonal reduction works
+// on panels of ~64 columns; LAPACK's dsyevd on the host needs only 2n + 1).
+double device_estimate_bytes(const AnalysisRequest& r, Method method, int64_t gram_tile_rows = 0) {
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
+  const double m = double(r.num_examples) * double(r.model.output_dim()), N = double(r.model.num_params());
+  const double dim = method == Method::kGram ? m : method == Method::kNormal ? N : 0;
+  return estimate_bytes(r, method, gram_tile_rows) + sz * 66 * std::max(dim, r.want.hessian ? N : 0.0);
+}
+
+// The smallest Gram row tile worth tiling with (below it the GEMMs are too thin to be fast).
+constexpr int64_t kMinGramTileRows = 64;
+
+// Gram working memory is linear in the tile: a + b·tile. Largest tile within `budget`, or 0.
+int64_t largest_gram_tile(const AnalysisRequest& r, double budget) {
+  const int64_t m = r.num_examples * r.model.output_dim();
+  const double a = device_estimate_bytes(r, Method::kGram, 1), b = device_estimate_bytes(r, Method::kGram, 2) - a;
+  if (a > budget || b <= 0) return 0;
+  const double t = std::floor((budget - a) / b) + 1;
+  return t >= double(m) ? m : static_cast<int64_t>(t);
+}
+
+// Largest n (≤ the request's) whose estimate with `method` fits `budget`; 0 when none does.
+int64_t largest_fitting_examples(const AnalysisRequest& r, Method method, double budget) {
+  AnalysisRequest probe;
+  probe.model = r.model;
+  probe.want = r.want;
+  probe.dtype = r.dtype;
+  probe.return_jacobian = r.return_jacobian;
+  auto fits = [&](int64_t n) {
+    probe.num_examples = n;
+    return method == Method::kGram ? largest_gram_tile(probe, budget) >= std::min<int64_t>(kMinGramTileRows, n * r.model.output_dim())
+                                   : device_estimate_bytes(probe, method) <= budget;
+  };
+  int64_t lo = 0, hi = r.num_examples;  // invariant: fits(lo) or lo = 0
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+MemoryPlan plan_memory(const AnalysisRequest& r, const BackendInfo& info) {
+  MemoryPlan plan;
+  plan.method = resolve_method(r);
+  if (info.memory_free_bytes == 0) return plan;
+  plan.device_budget = 0.9 * double(info.memory_free_bytes);
+  const double budget = plan.device_budget;
+  if (device_estimate_bytes(r, plan.method) <= budget) return plan;
+  // The Gram's one large temporary, Δ_l Δ_lᵀ, can be built in row tiles. (Switching between
+  // gram and normal never helps: auto already picked the smaller of (n·k)² and N².)
+  if (plan.method == Method::kGram && (r.want.jacobian || r.want.ggn)) {
+    const int64_t m = r.num_examples * r.model.output_dim();
+    const int64_t tile = largest_gram_tile(r, budget);
+    if (tile >= std::min<int64_t>(kMinGramTileRows, m)) {
+      plan.gram_tile_rows = tile;
+      return plan;
+    }
+  }
+  // Nothing fits: say what was needed, what is free, and what would fit.
+  const Method method = plan.method;
+  std::ostringstream os;
+  os << "memory: method " << method_name(method) << " needs about " << human_bytes(device_estimate_bytes(r, method))
+     << " of device memory, but " << info.device_name << " has " << human_bytes(double(info.memory_free_bytes))
+     << " free of " << human_bytes(double(info.memory_total_bytes)) << " (n·k = "
+     << r.num_examples * r.model.output_dim() << ", N = " << r.model.num_params() << ")";
+  const int64_t n_fit = largest_fitting_examples(r, method, budget);
+  if (n_fit > 0) os << "; at most n = " << n_fit << " examples would fit";
+  else os << "; not even one example fits with this model";
+  if (r.dtype == DType::kFloat64) os << " (--dtype float32 halves the memory)";
+  if (r.want.hessian) os << ", or drop hessian from --want";
+  os << ", or run on the cpu (--device cpu)";
+  resource_exhausted(os.str());
+}
+
+// Batched eigen-solves: matrices up to this size are solved together (a GPU's batched solvers
+// win over one call each on small problems; beyond it a call per matrix is already efficient),
+// holding at most kBatchedSolveBytes of them at once.
+constexpr int64_t kBatchedSolveMaxDim = 1024;
+constexpr uint64_t kBatchedSolveBytes = 256ull << 20;
+
+// Collects symmetric dim×dim matrices (lower triangles) and solves them `capacity` at a time
+// with Backend::symmetric_eigenvalues_batched. A ticket names a matrix's eigenvalues.
+template <class T>
+class SymmetricSolveQueue {
+ public:
+  SymmetricSolveQueue(Backend<T>& be, int64_t dim, int64_t capacity)
+      : be_(be), dim_(dim), capacity_(std::max<int64_t>(capacity, 1)) {}
+  int64_t capacity() const { return capacity_; }
+
+  // Copies `sym` into the next slot (solving the batch when it is full); returns its ticket.
+  int64_t push(const T* sym) {
+    const size_t size = static_cast<size_t>(dim_ * dim_);
+    if (slots_.size() == 0) slots_ = Buffer<T>(be_, size * static_cast<size_t>(capacity_));
+    be_.copy(slots_.get() + static_cast<size_t>(count_) * size, sym, size);
+    const int64_t ticket = static_cast<int64_t>(values_.size());
+    values_.emplace_back();
+    ms_.push_back(0);
+    if (++count_ == capacity_) flush();
+    return ticket;
+  }
+  // Solves the matrices pushed since the last flush.
+  void flush() {
+    if (count_ == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<T> all = be_.symmetric_eigenvalues_batched(count_, dim_, slots_.get());
+    be_.synchronize();
+    const double each_ms = ms_since(t0) / double(count_);
+    const int64_t first = static_cast<int64_t>(values_.size()) - count_;
+    for (int64_t j = 0; j < count_; ++j) {
+      values_[first + j].assign(all.begin() + j * dim_, all.begin() + (j + 1) * dim_);
+      ms_[first + j] = each_ms;
+    }
+    count_ = 0;
+  }
+  const std::vector<T>& values(int64_t ticket) const { return values_[ticket]; }
+  double solve_ms(int64_t ticket) const { return ms_[ticket]; }
+
+ private:
+  Backend<T>& be_;
+  int64_t dim_, capacity_, count_ = 0;
+  Buffer<T> slots_;
+  std::vector<std::vector<T>> values_;
+  std::vector<double> ms_;
+};
+
+// One engine per request: one backend, one Network holding the data, every checkpoint.
 template <class T>
 class Engine {
  public:
-  Engine(const AnalysisRequest& req, const RunControl& control, Backend<T>& be)
-      : req_(req), control_(control), be_(be),
-        net_(be, req.model, req.params, req.inputs, req.num_examples, control.cancel) {}
+  Engine(const AnalysisRequest& req, const std::vector<std::vector<double>>& checkpoints, const RunControl& control,
+         Backend<T>& be)
+      : req_(req), checkpoints_(checkpoints), control_(control), be_(be), info_(be.info()),
+        plan_(plan_memory(req, info_)),
+        net_(be, req.model, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
+        queue_(be, sym_dim(), queue_capacity()) {}
 
-  AnalysisResult run() {
-    AnalysisResult res;
+  std::vector<AnalysisResult> run() {
     const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
     const int64_t m = n * k;
-    const BackendInfo info = be_.info();
-    res.num_params = N;
-    res.num_examples = n;
-    res.num_outputs = k;
-    res.backend = info.name;
-    res.device = info.device_name;
-    res.dtype = dtype_name(req_.dtype);
-    res.loss = loss_name(req_.loss);
-    res.reduction = reduction_name(req_.reduction);
+    const size_t B = checkpoints_.size();
+    identity_seeds_.assign(static_cast<size_t>(m * k), T(0));
+    for (int64_t row = 0; row < m; ++row) identity_seeds_[row * k + row % k] = T(1);
+    const bool need_jacobian = req_.want.jacobian || req_.want.ggn;  // σ(G) also gives an MSE GGN
 
+    // Pass 1, per checkpoint: forward, loss, the symmetric matrices (solved now, or queued for
+    // one batched solve), the Hessian.
+    std::vector<AnalysisResult> results(B);
+    std::vector<LossTerms> terms(B);
+    std::vector<Pending> jac(B), ggn(B);
+    for (size_t b = 0; b < B; ++b) {
+      current_ = b;
+      AnalysisResult& res = results[b];
+      res.num_params = N;
+      res.num_examples = n;
+      res.num_outputs = k;
+      res.backend = info_.name;
+      res.device = info_.device_name;
+      res.dtype = dtype_name(req_.dtype);
+      res.loss = loss_name(req_.loss);
+      res.reduction = reduction_name(req_.reduction);
+      forward_and_loss(b, res, terms[b]);
+      if (need_jacobian && (req_.want.jacobian || terms[b].scaled_identity))
+        jac[b] = begin_spectrum(identity_seeds_, res.timings);
+      if (req_.want.ggn && !terms[b].scaled_identity) ggn[b] = begin_spectrum(cast(terms[b].factor_seeds), res.timings);
+      if (req_.want.hessian) res.hessian = hessian(terms[b], res.timings);
+      if (req_.return_jacobian) {
+        auto tj = std::chrono::steady_clock::now();
+        Buffer<T> g = net_.jacobian(identity_seeds_, k);
+        std::vector<T> host(static_cast<size_t>(m * N));
+        be_.download(host.data(), g.get(), host.size());
+        res.jacobian_matrix = to_double(host);
+        res.timings.jacobian_ms += elapsed_ms(tj);
+      }
+    }
+    progress(Stage::kSolve, 0.9);
+    queue_.flush();
+
+    // Pass 2: spectra, ranks (and the SVD refinement where auto's Gram could not resolve them).
+    for (size_t b = 0; b < B; ++b) {
+      current_ = b;
+      AnalysisResult& res = results[b];
+      std::optional<Spectrum> sigma;  // σ(G), when needed
+      if (jac[b].active) {
+        sigma = finish_spectrum(jac[b], b, identity_seeds_, res.timings);
+        const RankInfo ri = numerical_rank(sigma->sigma, sigma->default_tolerance, req_.rtol, req_.atol);
+        JacobianSpectrum js;
+        js.method = sigma->method;
+        js.refined_from = sigma->refined_from;
+        js.singular_values = sigma->sigma;
+        js.rank = ri.rank;
+        js.tolerance = ri.tolerance;
+        js.gap = ri.gap;
+        js.level_set_dim = N - ri.rank;
+        if (req_.want.jacobian) res.jacobian = js;
+      }
+      if (req_.want.ggn) {
+        // GGN = G̃ᵀG̃ with G̃ = SᵀG, so its eigenvalues are σ(G̃)² and its tolerance is the
+        // σ-tolerance squared (in eigenvalue units).
+        Spectrum factor;
+        if (terms[b].scaled_identity) {
+          factor = *sigma;  // S_i = √c·I: σ(G̃) = √c·σ(G), no second pass needed
+          for (double& v : factor.sigma) v *= std::sqrt(terms[b].scale);
+          factor.default_tolerance *= std::sqrt(terms[b].scale);
+        } else {
+          factor = finish_spectrum(ggn[b], b, cast(terms[b].factor_seeds), res.timings);
+        }
+        GgnSpectrum gs;
+        gs.eigenvalues.resize(factor.sigma.size());
+        for (size_t j = 0; j < factor.sigma.size(); ++j) gs.eigenvalues[j] = factor.sigma[j] * factor.sigma[j];
+        const RankInfo ri = numerical_rank(gs.eigenvalues, factor.default_tolerance * factor.default_tolerance,
+                                           req_.rtol, req_.atol);
+        gs.rank = ri.rank;
+        gs.tolerance = ri.tolerance;
+        res.ggn = gs;
+      }
+    }
+    current_ = B - 1;
+    progress(Stage::kDone, 1);
+    return results;
+  }
+
+ private:
+  struct Spectrum {
+    std::vector<double> sigma;      // singular values, descending
+    double default_tolerance = 0;   // the rank cut of the method used, on σ
+    std::string method;             // the method the values come from ("gram" … "svd", "tsqr")
+    std::string refined_from;       // the Gram method auto tried first, if it fell back to svd/tsqr
+  };
+  // A spectrum begun in pass 1: its values, or the ticket of its matrix in the solve queue.
+  struct Pending {
+    bool active = false;
+    std::vector<double> sigma;
+    int64_t ticket = -1;
+  };
+
+  // The symmetric problem size of the planned method, and how many of them to solve at once.
+  int64_t sym_dim() const {
+    return plan_.method == Method::kGram ? req_.num_examples * req_.model.output_dim() : req_.model.num_params();
+  }
+  int64_t queue_capacity() const {
+    const int64_t per_checkpoint = (req_.want.jacobian || req_.want.ggn ? 1 : 0) + (req_.want.ggn ? 1 : 0);
+    const int64_t problems = static_cast<int64_t>(checkpoints_.size()) * per_checkpoint;
+    const int64_t dim = sym_dim();
+    if (!be_.has_batched_solver() || problems <= 1 || plan_.method == Method::kSvd || dim > kBatchedSolveMaxDim ||
+        dim == 0)
+      return 1;
+    double bytes = std::min<double>(double(kBatchedSolveBytes),
+                                    double(req_.limits.max_memory_bytes) - estimate_bytes(req_, plan_.method));
+    if (plan_.device_budget > 0)
+      bytes = std::min(bytes, 0.5 * (plan_.device_budget - device_estimate_bytes(req_, plan_.method, plan_.gram_tile_rows)));
+    const double each = double(dim) * double(dim) * sizeof(T);
+    return std::clamp<int64_t>(static_cast<int64_t>(bytes / each), 1, problems);
+  }
+
+  // Makes checkpoint b the network's parameters and runs the forward pass (if it is not
+  // already the current state).
+  void load(size_t b) {
+    if (loaded_ == static_cast<int64_t>(b)) return;
+    if (loaded_ >= 0 || b != 0) net_.set_params(checkpoints_[b]);
+    net_.forward();
+    loaded_ = static_cast<int64_t>(b);
+  }
+
+  void forward_and_loss(size_t b, AnalysisResult& res, LossTerms& terms) {
+    const int64_t n = req_.num_examples, k = req_.model.output_dim();
     progress(Stage::kForward, 0);
     auto t0 = std::chrono::steady_clock::now();
-    net_.forward();
+    load(b);
     const std::vector<double> outputs = net_.outputs();
+    const std::string which = checkpoints_.size() > 1 ? " of checkpoint " + std::to_string(b) : "";
     for (size_t j = 0; j < outputs.size(); ++j)
       if (!std::isfinite(outputs[j]))
         invalid_argument("inputs/params: the forward pass overflowed in " + std::string(dtype_name(req_.dtype)) +
-                         " (output [" + std::to_string(j / k) + ", " + std::to_string(j % k) +
-                         "] is not finite); rescale the data or parameters" +
+                         " (output [" + std::to_string(j / k) + ", " + std::to_string(j % k) + "]" + which +
+                         " is not finite); rescale the data or parameters" +
                          (req_.dtype == DType::kFloat32 ? ", or use --dtype float64" : ""));
     if (req_.return_outputs) res.outputs = outputs;
-    LossTerms terms;
     if (req_.loss != Loss::kNone) {
       terms = loss_terms(req_.loss, req_.reduction, outputs, n, k, req_.targets, req_.labels);
       if (!std::isfinite(terms.value))
         invalid_argument(std::string("loss: ") + loss_name(req_.loss) + " overflowed to a non-finite value in " +
-                         dtype_name(req_.dtype) + "; the outputs or targets are too large");
+                         dtype_name(req_.dtype) + which + "; the outputs or targets are too large");
       res.loss_value = terms.value;
       const std::vector<double> grad = net_.gradient(cast(terms.dloss_df), req_.want.hessian);
       double sq = 0;
@@ -152,68 +462,7 @@ class Engine {
       res.grad_norm = std::sqrt(sq);
     }
     res.timings.forward_ms = elapsed_ms(t0);
-
-    const Method method = resolve_method(req_);
-    std::vector<T> identity_seeds(static_cast<size_t>(m * k), T(0));
-    for (int64_t row = 0; row < m; ++row) identity_seeds[row * k + row % k] = T(1);
-
-    std::optional<Spectrum> jac;  // σ(G), when needed
-    if (req_.want.jacobian || (req_.want.ggn && terms.scaled_identity)) {
-      jac = resolved_spectrum(identity_seeds, method, res.timings);
-      const RankInfo ri = numerical_rank(jac->sigma, jac->default_tolerance, req_.rtol, req_.atol);
-      JacobianSpectrum js;
-      js.method = method_name(jac->method);
-      js.refined_from = jac->refined_from;
-      js.singular_values = jac->sigma;
-      js.rank = ri.rank;
-      js.tolerance = ri.tolerance;
-      js.gap = ri.gap;
-      js.level_set_dim = N - ri.rank;
-      if (req_.want.jacobian) res.jacobian = js;
-    }
-
-    if (req_.want.ggn) {
-      // GGN = G̃ᵀG̃ with G̃ = SᵀG, so its eigenvalues are σ(G̃)² and its tolerance is the
-      // σ-tolerance squared (in eigenvalue units).
-      Spectrum factor;
-      if (terms.scaled_identity) {
-        factor = *jac;  // S_i = √c·I: σ(G̃) = √c·σ(G), no second pass needed
-        for (double& v : factor.sigma) v *= std::sqrt(terms.scale);
-        factor.default_tolerance *= std::sqrt(terms.scale);
-      } else {
-        factor = resolved_spectrum(cast(terms.factor_seeds), method, res.timings);
-      }
-      GgnSpectrum gs;
-      gs.eigenvalues.resize(factor.sigma.size());
-      for (size_t j = 0; j < factor.sigma.size(); ++j) gs.eigenvalues[j] = factor.sigma[j] * factor.sigma[j];
-      const RankInfo ri = numerical_rank(gs.eigenvalues, factor.default_tolerance * factor.default_tolerance,
-                                         req_.rtol, req_.atol);
-      gs.rank = ri.rank;
-      gs.tolerance = ri.tolerance;
-      res.ggn = gs;
-    }
-
-    if (req_.want.hessian) res.hessian = hessian(terms, res.timings);
-
-    if (req_.return_jacobian) {
-      auto tj = std::chrono::steady_clock::now();
-      Buffer<T> g = net_.jacobian(identity_seeds, k);
-      std::vector<T> host(static_cast<size_t>(m * N));
-      be_.download(host.data(), g.get(), host.size());
-      res.jacobian_matrix = to_double(host);
-      res.timings.jacobian_ms += elapsed_ms(tj);
-    }
-    progress(Stage::kDone, 1);
-    return res;
   }
-
- private:
-  struct Spectrum {
-    std::vector<double> sigma;      // singular values, descending
-    double default_tolerance = 0;   // the rank cut of the method used, on σ
-    Method method = Method::kAuto;  // the method the values come from
-    std::string refined_from;       // the Gram method auto tried first, if it fell back to SVD
-  };
 
   // Default σ tolerance: NumPy's matrix_rank rule applied to the matrix actually decomposed.
   // Gram methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max.
@@ -223,32 +472,71 @@ class Engine {
     return method == Method::kSvd ? sigma_max(sigma) * size * eps : sigma_max(sigma) * std::sqrt(size * eps);
   }
 
-  // σ(G̃) for the given seeds. The Gram cannot tell a true σ = 1e-9·σ_max from zero; when auto
-  // chose a Gram method and it found values below its resolution (an apparent rank
-  // deficiency), they are recomputed by the SVD of G̃ itself, which resolves σ to ε·σ_max
-  // (NumPy's matrix_rank rule), provided G̃ fits in memory.
-  Spectrum resolved_spectrum(const std::vector<T>& seeds, Method method, Timings& timings) {
+  // Pass 1 of σ(G̃) for the given seeds (k rows per example) with the planned method: the SVD
+  // and unbatched solves finish here; batched Gram / GᵀG solves are queued.
+  Pending begin_spectrum(const std::vector<T>& seeds, Timings& timings) {
+    const int64_t k = req_.model.output_dim();
+    Pending p;
+    p.active = true;
+    if (plan_.method == Method::kSvd || queue_.capacity() == 1) {
+      p.sigma = singular_values(seeds, k, plan_.method, timings);
+      return p;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    progress(Stage::kJacobian, 0);
+    Buffer<T> sym = symmetric_matrix(seeds, k, plan_.method);
+    progress(Stage::kGram, 1);
+    timings.jacobian_ms += elapsed_ms(t0);
+    p.ticket = queue_.push(sym.get());
+    return p;
+  }
+
+  // Pass 2: the values of a begun spectrum, with its tolerance. The Gram cannot tell a true
+  // σ = 1e-9·σ_max from zero; when auto chose a Gram method and it found values below its
+  // resolution (an apparent rank deficiency), they are recomputed by the SVD of G̃ itself,
+  // which resolves σ to ε·σ_max (NumPy's matrix_rank rule), provided G̃ fits in memory. When it
+  // does not and G̃ is tall (normal), TSQR gets the same accuracy from blocks of G̃.
+  Spectrum finish_spectrum(const Pending& p, size_t b, const std::vector<T>& seeds, Timings& timings) {
     const int64_t k = req_.model.output_dim();
     Spectrum s;
-    s.method = method;
-    s.sigma = singular_values(seeds, k, method, timings);
-    s.default_tolerance = default_sigma_tolerance(s.sigma, method);
-    const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
-    if (req_.method == Method::kAuto && method != Method::kSvd && resolved < static_cast<int64_t>(s.sigma.size()) &&
-        svd_fits()) {
-      s.refined_from = method_name(method);
-      s.method = Method::kSvd;
-      s.sigma = singular_values(seeds, k, Method::kSvd, timings);
-      s.default_tolerance = default_sigma_tolerance(s.sigma, Method::kSvd);
+    s.method = method_name(plan_.method);
+    if (p.ticket >= 0) {
+      std::vector<T> values = queue_.values(p.ticket);
+      timings.solve_ms += queue_.solve_ms(p.ticket);
+      s.sigma = sigma_from_eigenvalues(values);
+      // GᵀG (normal, N×N) has N eigenvalues; only min(n·k, N) are singular values of G̃.
+      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.model.num_params())));
+    } else {
+      s.sigma = p.sigma;
     }
+    s.default_tolerance = default_sigma_tolerance(s.sigma, plan_.method);
+    const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
+    const bool all_resolved = resolved == static_cast<int64_t>(s.sigma.size());
+    if (req_.method != Method::kAuto || plan_.method == Method::kSvd || all_resolved) return s;
+    if (svd_fits()) {
+      load(b);
+      s.sigma = singular_values(seeds, k, Method::kSvd, timings);
+      s.method = method_name(Method::kSvd);
+    } else {
+      const int64_t block = plan_.method == Method::kNormal
+                                ? tsqr_block_examples(req_, double(req_.limits.max_memory_bytes), plan_.device_budget)
+                                : 0;
+      if (block == 0) return s;  // neither fits: the Gram's answer stands
+      load(b);
+      s.sigma = tsqr_singular_values(seeds, k, block, timings);
+      s.method = kTsqrName;
+    }
+    s.refined_from = method_name(plan_.method);
+    // σ of an orthogonal factorisation of G̃ (gesdd on G̃, or on TSQR's R): the SVD's rule.
+    s.default_tolerance = default_sigma_tolerance(s.sigma, Method::kSvd);
     return s;
   }
 
-  // G fits in the memory budget next to everything else (gesdd needs G plus min(m,N)² work).
+  // G fits in the memory budget next to everything else (the SVD needs G plus min(m,N)² work),
+  // on the host and, for a device, in its free memory.
   bool svd_fits() const {
-    AnalysisRequest svd = req_;
-    svd.method = Method::kSvd;
-    return estimate_bytes(svd, Method::kSvd) <= double(req_.limits.max_memory_bytes);
+    return estimate_bytes(req_, Method::kSvd) <= double(req_.limits.max_memory_bytes) &&
+           (plan_.device_budget == 0 || device_estimate_bytes(req_, Method::kSvd) <= plan_.device_budget);
   }
   // Milliseconds since t0 once the backend has finished its queued work (GPU work is async).
   double elapsed_ms(std::chrono::steady_clock::time_point t0) {
@@ -257,10 +545,27 @@ class Engine {
   }
   static double sigma_max(const std::vector<double>& s) { return s.empty() ? 0.0 : s.front(); }
   static std::vector<T> cast(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
+  // λ(G̃G̃ᵀ) = σ², descending; round-off may make a λ slightly negative.
+  static std::vector<double> sigma_from_eigenvalues(std::vector<T> values) {
+    for (T& v : values) v = std::sqrt(std::max(v, T(0)));
+    std::sort(values.begin(), values.end(), std::greater<T>());
+    return to_double(values);
+  }
 
+  // Progress over the whole request: checkpoint `current_` of B at `fraction` of its own work,
+  // never going backwards (a stage's fraction restarts at 0 when the next stage begins).
   void progress(Stage stage, double fraction) {
     if (control_.cancel != nullptr && control_.cancel->load()) throw Error(ErrorCode::kCancelled, "analysis cancelled");
-    if (control_.on_progress) control_.on_progress(stage, fraction);
+    if (!control_.on_progress) return;
+    const double B = static_cast<double>(checkpoints_.size());
+    const double overall = stage == Stage::kDone ? 1.0 : std::min(1.0, (double(current_) + fraction) / B);
+    reported_ = std::max(reported_, overall);
+    control_.on_progress(stage, reported_);
+  }
+
+  // Lower triangle of the Gram G̃G̃ᵀ (gram) or of G̃ᵀG̃ (normal).
+  Buffer<T> symmetric_matrix(const std::vector<T>& seeds, int64_t r, Method method) {
+    return method == Method::kGram ? net_.gram(seeds, r, plan_.gram_tile_rows) : net_.normal(seeds, r, kBlockBytes);
   }
 
   // All min(m, N) singular values of G̃ (seeded by `seeds`, r rows per example), descending.
@@ -269,67 +574,60 @@ class Engine {
     const size_t count = static_cast<size_t>(std::min(m, N));
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
-    std::vector<T> values;
+    std::vector<double> values;
     if (method == Method::kSvd) {
       Buffer<T> g = net_.jacobian(seeds, r);
       timings.jacobian_ms += elapsed_ms(t0);
       progress(Stage::kSolve, 0);
       t0 = std::chrono::steady_clock::now();
-      values = be_.singular_values(m, N, g.get());
+      values = to_double(be_.singular_values(m, N, g.get()));
     } else {
-      Buffer<T> sym = method == Method::kGram ? net_.gram(seeds, r) : net_.normal(seeds, r, kBlockBytes);
+      Buffer<T> sym = symmetric_matrix(seeds, r, method);
       progress(Stage::kGram, 1);
       timings.jacobian_ms += elapsed_ms(t0);
       progress(Stage::kSolve, 0);
       t0 = std::chrono::steady_clock::now();
-      const int64_t dim = method == Method::kGram ? m : N;
-      values = be_.symmetric_eigenvalues(dim, sym.get());
-      for (T& v : values) v = std::sqrt(std::max(v, T(0)));  // λ(G Gᵀ) = σ²; round-off may make λ < 0
-      std::sort(values.begin(), values.end(), std::greater<T>());
+      values = sigma_from_eigenvalues(be_.symmetric_eigenvalues(method == Method::kGram ? m : N, sym.get()));
     }
     timings.solve_ms += elapsed_ms(t0);
     values.resize(count);
-    return to_double(values);
+    return values;
+  }
+
+  // All N = min(n·r, N) singular values of a tall G̃ by TSQR in blocks of `block` examples: R
+  // [N×N] with σ(R) = σ(G̃), then the SVD of R. The QRs count as the Jacobian's assembly.
+  std::vector<double> tsqr_singular_values(const std::vector<T>& seeds, int64_t r, int64_t block, Timings& timings) {
+    const int64_t N = req_.model.num_params();
+    auto t0 = std::chrono::steady_clock::now();
+    progress(Stage::kJacobian, 0);
+    Buffer<T> stack = net_.tsqr_r(seeds, r, static_cast<uint64_t>(block * r * N) * sizeof(T));
+    timings.jacobian_ms += elapsed_ms(t0);
+    progress(Stage::kSolve, 0);
+    t0 = std::chrono::steady_clock::now();
+    std::vector<double> values = to_double(be_.singular_values(N, N, stack.get()));  // R: the first N rows
+    timings.solve_ms += elapsed_ms(t0);
+    return values;
   }
 
   HessianSpectrum hessian(const LossTerms& terms, Timings& timings) {
     const int64_t N = req_.model.num_params(), k = req_.model.output_dim();
     progress(Stage::kHessian, 0);
     auto t0 = std::chrono::steady_clock::now();
-    // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes.
-    Buffer<T> ggn = net_.normal(cast(terms.factor_seeds), k, kBlockBytes);
+    // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes; both stay on the
+    // backend, combined there (R symmetrised, H = GGN + R, their Frobenius norms).
+    Buffer<T> h = net_.normal(cast(terms.factor_seeds), k, kBlockBytes);
     progress(Stage::kHessian, 0.3);
     Buffer<T> residual = net_.residual_hessian(kRopBlockBytes);
-    const size_t nn = static_cast<size_t>(N * N);
-    std::vector<T> g_host(nn), r_host(nn);
-    be_.download(g_host.data(), ggn.get(), nn);
-    be_.download(r_host.data(), residual.get(), nn);
-    // Lower triangles, in place: g_host becomes H = GGN + R and r_host the symmetrised R
-    // (R is computed row by row in full, so average it with its transpose; for j < i the upper
-    // entry r[j][i] is still unread when r[i][j] is overwritten). ‖·‖_F² = Σ_diag + 2 Σ_lower.
-    double h_sq = 0, r_sq = 0;
-    for (int64_t i = 0; i < N; ++i) {
-      for (int64_t j = 0; j <= i; ++j) {
-        const double rij = 0.5 * (static_cast<double>(r_host[i * N + j]) + static_cast<double>(r_host[j * N + i]));
-        const double hij = static_cast<double>(g_host[i * N + j]) + rij;
-        const double w = i == j ? 1.0 : 2.0;
-        h_sq += w * hij * hij;
-        r_sq += w * rij * rij;
-        g_host[i * N + j] = static_cast<T>(hij);
-        r_host[i * N + j] = static_cast<T>(rij);
-      }
-    }
+    const std::array<double, 2> norms_sq = be_.combine_hessian(N, h.get(), residual.get());
     timings.hessian_ms += elapsed_ms(t0);
     progress(Stage::kSolve, 0.5);
     t0 = std::chrono::steady_clock::now();
     HessianSpectrum hs;
-    be_.upload(ggn.get(), g_host.data(), nn);
-    hs.eigenvalues = to_double(be_.symmetric_eigenvalues(N, ggn.get()));
-    be_.upload(residual.get(), r_host.data(), nn);
+    hs.eigenvalues = to_double(be_.symmetric_eigenvalues(N, h.get()));
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
     timings.solve_ms += elapsed_ms(t0);
     // ‖H − GGN‖/‖H‖ is undefined (reported as null) when H = 0, e.g. cross-entropy with k = 1.
-    hs.residual_rel = h_sq > 0 ? std::sqrt(r_sq / h_sq) : std::numeric_limits<double>::quiet_NaN();
+    hs.residual_rel = norms_sq[0] > 0 ? std::sqrt(norms_sq[1] / norms_sq[0]) : std::numeric_limits<double>::quiet_NaN();
     double lmax = 0;
     for (double v : hs.eigenvalues) lmax = std::max(lmax, std::fabs(v));
     const RankInfo ri = numerical_rank(hs.eigenvalues, lmax * static_cast<double>(N) * std::numeric_limits<T>::epsilon(),
@@ -340,35 +638,52 @@ class Engine {
   }
 
   const AnalysisRequest& req_;
+  const std::vector<std::vector<double>>& checkpoints_;
   const RunControl& control_;
   Backend<T>& be_;
+  const BackendInfo info_;
+  const MemoryPlan plan_;
   Network<T> net_;
+  SymmetricSolveQueue<T> queue_;
+  std::vector<T> identity_seeds_;
+  size_t current_ = 0;     // the checkpoint being worked on (for progress)
+  double reported_ = 0;    // the last progress fraction reported
+  int64_t loaded_ = -1;    // the checkpoint whose forward pass the network holds
 };
 
 template <class T>
-AnalysisResult run_with(const AnalysisRequest& req, const RunControl& control) {
+std::vector<AnalysisResult> run_with(const AnalysisRequest& req, const std::vector<std::vector<double>>& checkpoints,
+                                     const RunControl& control) {
   std::unique_ptr<Backend<T>> backend = make_backend<T>(req.device);
-  Engine<T> engine(req, control, *backend);
+  Engine<T> engine(req, checkpoints, control, *backend);
   return engine.run();
 }
 
+// params (or checkpoint b of a batch): length N, finite, in range for float32.
+void validate_params(const std::vector<double>& params, const AnalysisRequest& r, const std::string& field) {
+  const int64_t N = r.model.num_params();
+  if (static_cast<int64_t>(params.size()) != N)
+    invalid_argument(field + ": got " + std::to_string(params.size()) + " values, expected " + std::to_string(N) +
+                     " (the parameter count of " + describe(r.model) + ", in PyTorch parameters_to_vector order)");
+  check_finite(params, field.c_str(), 0);
+  if (r.dtype == DType::kFloat32) check_float32_range(params, field.c_str(), 0);
+}
+
+// Everything but the parameters.
+void validate_request_except_params(const AnalysisRequest& r);
+
 }  // namespace
 
-void validate_request(const AnalysisRequest& r) {
+namespace {
+void validate_request_except_params(const AnalysisRequest& r) {
   r.model.validate();
   const int64_t N = r.model.num_params(), k = r.model.output_dim(), d = r.model.input_dim;
-  if (static_cast<int64_t>(r.params.size()) != N)
-    invalid_argument("params: got " + std::to_string(r.params.size()) + " values, expected " + std::to_string(N) +
-                     " (the parameter count of " + describe(r.model) +
-                     ", in PyTorch parameters_to_vector order)");
   if (r.num_examples <= 0) invalid_argument("inputs: no examples; expected at least one row of " + std::to_string(d) + " features");
   if (static_cast<int64_t>(r.inputs.size()) != r.num_examples * d)
     invalid_argument("inputs: got " + std::to_string(r.inputs.size()) + " values, expected n × input_dim = " +
                      std::to_string(r.num_examples) + " × " + std::to_string(d));
-  check_finite(r.params, "params", 0);
   check_finite(r.inputs, "inputs", d);
   if (r.dtype == DType::kFloat32) {
-    check_float32_range(r.params, "params", 0);
     check_float32_range(r.inputs, "inputs", d);
     check_float32_range(r.targets, "targets", k);
   }
@@ -436,12 +751,34 @@ void validate_request(const AnalysisRequest& r) {
                        " (n·k = " + std::to_string(m) + ", N = " + std::to_string(N) +
                        "); use fewer examples, --dtype float32, or raise --max-memory");
 }
+}  // namespace
+
+void validate_request(const AnalysisRequest& r) {
+  validate_params(r.params, r, "params");
+  validate_request_except_params(r);
+}
 
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
   validate_request(request);
-  if (request.dtype == DType::kFloat32) return run_with<float>(request, control);
-  return run_with<double>(request, control);
+  const std::vector<std::vector<double>> one{request.params};
+  if (request.dtype == DType::kFloat32) return std::move(run_with<float>(request, one, control).front());
+  return std::move(run_with<double>(request, one, control).front());
+}
+
+std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
+                                                const std::vector<std::vector<double>>& checkpoints,
+                                                const RunControl& control) {
+  if (control.on_progress) control.on_progress(Stage::kValidate, 0);
+  if (checkpoints.empty())
+    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
+                     std::to_string(request.model.num_params()) + " values");
+  request.model.validate();
+  for (size_t b = 0; b < checkpoints.size(); ++b)
+    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
+  validate_request_except_params(request);
+  if (request.dtype == DType::kFloat32) return run_with<float>(request, checkpoints, control);
+  return run_with<double>(request, checkpoints, control);
 }
 
 }  // namespace basin

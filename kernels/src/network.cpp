@@ -37,6 +37,21 @@ Network<T>::Network(Backend<T>& backend, const Model& model, const std::vector<d
 }
 
 template <class T>
+void Network<T>::set_params(const std::vector<double>& params) {
+  for (size_t j = 0; j < dense_.size(); ++j) {
+    const DenseInfo& d = dense_[j];
+    const std::vector<T> w(params.begin() + d.offset, params.begin() + d.offset + d.d_out * d.d_in);
+    be_.upload(weights_[j].get(), w.data(), w.size());
+    if (d.bias) {
+      const std::vector<T> b(params.begin() + d.offset + d.d_out * d.d_in, params.begin() + d.offset + d.count);
+      be_.upload(biases_[j].get(), b.data(), b.size());
+    }
+  }
+  act_.resize(1);  // activations of the old parameters are stale
+  grad_out_.clear();
+}
+
+template <class T>
 void Network<T>::check_cancel() const {
   if (cancel_ != nullptr && cancel_->load(std::memory_order_relaxed))
     throw Error(ErrorCode::kCancelled, "analysis cancelled");
@@ -132,22 +147,35 @@ std::vector<double> Network<T>::gradient(const std::vector<T>& dloss_df, bool ke
 }
 
 template <class T>
-Buffer<T> Network<T>::gram(const std::vector<T>& seeds, int64_t r) {
+Buffer<T> Network<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t tile_rows) {
   const int64_t m = n_ * r;
+  const int64_t tile = tile_rows <= 0 || tile_rows >= m ? m : tile_rows;
   Buffer<T> seeds_dev(be_, seeds.size());
   be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
   Buffer<T> gram(be_, static_cast<size_t>(m * m));
-  Buffer<T> delta_gram(be_, static_cast<size_t>(m * m));
+  Buffer<T> delta_gram(be_, static_cast<size_t>(tile * m));
   Buffer<T> act_gram(be_, static_cast<size_t>(n_ * n_));
   backprop(
       seeds_dev.get(), 0, n_, r,
       [&](const DenseInfo& d, const T* delta) {
         // Block of G for W_l at row (i,c) is δ_(i,c) ⊗ a_i, so the layer's share of G Gᵀ is
-        // (δ·δ') (a·a' + 1[bias]): one SYRK on Δ, one on A, one Hadamard accumulation.
-        be_.syrk_lower(false, m, d.d_out, T(1), delta, d.d_out, T(0), delta_gram.get(), m);
+        // (δ·δ') (a·a' + 1[bias]): Δ Δᵀ, A Aᵀ, one Hadamard accumulation.
         be_.syrk_lower(false, n_, d.d_in, T(1), act_[d.layer].get(), d.d_in, T(0), act_gram.get(), n_);
-        be_.hadamard_expand_accumulate(n_, r, act_gram.get(), d.bias ? T(1) : T(0), delta_gram.get(),
-                                       gram.get());
+        if (tile == m) {
+          be_.syrk_lower(false, m, d.d_out, T(1), delta, d.d_out, T(0), delta_gram.get(), m);
+          be_.hadamard_expand_accumulate(n_, r, act_gram.get(), d.bias ? T(1) : T(0), 0, m, delta_gram.get(), m,
+                                         gram.get());
+          return;
+        }
+        // Row tile [row0, row0 + rows): only columns ≤ the tile's last row are needed (lower
+        // triangle), so D_tile [rows × w] = Δ[row0 : row0+rows] · Δ[0 : w]ᵀ with w = row0 + rows.
+        for (int64_t row0 = 0; row0 < m; row0 += tile) {
+          const int64_t rows = std::min(tile, m - row0), w = row0 + rows;
+          be_.gemm(false, true, rows, w, d.d_out, T(1), delta + row0 * d.d_out, d.d_out, delta, d.d_out, T(0),
+                   delta_gram.get(), w);
+          be_.hadamard_expand_accumulate(n_, r, act_gram.get(), d.bias ? T(1) : T(0), row0, rows, delta_gram.get(),
+                                         w, gram.get());
+        }
       },
       nullptr);
   return gram;
@@ -155,42 +183,58 @@ Buffer<T> Network<T>::gram(const std::vector<T>& seeds, int64_t r) {
 
 template <class T>
 Buffer<T> Network<T>::jacobian(const std::vector<T>& seeds, int64_t r) {
-  const int64_t m = n_ * r, N = num_params();
-  Buffer<T> seeds_dev(be_, seeds.size());
-  be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
-  Buffer<T> g(be_, static_cast<size_t>(m * N));
-  backprop(
-      seeds_dev.get(), 0, n_, r,
-      [&](const DenseInfo& d, const T* delta) {
-        be_.assemble_jacobian_block(m, 0, r, d.d_out, d.d_in, d.bias, delta, act_[d.layer].get(), g.get(),
-                                    N, d.offset);
-      },
-      nullptr);
+  const int64_t N = num_params();
+  Buffer<T> g(be_, static_cast<size_t>(n_ * r * N));
+  jacobian_blocks(seeds, r, n_, g.get(), [](int64_t) {});  // one block: all n examples
   return g;
 }
 
 template <class T>
-Buffer<T> Network<T>::normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes) {
+int64_t Network<T>::examples_per_block(int64_t r, uint64_t block_bytes) const {
+  const int64_t per_example = r * num_params() * static_cast<int64_t>(sizeof(T));
+  return std::clamp<int64_t>(static_cast<int64_t>(block_bytes) / std::max<int64_t>(per_example, 1), 1, n_);
+}
+
+template <class T>
+void Network<T>::jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
+                                 const std::function<void(int64_t rows)>& consume) {
   const int64_t N = num_params(), k = num_outputs();
-  const int64_t per_example = r * N * static_cast<int64_t>(sizeof(T));
-  const int64_t block = std::clamp<int64_t>(static_cast<int64_t>(block_bytes) / std::max<int64_t>(per_example, 1), 1, n_);
   Buffer<T> seeds_dev(be_, seeds.size());
   be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
-  Buffer<T> normal(be_, static_cast<size_t>(N * N));
-  Buffer<T> g_block(be_, static_cast<size_t>(block * r * N));
   for (int64_t i0 = 0; i0 < n_; i0 += block) {
     const int64_t count = std::min(block, n_ - i0), rows = count * r;
     backprop(
         seeds_dev.get() + i0 * r * k, i0, count, r,
         [&](const DenseInfo& d, const T* delta) {
-          be_.assemble_jacobian_block(rows, i0 * r, r, d.d_out, d.d_in, d.bias, delta, act_[d.layer].get(),
-                                      g_block.get(), N, d.offset);
+          be_.assemble_jacobian_block(rows, i0 * r, r, d.d_out, d.d_in, d.bias, delta, act_[d.layer].get(), out, N,
+                                      d.offset);
         },
         nullptr);
-    // GᵀG += G_blockᵀ G_block
-    be_.syrk_lower(true, N, rows, T(1), g_block.get(), N, T(1), normal.get(), N);
+    consume(rows);
   }
+}
+
+template <class T>
+Buffer<T> Network<T>::normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes) {
+  const int64_t N = num_params(), block = examples_per_block(r, block_bytes);
+  Buffer<T> normal(be_, static_cast<size_t>(N * N));
+  Buffer<T> g_block(be_, static_cast<size_t>(block * r * N));
+  // GᵀG += G_blockᵀ G_block
+  jacobian_blocks(seeds, r, block, g_block.get(),
+                  [&](int64_t rows) { be_.syrk_lower(true, N, rows, T(1), g_block.get(), N, T(1), normal.get(), N); });
   return normal;
+}
+
+template <class T>
+Buffer<T> Network<T>::tsqr_r(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes) {
+  // TSQR: with R = 0 and, for each block, [R; G_block] = Q'·R', R ← R', the final R satisfies
+  // RᵀR = Σ G_blockᵀG_block = G̃ᵀG̃, so σ(R) = σ(G̃); every step is an orthogonal
+  // transformation (backward stable), so σ keeps the accuracy of an SVD of G̃ (ε·σ_max), not
+  // the √ε·σ_max of GᵀG. The blocks are assembled straight below R in one stacked buffer.
+  const int64_t N = num_params(), block = examples_per_block(r, block_bytes);
+  Buffer<T> stack(be_, static_cast<size_t>((N + block * r) * N));  // R on top, zero to begin with
+  jacobian_blocks(seeds, r, block, stack.get() + N * N, [&](int64_t rows) { be_.qr_r(N + rows, N, stack.get()); });
+  return stack;
 }
 
 template <class T>

@@ -23,6 +23,10 @@ class Network {
   Network(Backend<T>& backend, const Model& model, const std::vector<double>& params,
           const std::vector<double>& inputs, int64_t n, const std::atomic<bool>* cancel);
 
+  // Replaces the parameters (same architecture), keeping the inputs on the backend: the
+  // checkpoints of a batch reuse one Network. forward() must run again afterwards.
+  void set_params(const std::vector<double>& params);
+
   int64_t num_examples() const { return n_; }
   int64_t num_outputs() const { return model_.output_dim(); }
   int64_t num_params() const { return model_.num_params(); }
@@ -37,9 +41,16 @@ class Network {
 
   // Lower triangle of the structured Gram G̃G̃ᵀ [(n·r) × (n·r)] for seeds [(n·r) × k] (host),
   // without materialising G̃:  Σ_l (Δ_l Δ_lᵀ) ⊙ (Ā_l Ā_lᵀ ⊗ 1_r 1_rᵀ).
-  Buffer<T> gram(const std::vector<T>& seeds, int64_t r);
+  // tile_rows < n·r bounds the per-layer Δ_l Δ_lᵀ work matrix to tile_rows × n·r (row tiles
+  // of the lower triangle, GEMMs instead of one SYRK) when the whole square does not fit.
+  Buffer<T> gram(const std::vector<T>& seeds, int64_t r, int64_t tile_rows = 0);
   // Lower triangle of G̃ᵀG̃ [N × N], accumulated over blocks of examples (G̃ built blockwise).
   Buffer<T> normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
+  // The triangular factor R [N × N] of G̃ = Q·R (upper triangle; the strictly lower part zero),
+  // by TSQR over blocks of examples: [R; G̃_block] is QR-factorised block after block, so
+  // σ(R) = σ(G̃) to ε·σ_max without materialising G̃. R is the first N·N elements of the
+  // returned buffer (N + block rows long).
+  Buffer<T> tsqr_r(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
   // G̃ itself [(n·r) × N].
   Buffer<T> jacobian(const std::vector<T>& seeds, int64_t r);
   // Full residual term R = Σ_{i,c} (∂L/∂f_ic) ∇²θ f_c(x_i) [N × N] by R-op (forward-over-reverse)
@@ -60,6 +71,12 @@ class Network {
   using DenseVisitor = std::function<void(const DenseInfo& dense, const T* delta)>;
   void backprop(const T* seeds, int64_t i0, int64_t count, int64_t r, const DenseVisitor& visit,
                 std::vector<Buffer<T>>* keep);
+  // Examples per block of G̃ rows: as many as fit in block_bytes, at least 1, at most n.
+  int64_t examples_per_block(int64_t r, uint64_t block_bytes) const;
+  // For consecutive blocks of `block` examples: assembles their rows of G̃ into out [rows × N]
+  // (leading dimension N), then calls consume(rows).
+  void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
+                       const std::function<void(int64_t rows)>& consume);
   void check_cancel() const;
   int64_t width_in(int64_t layer) const { return model_.width_after(layer - 1); }
 

@@ -173,3 +173,31 @@ def test_auto_refinement_is_reported_remotely_as_locally(client, basin_bin, tmp_
     assert r.jacobian.refined_from == "gram" and r.jacobian.method == "svd"
     assert cli["jacobian"]["refined_from"] == "gram"
     assert_same(strip(r.to_dict()), strip(cli))
+
+
+def test_remote_cli_checkpoints_equal_local_cli(server, client, basin_bin, tmp_path, regression):
+    """`basin analyze --params P.npy` with P of shape (B, N): `--server` and `--local` print the same B JSON
+    lines, in order, and each equals the Python client's result for that checkpoint."""
+    import subprocess
+    m, X, Y = regression
+    rng = np.random.default_rng(5)
+    P = np.stack([m.params + 0.02 * i * rng.normal(size=m.params.size) for i in range(4)])
+    np.save(os.path.join(tmp_path, "P.npy"), P)
+    np.save(os.path.join(tmp_path, "X.npy"), X)
+    np.save(os.path.join(tmp_path, "Y.npy"), Y)
+    common = ["--model", os.path.join(DATA, "regression_model.json"), "--params", os.path.join(tmp_path, "P.npy"),
+              "--inputs", os.path.join(tmp_path, "X.npy"), "--targets", os.path.join(tmp_path, "Y.npy"),
+              "--loss", "mse", "--want", "jacobian,ggn", "--json"]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        lines = [json.loads(line) for line in p.stdout.strip().splitlines()]
+        assert len(lines) == len(P), f"{where[0]}: {len(lines)} JSON lines for {len(P)} checkpoints"
+        for d in lines:
+            d.pop("timings_ms")
+        out[where[0]] = lines
+    assert out["--server"] == out["--local"]
+    results = client.analyze(m.with_params(P), X, Y, loss="mse", want=("jacobian", "ggn"))
+    for r, line in zip(results, out["--local"]):
+        assert_same(strip(r.to_dict()), strip(line))

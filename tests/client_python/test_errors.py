@@ -73,17 +73,73 @@ def test_unknown_job(client):
         client.job("no-such-job")
 
 
-def test_unknown_blob_id(client):
-    # bypass the client's cache to reference an id the server never saw
+def _raw_request(blob_field, blob_id):
     req = basin._pb2.AnalyzeRequest(loss=basin._pb2.LOSS_NONE)
     req.model.CopyFrom(small_model()._proto(basin._pb2))
-    req.params.blob_id = "sha256:" + "0" * 64
+    req.params.tensor.CopyFrom(basin._pb2.Tensor(
+        dtype=basin._pb2.DTYPE_FLOAT64, shape=[small_model().num_params],
+        data=small_model().params.tobytes()))
     req.inputs.tensor.CopyFrom(basin._pb2.Tensor(dtype=basin._pb2.DTYPE_FLOAT64, shape=[4, 2],
                                                  data=X.tobytes()))
-    # basin.proto promises NOT_FOUND for ids the caller cannot see; basind currently answers
-    # INVALID_ARGUMENT ("unknown blob ..."). Either way the message names the field.
-    with pytest.raises((basin.NotFound, basin.InvalidArgument), match="params.blob_id"):
+    getattr(req, blob_field).blob_id = blob_id
+    return req
+
+
+def test_unknown_blob_id_is_not_found(client):
+    # bypass the client's cache to reference an id the server never saw: NOT_FOUND (an entity
+    # the request refers to does not exist for this caller), naming the field and what was
+    # expected -- for Analyze and, with the request. prefix, for SubmitJob
+    req = _raw_request("params", "sha256:" + "0" * 64)
+    with pytest.raises(basin.NotFound) as e:
         client._call("Analyze", req)
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    assert isinstance(e.value, LookupError) and not isinstance(e.value, basin.InvalidArgument)
+    assert e.value.message.startswith("params.blob_id: unknown blob 'sha256:000")
+    assert "expected the id of a blob you uploaded with UploadBlob" in e.value.message
+    with pytest.raises(basin.NotFound) as e:
+        client._call("SubmitJob", basin._pb2.SubmitJobRequest(request=req))
+    assert e.value.message.startswith("request.params.blob_id: unknown blob 'sha256:000")
+    assert str(e.value).startswith("NOT_FOUND: request.params.blob_id")
+
+
+def test_malformed_blob_id_is_invalid_argument(client):
+    # not an id at all: INVALID_ARGUMENT, whatever the server holds
+    with pytest.raises(basin.InvalidArgument, match=r"inputs\.blob_id: '\.\./x' is not a blob id"):
+        client._call("Analyze", _raw_request("inputs", "../x"))
+
+
+def test_other_users_blob_is_not_found(make_server, tmp_path):
+    tokens = os.path.join(tmp_path, "tokens")
+    with open(tokens, "w") as f:
+        f.write("tok-a alice\ntok-b bob\n")
+    s = make_server("--tokens", tokens)
+    with basin.Client(s.address, token="tok-a") as alice, \
+            basin.Client(s.address, token="tok-b") as bob:
+        blob = alice.upload_array(X)
+        alice._call("Analyze", _raw_request("inputs", blob))
+        # exactly what a blob nobody uploaded gets: ids are not secrets, ownership is
+        with pytest.raises(basin.NotFound, match=r"inputs\.blob_id: unknown blob") as e:
+            bob._call("Analyze", _raw_request("inputs", blob))
+        assert "alice" not in e.value.message
+        never = "sha256:" + "f" * 64
+        with pytest.raises(basin.NotFound) as e2:
+            bob._call("Analyze", _raw_request("inputs", never))
+        assert e.value.message.replace(blob, "ID") == e2.value.message.replace(never, "ID")
+
+
+def test_submit_reuploads_a_blob_the_server_lost(make_server):
+    """The NOT_FOUND of a blob the Client had cached makes submit() rebuild the request and
+    upload again, once (analyze() is covered in test_blobs.py)."""
+    s = make_server()
+    Xb = np.random.default_rng(3).normal(size=(2000, 2))
+    with basin.Client(s.address, inline_limit=1024) as c:
+        from basin.client import _as_wire_array, _npy_bytes
+        import hashlib
+        stale = "sha256:" + hashlib.sha256(_npy_bytes(_as_wire_array(Xb, "x"))).hexdigest()
+        c._blobs[stale] = stale  # pretend it was uploaded before
+        r = c.submit(small_model(), Xb, np.zeros((2000, 2))).result(timeout=60)
+        assert r.num_examples == 2000
+        assert c.upload_count >= 1 and stale in c._blobs
 
 
 def test_client_side_errors(client):

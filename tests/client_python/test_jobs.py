@@ -119,3 +119,24 @@ def test_info_and_health(client):
     assert info["limits"]["max_chunk_bytes"] >= 1 << 20
     assert info["user"] == "anonymous"
     assert client.health() == "SERVING"
+
+
+def test_finished_jobs_beyond_the_memory_cap_read_the_same(make_server):
+    """basind --keep-finished-in-memory 1: older finished jobs are served from its database;
+    handles, results and listings are the same as while they were in memory."""
+    s = make_server("--keep-finished-in-memory", "1")
+    with basin.Client(s.address) as c:
+        m, X, Y = small()
+        jobs, results, infos = [], [], []
+        for i in range(4):
+            job = c.submit(m.with_params(m.params * (1 + 0.1 * i)), X, Y)
+            results.append(job.result(timeout=60))
+            jobs.append(job)
+            infos.append(c.job(job.id).info())  # just finished: the one kept in memory
+        listed = c.jobs()
+        assert [j.id for j in listed] == [j.id for j in reversed(jobs)]
+        for job, r, info in zip(jobs, results, infos):
+            again = c.job(job.id)  # all but the last come from the database now
+            assert again.state == "succeeded" and again.info() == info
+            assert_same(strip(again.result().to_dict()), strip(r.to_dict()))
+        assert [j.info() for j in listed] == list(reversed(infos))

@@ -4,7 +4,8 @@
 //     shuffled order (threads have no order);
 //   * each cuBLAS call → a naive column-major BLAS fed the arguments of blas_mapping.hpp;
 //   * cuSOLVER → LAPACK through the CPU backend, behind the CUDA backend's gesvd orientation and
-//     transpose logic.
+//     transpose logic (geqrf: LAPACKE on the host directly, with the same transpose and R
+//     write-back as the device).
 // Used by test_cuda_emulated_engine.cpp (the engine on it vs the CPU backend) and by
 // basin_gpu_parity_emulated (the GPU parity suite run against it, to check the suite itself --
 // its tolerances, cases and plumbing -- on machines without a GPU). It checks the CUDA backend's
@@ -12,10 +13,15 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <lapacke.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -23,6 +29,7 @@
 #include <unistd.h>
 
 #include "basin/backend.hpp"
+#include "basin/error.hpp"
 #include "blas_mapping.hpp"
 #include "column_major_reference.hpp"
 #include "elementwise.hpp"
@@ -39,6 +46,24 @@ void for_each_index(int64_t count, Body body) {
   for (int64_t idx : order) body(idx);
 }
 
+// Device-memory accounting of all emulated backends. With BASIN_EMULATED_FREE_BYTES set, the
+// emulated device has that much memory: info() reports it free, and allocations beyond it fail
+// like cudaMallocAsync does (kResourceExhausted), so the engine's memory plan is tested against
+// a device that really runs out. `peak` is the high-water mark since reset().
+struct EmulatedMemory {
+  static inline std::mutex mu;
+  static inline std::unordered_map<const void*, size_t> sizes;
+  static inline size_t current = 0, peak = 0;
+  static void reset() {
+    std::lock_guard<std::mutex> lock(mu);
+    peak = current;
+  }
+  static size_t limit() {
+    const char* free_bytes = std::getenv("BASIN_EMULATED_FREE_BYTES");
+    return free_bytes ? static_cast<size_t>(std::strtoull(free_bytes, nullptr, 10)) : SIZE_MAX;
+  }
+};
+
 template <class T>
 class EmulatedCudaBackend final : public Backend<T> {
  public:
@@ -49,15 +74,43 @@ class EmulatedCudaBackend final : public Backend<T> {
     const long page = sysconf(_SC_PAGESIZE);  // host memory stands in for device memory
     i.memory_total_bytes = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(page);
     i.memory_free_bytes = static_cast<uint64_t>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<uint64_t>(page);
+    // Tests of the memory plan pretend to be a device with little free memory.
+    if (EmulatedMemory::limit() != SIZE_MAX) {
+      std::lock_guard<std::mutex> lock(EmulatedMemory::mu);
+      i.memory_total_bytes = EmulatedMemory::limit();
+      i.memory_free_bytes = i.memory_total_bytes - std::min(EmulatedMemory::current, i.memory_total_bytes);
+    }
     return i;
   }
+  // Like the CUDA backend, so the engine's batched-solve path runs here too (the solves
+  // themselves are the default loop).
+  bool has_batched_solver() const override { return true; }
   T* allocate(size_t count) override {
     if (count == 0) return nullptr;
+    const size_t bytes = count * sizeof(T);
+    std::lock_guard<std::mutex> lock(EmulatedMemory::mu);
+    if (EmulatedMemory::current + bytes > EmulatedMemory::limit())
+      resource_exhausted("emulated device: cannot allocate " + std::to_string(bytes) + " bytes (" +
+                         std::to_string(EmulatedMemory::current) + " of " + std::to_string(EmulatedMemory::limit()) +
+                         " in use)");
+    T* p = static_cast<T*>(std::calloc(count, sizeof(T)));
+    if (p == nullptr) resource_exhausted("emulated device: host calloc failed");
     ++live_;
-    return static_cast<T*>(std::calloc(count, sizeof(T)));
+    EmulatedMemory::sizes[p] = bytes;
+    EmulatedMemory::current += bytes;
+    EmulatedMemory::peak = std::max(EmulatedMemory::peak, EmulatedMemory::current);
+    return p;
   }
   void release(T* ptr) noexcept override {
     if (ptr == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(EmulatedMemory::mu);
+      auto it = EmulatedMemory::sizes.find(ptr);
+      if (it != EmulatedMemory::sizes.end()) {
+        EmulatedMemory::current -= it->second;
+        EmulatedMemory::sizes.erase(it);
+      }
+    }
     --live_;
     std::free(ptr);
   }
@@ -100,8 +153,20 @@ class EmulatedCudaBackend final : public Backend<T> {
     for_each_index(n * rpe * d,
                    [&](int64_t i) { cuda::rop_activation_backward_element(i, fn, rpe, d, z, rz, g, rg); });
   }
-  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, const T* d, T* c) override {
-    for_each_index((n * r) * (n * r), [&](int64_t i) { cuda::hadamard_expand_element(i, n, r, k, kappa, d, c); });
+  std::array<double, 2> combine_hessian(int64_t n, T* g, T* r) override {
+    for_each_index(n * n, [&](int64_t i) { cuda::combine_hessian_element(i, n, g, r); });
+    // The device reduces with Thrust (a tree, any order); here: a plain sum.
+    double h_sq = 0, r_sq = 0;
+    for (int64_t i = 0; i < n * n; ++i) {
+      h_sq += cuda::symmetric_square_term(i, n, g);
+      r_sq += cuda::symmetric_square_term(i, n, r);
+    }
+    return {h_sq, r_sq};
+  }
+  void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, int64_t row0, int64_t rows,
+                                  const T* d, int64_t ldd, T* c) override {
+    for_each_index(rows * (row0 + rows),
+                   [&](int64_t i) { cuda::hadamard_expand_element(i, n, r, k, kappa, row0, rows, d, ldd, c); });
   }
   void assemble_jacobian_block(int64_t rows, int64_t row0, int64_t rpe, int64_t d_out, int64_t d_in, bool has_bias,
                                const T* delta, const T* a, T* out, int64_t ldo, int64_t col0) override {
@@ -140,10 +205,26 @@ class EmulatedCudaBackend final : public Backend<T> {
     // backend) decomposes in place.
     return lapack_->singular_values(shape.cols, shape.rows, mat);
   }
+  void qr_r(int64_t m, int64_t n, T* a) override {
+    if (n == 0) return;
+    EXPECT_GE(m, n);  // the contract, and what geqrf's R [n×n] needs
+    // As the CUDA backend: transpose into a column-major A [m×n] (ld = m), geqrf it (LAPACK on
+    // the host for cuSOLVER's Xgeqrf), write R back row-major through the kernel's element body.
+    std::vector<T> qr(static_cast<size_t>(m * n)), tau(static_cast<size_t>(n));
+    for_each_index(m * n, [&](int64_t i) { cuda::transpose_element(i, m, n, a, qr.data()); });
+    ASSERT_EQ(geqrf(m, n, qr.data(), tau.data()), 0);
+    for_each_index(n * n, [&](int64_t i) { cuda::qr_r_row_major_element(i, m, n, qr.data(), a); });
+  }
 
   int live_allocations() const { return live_; }
 
  private:
+  static lapack_int geqrf(int64_t m, int64_t n, double* a, double* tau) {
+    return LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau);
+  }
+  static lapack_int geqrf(int64_t m, int64_t n, float* a, float* tau) {
+    return LAPACKE_sgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau);
+  }
   std::unique_ptr<Backend<T>> lapack_ = make_cpu_backend<T>();
   int live_ = 0;
 };

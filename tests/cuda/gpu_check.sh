@@ -19,8 +19,9 @@
 #
 # Steps: environment → build → CUDA tests (parity must RUN, not skip) → compute-sanitizer memcheck
 # on a small parity case → `basin analyze --local` with --device cuda vs cpu on examples/data.
+# Then, unless BENCH=0: bench/bench_gpu.py (Basin --device cuda vs PyTorch, JAX if present; ~5 min).
 # Exit status: the number of failed steps (0 = all good). Env: PREBUILT=dir (default build-cuda-carry),
-# FRESH=dir (default build-gpu), SKIP_BUILD=1 (use PREBUILT directly), JOBS (default nproc).
+# FRESH=dir (default build-gpu), SKIP_BUILD=1 (use PREBUILT directly), JOBS (default nproc), BENCH.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -125,6 +126,7 @@ step "compute-sanitizer --tool memcheck (small cases)"
 FILTER='CudaPrimitives/1.ElementwiseOperations:CudaPrimitives/1.SingularValuesBothOrientations'
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_mse_gram_f64:Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f64_tall'
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f32:GpuParityJacobian.*'
+FILTER+=':CudaPrimitives/1.BatchedSymmetricEigenvaluesMatchOneAtATime:GpuParityBatch.*'
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --error-exitcode 99 "$PARITY" --gtest_filter="$FILTER" > "$LOGS/memcheck.log" 2>&1 ||
     fail "compute-sanitizer memcheck (log: $LOGS/memcheck.log)"
@@ -194,9 +196,48 @@ sys.exit(1 if bad else 0)
 EOF
   done
 done
-# --device auto picks cuda here and says nothing; --device cuda must not fall back.
+# Checkpoints: params (3, N) through one cuda process (batched solvers) vs the cpu, line by line.
+if [[ -f $D/regression_params.npy ]]; then
+  python3 -c "import numpy as np; p = np.load('$D/regression_params.npy'); r = np.random.default_rng(0);
+np.save('$LOGS/checkpoints.npy', np.stack([p, p + 0.05 * r.standard_normal(p.shape), p + 0.1 * r.standard_normal(p.shape)]))"
+  for dev in cpu cuda; do
+    "$CLI" analyze --local --device $dev --json --want jacobian,ggn --model $D/regression_model.json \
+      --params "$LOGS/checkpoints.npy" --inputs $D/regression_X.npy --targets $D/regression_Y.npy --loss mse \
+      > "$LOGS/basin_checkpoints_$dev.jsonl" || fail "basin analyze checkpoints --device $dev"
+  done
+  python3 - "$LOGS/basin_checkpoints_cpu.jsonl" "$LOGS/basin_checkpoints_cuda.jsonl" <<'EOF' || fail "checkpoint JSON parity"
+import json, sys
+cpu = [json.loads(l) for l in open(sys.argv[1])]
+gpu = [json.loads(l) for l in open(sys.argv[2])]
+assert len(cpu) == len(gpu) == 3, (len(cpu), len(gpu))
+for b, (c, g) in enumerate(zip(cpu, gpu)):
+    assert g["backend"] == "cuda", g["backend"]
+    for key, sq in (("jacobian", True), ("ggn", False)):
+        a = c[key]["singular_values" if key == "jacobian" else "eigenvalues"]
+        d = g[key]["singular_values" if key == "jacobian" else "eigenvalues"]
+        if sq: a, d = [x * x for x in a], [x * x for x in d]
+        worst = max(abs(x - y) for x, y in zip(a, d)) / max(abs(x) for x in a)
+        print(f"  checkpoint {b} {key}: max |cpu-cuda| / scale = {worst:.2e}")
+        assert worst <= 1e-10, worst
+        assert c[key]["rank"] == g[key]["rank"], (c[key]["rank"], g[key]["rank"])
+print("  checkpoint parity OK")
+EOF
+fi
+# --device auto picks cuda here and says so on stderr; --device cuda must not fall back.
 "$CLI" analyze --local --device auto --model $D/regression_model.json --params $D/regression_params.npy \
   --inputs $D/regression_X.npy --targets $D/regression_Y.npy --loss mse 2>&1 | grep -E "backend|using" || true
+
+# ---- benchmark: Basin --device cuda vs PyTorch (and JAX, if installed) on this GPU ----
+# bench/bench_gpu.py keeps itself within --budget-s (default 300 s). BENCH=0 skips it.
+if [[ "${BENCH:-1}" == 1 ]]; then
+  step "benchmark: bench/bench_gpu.py --markdown (BENCH=0 skips it)"
+  # The peers run in this host's python3 (PyTorch 2.x) without the carried libraries: those are for
+  # basin only, which bench_gpu.py runs with BASIN_LD_LIBRARY_PATH as its LD_LIBRARY_PATH.
+  PY_LD=$(tr ':' '\n' <<< "${LD_LIBRARY_PATH:-}" | grep -v -F "$ROOT/$PREBUILT/bundled-libs" | grep . | paste -sd: -)
+  BASIN_LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" LD_LIBRARY_PATH="$PY_LD" \
+    python3 bench/bench_gpu.py --basin "$CLI" --markdown 2>&1 | tee "$LOGS/bench_gpu.log"
+  [[ ${PIPESTATUS[0]} == 0 ]] || fail "bench_gpu.py (log: $LOGS/bench_gpu.log)"
+fi
 
 step "summary"
 date -u '+%Y-%m-%d %H:%M:%S UTC'

@@ -6,6 +6,7 @@
 //
 // The CPU backend's memory space is the host, so host vectors are passed to it directly.
 #include <gtest/gtest.h>
+#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
@@ -159,14 +160,52 @@ TEST_F(CudaElementwise, HadamardExpandAccumulatesLowerTriangleOnly) {
     for (double kappa : {0.0, 1.0}) {
       const int64_t n = 5, m = n * r;
       const std::vector<double> k = random_vector(n * n, 13);
-      const std::vector<double> d = random_vector(m * m, 14);
-      std::vector<double> expected = random_vector(m * m, 15), actual = expected;
-      cpu->hadamard_expand_accumulate(n, r, k.data(), kappa, d.data(), expected.data());
-      for_each_index_shuffled(m * m, [&](int64_t i) {
-        cuda::hadamard_expand_element(i, n, r, k.data(), kappa, d.data(), actual.data());
-      });
-      expect_same(expected, actual, "hadamard_expand r=" + std::to_string(r) + " kappa=" + std::to_string(kappa));
+      // The whole square, then row tiles of every size (D padded: ldd > tile width).
+      for (int64_t tile : {m, int64_t(1), int64_t(2), int64_t(4)}) {
+        std::vector<double> expected = random_vector(m * m, 15), actual = expected;
+        for (int64_t row0 = 0; row0 < m; row0 += tile) {
+          const int64_t rows = std::min(tile, m - row0), ldd = row0 + rows + (tile == m ? 0 : 2);
+          const std::vector<double> d = random_vector(rows * ldd, 14 + row0);
+          cpu->hadamard_expand_accumulate(n, r, k.data(), kappa, row0, rows, d.data(), ldd, expected.data());
+          for_each_index_shuffled(rows * (row0 + rows), [&](int64_t i) {
+            cuda::hadamard_expand_element(i, n, r, k.data(), kappa, row0, rows, d.data(), ldd, actual.data());
+          });
+        }
+        expect_same(expected, actual, "hadamard_expand r=" + std::to_string(r) + " kappa=" + std::to_string(kappa) +
+                                          " tile=" + std::to_string(tile));
+      }
     }
+  }
+}
+
+TEST_F(CudaElementwise, CombineHessianSymmetrisesTheResidualAndAddsIt) {
+  for (int64_t n : {1, 7, 130}) {  // 130: more than two of the CPU's 64-wide tiles
+    const std::vector<double> g0 = random_vector(n * n, 30), r0 = random_vector(n * n, 31);
+    std::vector<double> g_cpu = g0, r_cpu = r0, g_dev = g0, r_dev = r0;
+    const std::array<double, 2> norms = cpu->combine_hessian(n, g_cpu.data(), r_cpu.data());
+    for_each_index_shuffled(n * n, [&](int64_t i) { cuda::combine_hessian_element(i, n, g_dev.data(), r_dev.data()); });
+    double h_sq = 0, r_sq = 0;
+    for (int64_t i = 0; i < n * n; ++i) {
+      h_sq += cuda::symmetric_square_term(i, n, g_dev.data());
+      r_sq += cuda::symmetric_square_term(i, n, r_dev.data());
+    }
+    // Lower triangles agree bit for bit (same expression); upper triangles are untouched.
+    expect_same(g_cpu, g_dev, "combine_hessian H n=" + std::to_string(n));
+    expect_same(r_cpu, r_dev, "combine_hessian R n=" + std::to_string(n));
+    EXPECT_NEAR(norms[0], h_sq, 1e-12 * h_sq);
+    EXPECT_NEAR(norms[1], r_sq, 1e-12 * r_sq);
+    // And the formula itself, against the untouched inputs.
+    double h_ref = 0, r_ref = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t lo = std::max(i, j) * n + std::min(i, j), up = std::min(i, j) * n + std::max(i, j);
+        const double rij = 0.5 * (r0[lo] + r0[up]);
+        h_ref += (g0[lo] + rij) * (g0[lo] + rij);
+        r_ref += rij * rij;
+        if (j <= i) EXPECT_NEAR(g_cpu[i * n + j], g0[i * n + j] + rij, 1e-15);
+      }
+    EXPECT_NEAR(norms[0], h_ref, 1e-12 * h_ref);
+    EXPECT_NEAR(norms[1], r_ref, 1e-12 * r_ref);
   }
 }
 
@@ -220,6 +259,25 @@ TEST_F(CudaElementwise, TransposeKeepsSingularValues) {
   std::vector<double> a_copy = a, t_copy = t;
   expect_same(cpu->singular_values(m, n, a_copy.data()), cpu->singular_values(n, m, t_copy.data()),
               "singular values of A and Aᵀ");
+}
+
+TEST_F(CudaElementwise, QrRWriteBackIsTheCpuRUpToRowSigns) {
+  // The CUDA qr_r: transpose_element into a column-major copy, geqrf (LAPACK here, cuSOLVER on
+  // the device), then qr_r_row_major_element writes R row-major with zeros below the diagonal.
+  // The CPU gets R by an LQ of the column-major view instead; R is unique up to row signs.
+  const int64_t m = 11, n = 6;
+  const std::vector<double> a = random_vector(m * n, 21);
+  std::vector<double> qr(m * n, 0.0), tau(n), actual(a.size(), 7.0), expected = a;
+  for_each_index_shuffled(m * n, [&](int64_t i) { cuda::transpose_element(i, m, n, a.data(), qr.data()); });
+  ASSERT_EQ(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, qr.data(), m, tau.data()), 0);
+  for_each_index_shuffled(n * n, [&](int64_t i) { cuda::qr_r_row_major_element(i, m, n, qr.data(), actual.data()); });
+  cpu->qr_r(m, n, expected.data());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      if (j < i) EXPECT_EQ(actual[i * n + j], 0.0) << "R[" << i << ", " << j << "] below the diagonal";
+      EXPECT_NEAR(std::fabs(actual[i * n + j]), std::fabs(expected[i * n + j]), 1e-14) << "R[" << i << ", " << j << "]";
+    }
+  EXPECT_EQ(actual[n * n], 7.0) << "rows n.. of A are not R's to write";
 }
 
 TEST_F(CudaElementwise, NonFiniteFlagAgreesWithTheCpuSolversCheck) {

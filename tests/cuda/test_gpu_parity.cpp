@@ -227,9 +227,27 @@ TYPED_TEST(CudaPrimitives, ElementwiseOperations) {
     const int64_t m = n * r;
     this->compare({random_values<T>(n * n, 17), random_values<T>(m * m, 18), random_values<T>(m * m, 19)}, {2},
                   [&](Backend<T>& be, std::vector<T*>& x) {
-                    be.hadamard_expand_accumulate(n, r, x[0], kappa, x[1], x[2]);
+                    be.hadamard_expand_accumulate(n, r, x[0], kappa, 0, m, x[1], m, x[2]);
                   },
                   "hadamard_expand_accumulate");
+    // A row tile in the middle: rows [row0, row0 + rows), D [rows × (row0 + rows)] padded.
+    const int64_t row0 = 7, rows = 10, ldd = row0 + rows + 3;
+    this->compare({random_values<T>(n * n, 17), random_values<T>(rows * ldd, 18), random_values<T>(m * m, 19)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    be.hadamard_expand_accumulate(n, r, x[0], kappa, row0, rows, x[1], ldd, x[2]);
+                  },
+                  "hadamard_expand_accumulate tile");
+  }
+  {
+    // H = GGN + (R + Rᵀ)/2 in place, and both Frobenius norms (a Thrust reduction on the GPU).
+    const int64_t dim = 23;
+    std::vector<std::array<double, 2>> norms;  // cpu's, then gpu's
+    this->compare({random_values<T>(dim * dim, 40), random_values<T>(dim * dim, 41)}, {0, 1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { norms.push_back(be.combine_hessian(dim, x[0], x[1])); },
+                  "combine_hessian");
+    ASSERT_EQ(norms.size(), 2u);
+    for (int j = 0; j < 2; ++j)
+      EXPECT_NEAR(norms[1][j], norms[0][j], tolerance<T>() * norms[0][j]) << "combine_hessian norm " << j;
   }
   for (bool bias : {true, false}) {
     const int64_t d_out = 6, d_in = 7, row0 = 5, rows = 20, col0 = 11, ldo = col0 + d_out * d_in + d_out + 4;
@@ -261,6 +279,31 @@ TYPED_TEST(CudaPrimitives, SymmetricEigenvaluesDescending) {
   }
 }
 
+// Checkpoint batches: syevjBatched for n ≤ 32, cusolverDnXsyevBatched above, syevd for one.
+TYPED_TEST(CudaPrimitives, BatchedSymmetricEigenvaluesMatchOneAtATime) {
+  using T = TypeParam;
+  for (int64_t n : {1, 5, 32, 33, 100}) {
+    for (int64_t batch : {1, 3, 40}) {
+      std::vector<T> a = random_values<T>(batch * n * n, 70 + n + batch);
+      std::vector<T> a_gpu = a;
+      std::vector<T> expected;
+      for (int64_t b = 0; b < batch; ++b) {
+        const std::vector<T> one = this->cpu->symmetric_eigenvalues(n, a.data() + b * n * n);
+        expected.insert(expected.end(), one.begin(), one.end());
+      }
+      Buffer<T> buf(*this->gpu, a_gpu.size());
+      this->gpu->upload(buf.get(), a_gpu.data(), a_gpu.size());
+      const std::vector<T> gpu = this->gpu->symmetric_eigenvalues_batched(batch, n, buf.get());
+      ASSERT_EQ(gpu.size(), expected.size());
+      for (int64_t b = 0; b < batch; ++b)
+        EXPECT_TRUE(std::is_sorted(gpu.rbegin() + (batch - 1 - b) * n, gpu.rbegin() + (batch - b) * n))
+            << "matrix " << b << " not descending, n=" << n;
+      expect_close(widen(expected), widen(gpu), tolerance<T>(),
+                   "symmetric_eigenvalues_batched n=" + std::to_string(n) + " batch=" + std::to_string(batch));
+    }
+  }
+}
+
 TYPED_TEST(CudaPrimitives, SingularValuesBothOrientations) {
   using T = TypeParam;
   for (auto [m, n] : {std::pair<int64_t, int64_t>{12, 80}, {80, 12}, {33, 33}, {1, 7}, {7, 1}}) {
@@ -273,6 +316,44 @@ TYPED_TEST(CudaPrimitives, SingularValuesBothOrientations) {
     EXPECT_TRUE(std::is_sorted(gpu.rbegin(), gpu.rend())) << "descending";
     expect_close(widen(cpu), widen(gpu), tolerance<T>(),
                  "singular_values " + std::to_string(m) + "x" + std::to_string(n));
+  }
+}
+
+// R of A = QR (TSQR's step), A row-major [m×n], m ≥ n. R is unique only up to the signs of its
+// rows (the CPU takes an LQ of the column-major view, the GPU a geqrf of a transposed copy), so
+// |R| is compared element by element; on the GPU's R also RᵀR = AᵀA and the exact zeros below
+// the diagonal.
+TYPED_TEST(CudaPrimitives, QrRMatchesUpToRowSigns) {
+  using T = TypeParam;
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{80, 12}, {33, 33}, {150, 100}, {7, 1}, {1, 1}}) {
+    const std::string what = "qr_r " + std::to_string(m) + "x" + std::to_string(n);
+    const std::vector<T> a = random_values<T>(m * n, 90 + m * n);
+    std::vector<T> a_cpu = a, a_gpu = a;
+    this->cpu->qr_r(m, n, a_cpu.data());
+    Buffer<T> buf(*this->gpu, a_gpu.size());
+    this->gpu->upload(buf.get(), a_gpu.data(), a_gpu.size());
+    this->gpu->qr_r(m, n, buf.get());
+    this->gpu->download(a_gpu.data(), buf.get(), a_gpu.size());
+    std::vector<double> r_cpu(static_cast<size_t>(n * n)), r_gpu(r_cpu.size());
+    for (int64_t i = 0; i < n * n; ++i) {
+      r_cpu[i] = std::fabs(double(a_cpu[i]));
+      r_gpu[i] = std::fabs(double(a_gpu[i]));
+      if (i % n < i / n) {
+        EXPECT_EQ(a_cpu[i], T(0)) << what << ": cpu R[" << i / n << ", " << i % n << "] below the diagonal";
+        EXPECT_EQ(a_gpu[i], T(0)) << what << ": cuda R[" << i / n << ", " << i % n << "] below the diagonal";
+      }
+    }
+    expect_close(r_cpu, r_gpu, tolerance<T>(), what + " |R|");
+    std::vector<double> ata, rtr;
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t q = 0; q <= p; ++q) {
+        double x = 0, y = 0;
+        for (int64_t i = 0; i < m; ++i) x += double(a[i * n + p]) * double(a[i * n + q]);
+        for (int64_t i = 0; i < n; ++i) y += double(a_gpu[i * n + p]) * double(a_gpu[i * n + q]);
+        ata.push_back(x);
+        rtr.push_back(y);
+      }
+    expect_close(ata, rtr, tolerance<T>(), what + " cuda RᵀR vs AᵀA");
   }
 }
 
@@ -476,6 +557,80 @@ TEST(GpuParityJacobian, ReturnedJacobianMatchesCpu) {
   request.device = Device::kCuda;
   const AnalysisResult gpu = analyze(request);
   expect_close(cpu.jacobian_matrix, gpu.jacobian_matrix, 1e-12, "jacobian matrix");
+}
+
+// auto on a tall G with genuine singular values below GᵀG's resolution, under a memory limit G
+// does not fit but TSQR does (the limits of tests/engine/test_jacobian.cpp's
+// AutoDecidesATallDeficientRankWithTsqrWhenGDoesNotFit, halved for float32): both backends
+// refine with TSQR (the GPU's geqrf on [R; G_block], two blocks) and agree like two SVDs.
+TEST(GpuParityTsqr, TallDeficientJacobianUnderATightMemoryLimit) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  Model model;
+  model.input_dim = 4;
+  model.layers = {Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(1), Layer::act(Activation::kTanh),
+                  Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(3)};
+  for (DType dtype : {DType::kFloat64, DType::kFloat32}) {
+    ParityCase c{"tsqr", model, 60, Loss::kMse, Method::kAuto, dtype, false};
+    AnalysisRequest request = make_request(c, 85);
+    request.limits.max_memory_bytes = (dtype == DType::kFloat64 ? 250 : 125) * 1024;
+    request.device = Device::kCpu;
+    const AnalysisResult cpu = analyze(request);
+    request.device = Device::kCuda;
+    const AnalysisResult gpu = analyze(request);
+    const double tol = dtype == DType::kFloat64 ? tolerance<double>() : tolerance<float>();
+    const std::string what = std::string("tsqr ") + dtype_name(dtype);
+    ASSERT_TRUE(cpu.jacobian && gpu.jacobian) << what;
+    EXPECT_EQ(cpu.jacobian->method, "tsqr") << what;
+    EXPECT_EQ(gpu.jacobian->method, "tsqr") << what;
+    EXPECT_EQ(gpu.jacobian->refined_from, "normal") << what;
+    expect_close(cpu.jacobian->singular_values, gpu.jacobian->singular_values, tol, what + " jacobian σ");
+    // float64 (seed 85): the values nearest the cut are 3.7× above and 3.0× below the tolerance
+    // (180·ε·σ_max), a margin ~25 times the QRs' round-off, so the rank must agree. float32's
+    // values crowd its cut (1.2× / 2.3×) and are not held to the same rank.
+    if (dtype == DType::kFloat64) EXPECT_EQ(cpu.jacobian->rank, gpu.jacobian->rank) << what;
+    ASSERT_TRUE(cpu.ggn && gpu.ggn) << what;
+    expect_close(cpu.ggn->eigenvalues, gpu.ggn->eigenvalues, tol, what + " ggn");
+  }
+}
+
+// Checkpoints of a training run in one request (analyze_checkpoints): the data are uploaded once
+// and the Grams solved together -- syevjBatched when n·k ≤ 32, cusolverDnXsyevBatched above --
+// and every checkpoint must equal its own analysis on the CPU.
+TEST(GpuParityBatch, CheckpointsMatchCpuOneAtATime) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  for (DType dtype : {DType::kFloat64, DType::kFloat32}) {
+    for (int64_t n : {int64_t(8), int64_t(30)}) {  // n·k = 24 (syevjBatched) and 90 (XsyevBatched)
+      for (Loss loss : {Loss::kMse, Loss::kCrossEntropy}) {
+        ParityCase c{"batch", architectures()[1].model, n, loss, Method::kAuto, dtype, false};
+        AnalysisRequest request = make_request(c, 500 + n);
+        ASSERT_EQ(request.model.output_dim(), 3);
+        std::mt19937_64 rng(7 + n);
+        std::normal_distribution<double> normal(0.0, 0.6);
+        std::vector<std::vector<double>> checkpoints(7, request.params);
+        for (size_t b = 1; b < checkpoints.size(); ++b)
+          for (double& p : checkpoints[b]) p += 0.3 * normal(rng);
+        request.device = Device::kCuda;
+        const std::vector<AnalysisResult> gpu = analyze_checkpoints(request, checkpoints);
+        ASSERT_EQ(gpu.size(), checkpoints.size());
+        const double tol = dtype == DType::kFloat64 ? tolerance<double>() : tolerance<float>();
+        for (size_t b = 0; b < checkpoints.size(); ++b) {
+          request.device = Device::kCpu;
+          request.params = checkpoints[b];
+          const AnalysisResult cpu = analyze(request);
+          const std::string what = std::string(dtype_name(dtype)) + " n=" + std::to_string(n) + " " +
+                                   loss_name(loss) + " checkpoint " + std::to_string(b);
+          EXPECT_EQ(gpu[b].backend, "cuda");
+          expect_close(cpu.outputs, gpu[b].outputs, tol, what + " outputs");
+          ASSERT_TRUE(cpu.jacobian && gpu[b].jacobian) << what;
+          EXPECT_EQ(cpu.jacobian->method, gpu[b].jacobian->method) << what;
+          expect_close(squared(cpu.jacobian->singular_values), squared(gpu[b].jacobian->singular_values), tol,
+                       what + " jacobian σ²");
+          ASSERT_TRUE(cpu.ggn && gpu[b].ggn) << what;
+          expect_close(cpu.ggn->eigenvalues, gpu[b].ggn->eigenvalues, tol, what + " ggn");
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -302,3 +302,92 @@ TEST(Rank, CrossEntropyGgnIsRefinedUnderAutoToo) {
 
 }  // namespace
 }  // namespace basin
+
+namespace basin {
+namespace {
+
+// TSQR (auto's accuracy path for a tall G that does not fit in memory). The tanh bottleneck of
+// AutoDecidesADeficientRankWithTheSvdOfG, now with n·k = 180 > N = 92: the normal matrix GᵀG
+// resolves σ only to ~1e-8·σ_max, the bottleneck's values decay far below that.
+Model tall_bottleneck_model() {
+  Model model;
+  model.input_dim = 4;
+  model.layers = {Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(1), Layer::act(Activation::kTanh),
+                  Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(3)};
+  return model;
+}
+
+TEST(Tsqr, RIsTheTriangularFactorOfGForAnyBlocking) {
+  const Model model = tall_bottleneck_model();
+  const AnalysisRequest r = test::random_request(model, 60, Loss::kNone, 1);
+  const int64_t k = 3, m = 180, N = model.num_params();
+  ASSERT_GT(m, N);
+  const std::vector<double> g = materialised_jacobian(r);
+  const std::vector<double> sigma_g = lapack_singular_values(g, m, N);
+  auto be = make_cpu_backend<double>();
+  Network<double> net(*be, model, r.params, r.inputs, r.num_examples, nullptr);
+  net.forward();
+  // 1 example (60 blocks), 7 (9 blocks, the last one short), all 60 (one block).
+  for (int64_t examples : {1, 7, 60}) {
+    const uint64_t block_bytes = static_cast<uint64_t>(examples * k * N) * sizeof(double);
+    std::vector<double> stack = test::download(*be, net.tsqr_r(test::identity_seeds(60, k), k, block_bytes));
+    ASSERT_EQ(static_cast<int64_t>(stack.size()), (N + examples * k) * N);
+    std::vector<double> rr(stack.begin(), stack.begin() + N * N);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < i; ++j) ASSERT_EQ(rr[i * N + j], 0.0) << "R[" << i << ", " << j << "], " << examples;
+    // RᵀR = GᵀG (R is unique only up to the signs of its rows).
+    double worst = 0;
+    for (int64_t a = 0; a < N; ++a)
+      for (int64_t c = 0; c <= a; ++c) {
+        double rtr = 0, gtg = 0;
+        for (int64_t i = 0; i < N; ++i) rtr += rr[i * N + a] * rr[i * N + c];
+        for (int64_t i = 0; i < m; ++i) gtg += g[i * N + a] * g[i * N + c];
+        worst = std::max(worst, std::fabs(rtr - gtg));
+      }
+    EXPECT_LT(worst, 1e-13 * sigma_g[0] * sigma_g[0]) << "RᵀR vs GᵀG, block " << examples;
+    const std::vector<double> sigma_r = lapack_singular_values(rr, N, N);
+    double err = 0;
+    for (int64_t j = 0; j < N; ++j) err = std::max(err, std::fabs(sigma_r[j] - sigma_g[j]));
+    EXPECT_LT(err, 1e-13 * sigma_g[0]) << "σ(R) vs σ(G), block " << examples;
+  }
+}
+
+TEST(Rank, AutoDecidesATallDeficientRankWithTsqrWhenGDoesNotFit) {
+  const Model model = tall_bottleneck_model();
+  // Seed 7: 13 genuine values between GᵀG's resolution and matrix_rank's cut, and the values
+  // nearest the cut 3.8× above and 9.9× below it (far from round-off, so the rank is robust).
+  AnalysisRequest r = test::random_request(model, 60, Loss::kMse, 7);
+  r.want = Want{true, true, false};
+  const int64_t m = 180, N = model.num_params();
+  const std::vector<double> ref_sigma = lapack_singular_values(materialised_jacobian(r), m, N);
+  const int64_t ref = reference_rank(ref_sigma, m, N);
+  r.method = Method::kNormal;
+  const JacobianSpectrum normal = *analyze(r).jacobian;
+  ASSERT_LT(normal.rank, ref) << "GᵀG must lose genuine values below its resolution here";
+  // Estimates (float64, analysis.cpp): shared buffers 47,776 bytes; normal + 67,712 (GᵀG) +
+  // 132,480 (G in one block) = 247,968; svd + 132,480 (G) + 270,848 (gesdd work) = 451,104;
+  // TSQR + 67,712 (R) + 48,576 (QR work) + 736 per row of a block. 250 KiB: normal runs, G does
+  // not fit, TSQR runs in blocks of 41 examples (123 rows): two blocks, R carried from the first.
+  r.method = Method::kAuto;
+  r.limits.max_memory_bytes = 250 * 1024;
+  const AnalysisResult res = analyze(r);
+  const JacobianSpectrum& j = *res.jacobian;
+  EXPECT_EQ(j.method, "tsqr");
+  EXPECT_EQ(j.refined_from, "normal");
+  ASSERT_EQ(j.singular_values.size(), ref_sigma.size());
+  for (size_t i = 0; i < ref_sigma.size(); ++i)
+    EXPECT_NEAR(j.singular_values[i], ref_sigma[i], 1e-13 * ref_sigma[0]) << "σ_" << i;
+  EXPECT_EQ(j.rank, ref);
+  EXPECT_EQ(j.level_set_dim, N - ref);
+  EXPECT_DOUBLE_EQ(j.tolerance, j.singular_values[0] * double(m) * 2.220446049250313e-16);  // the SVD's rule
+  EXPECT_EQ(res.ggn->rank, ref);  // MSE: GGN = (2/(n·k))·GᵀG, ranked with the same values
+  // With G in budget, auto refines with the SVD of G instead, to the same rank.
+  r.limits = Limits{};
+  const JacobianSpectrum svd = *analyze(r).jacobian;
+  EXPECT_EQ(svd.method, "svd");
+  EXPECT_EQ(svd.refined_from, "normal");
+  EXPECT_EQ(svd.rank, ref);
+}
+
+}  // namespace
+}  // namespace basin

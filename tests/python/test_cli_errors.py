@@ -81,9 +81,31 @@ def test_params_wrong_length(basin, case):
     expect_error(basin, case.args(params=p), "params", "27", str(N))
 
 
-def test_params_two_dimensional(basin, case):
+def test_params_two_dimensional_of_the_wrong_width(basin, case):
     p = basin.npy("p2d.npy", np.zeros((2, 13)))
-    expect_error(basin, case.args(params=p), "params", "(2, 13)", "1-D", str(N))
+    expect_error(basin, case.args(params=p), "params", "(2, 13)", "checkpoints", f"(B, {N})")
+
+
+def test_params_three_dimensional(basin, case):
+    p = basin.npy("p3d.npy", np.zeros((2, 1, N)))
+    expect_error(basin, case.args(params=p), "params", "(2, 1, 26)", "1-D", f"(B, {N})")
+
+
+def test_params_no_checkpoints(basin, case):
+    p = basin.npy("p0.npy", np.zeros((0, N)))
+    expect_error(basin, case.args(params=p), "params", "(0, 26)", "B >= 1")
+
+
+def test_params_bad_checkpoint_is_named(basin, case):
+    p = np.stack([case.good["params"]] * 3)
+    p[1, 4] = np.nan
+    expect_error(basin, case.args(params=basin.npy("pck.npy", p)), "params[1]", "[4]", "nan", "finite")
+
+
+def test_save_jacobian_takes_one_checkpoint(basin, case):
+    p = basin.npy("pck2.npy", np.stack([case.good["params"]] * 2))
+    expect_error(basin, case.args(params=p, extra=["--save-jacobian", basin.path("G.npy")]),
+                 "--save-jacobian", "2 checkpoints", "one")
 
 
 @pytest.mark.parametrize("dtype", ["<i8", "<i4"])

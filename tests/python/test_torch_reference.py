@@ -11,6 +11,7 @@ Tolerances (all relative to the scale of the quantity, never loosened to hide a 
   * GGN / Hessian / residual eigenvalues: 1e-10 * max|eig(H)| (or max|eig(GGN)|).
 """
 
+import json
 import math
 
 import numpy as np
@@ -307,8 +308,9 @@ def check_all(res, G, ref, case):
     out = np.asarray(res["outputs"])
     assert_close_abs(out, ref.outputs, 1e-12 * max(1.0, np.abs(ref.outputs).max()), "outputs")
 
-    assert G is not None and G.shape == (n * k, N)
-    assert_close_abs(G, ref.G, 1e-10 * np.abs(ref.G).max(), "saved jacobian G vs functorch vmap(jacrev)")
+    if G is not None:  # None: G was not saved (checkpoint batches refuse --save-jacobian)
+        assert G.shape == (n * k, N)
+        assert_close_abs(G, ref.G, 1e-10 * np.abs(ref.G).max(), "saved jacobian G vs functorch vmap(jacrev)")
 
     check_singular_values(res, ref, method)
     check_rank(res, ref, method)
@@ -679,3 +681,67 @@ def test_auto_rank_sees_genuine_small_singular_value(basin, n, d, spectrum):
         f"--method auto ({jac['method']}): rank {jac['rank']}, numpy matrix_rank {expected}; reported "
         f"singular values {jac['singular_values']} (true {spectrum}), gap {jac['gap']}")
     assert jac["level_set_dim"] == d - expected
+
+
+def test_auto_rank_of_a_tall_G_over_the_memory_limit_uses_tsqr(basin):
+    """n*k > N: auto decomposes G^T G, which resolves s only to ~sqrt(eps) * s_max. Its refinement, the SVD
+    of G, needs G in memory; under a --max-memory G does not fit in, Basin builds the triangular factor R of
+    G = QR blockwise (TSQR) and reports s(R) = s(G) with the SVD's accuracy and rank rule, method "tsqr".
+
+    G = X (bias-free linear model, k = 1) with 3 genuine singular values below G^T G's resolution (3e-7)
+    and far above matrix_rank's cut (400 * eps ~ 9e-14).
+    """
+    n, d = 400, 12
+    spectrum = np.concatenate([np.geomspace(1.0, 1e-3, 9), [1e-9, 1e-10, 1e-12]])
+    rng = np.random.default_rng(12)
+    U, _ = np.linalg.qr(rng.normal(size=(n, d)))
+    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    X = U @ np.diag(spectrum) @ V.T
+    spec = {"input_dim": d, "layers": [{"type": "dense", "out": 1, "bias": False}]}
+    theta = rng.normal(size=d)
+    ref = Reference(spec, theta, X)
+    expected = int(np.linalg.matrix_rank(ref.G))
+    assert expected == d
+    # Memory estimates (analysis.cpp, float64, bytes): shared buffers 121,696; + normal (G^T G, G in one
+    # block) 39,552 = 161,248; + svd (G, gesdd work) 43,008 = 164,704; + TSQR 7,488 + 96 per block row.
+    # 160 KiB: normal runs, G does not fit, TSQR runs in blocks of 361 examples (two blocks).
+    limit_gib = 160 * 1024 / 2 ** 30
+    res, _ = basin.analyze(spec, theta, X, loss="none", want="jacobian", method="auto",
+                           extra=["--max-memory", repr(limit_gib)])
+    jac = res["jacobian"]
+    assert jac["method"] == "tsqr" and jac.get("refined_from") == "normal", jac
+    sv = np.asarray(jac["singular_values"])
+    assert_close_abs(sv, ref.sv, 1e-12 * ref.sv[0], "tsqr singular values vs numpy svd of the functorch G")
+    assert jac["tolerance"] == pytest.approx(sv[0] * n * EPS64, rel=1e-12)  # the SVD's rule
+    assert jac["rank"] == expected and jac["level_set_dim"] == 0, jac
+    normal, _ = basin.analyze(spec, theta, X, loss="none", want="jacobian", method="normal")
+    assert normal["jacobian"]["rank"] == 9, "G^T G alone must miss the three small values here"
+    full, _ = basin.analyze(spec, theta, X, loss="none", want="jacobian", method="auto")
+    assert full["jacobian"]["method"] == "svd" and full["jacobian"]["refined_from"] == "normal"
+    assert full["jacobian"]["rank"] == expected
+    assert_close_abs(sv, full["jacobian"]["singular_values"], 1e-12 * sv[0], "tsqr vs svd singular values")
+
+
+@pytest.mark.parametrize("loss,method,n", [("mse", "auto", 5), ("cross_entropy", "auto", 5), ("mse", "normal", 30),
+                                           ("cross_entropy", "svd", 5), ("cross_entropy", "gram", 5)])
+def test_checkpoints_each_line_matches_the_reference(basin, loss, method, n):
+    """--params of shape (B, N): B JSON lines, in order, each checked against PyTorch on its own theta
+    (the batch path shares the data upload and batches the eigen-solves; the numbers must not change)."""
+    spec = {"input_dim": 3, "layers": [{"type": "dense", "out": 6}, {"type": "tanh"}, {"type": "dense", "out": 5},
+                                       {"type": "gelu"}, {"type": "dense", "out": 3}]}
+    N = num_params(spec)
+    rng = np.random.default_rng(17)
+    base = rng.normal(scale=0.6, size=N)
+    thetas = np.stack([base + 0.3 * b * rng.normal(size=N) for b in range(4)])
+    X = rng.normal(size=(n, 3))
+    Y = rng.normal(size=(n, 3)) if loss == "mse" else rng.integers(0, 3, size=n).astype(np.int64)
+    args = basin.analyze_args(spec, thetas, X, Y, loss=loss, reduction="mean", want="jacobian,ggn,hessian",
+                              method=method)
+    r = basin.run(args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == len(thetas), f"expected one JSON line per checkpoint, got {len(lines)}"
+    case = {"loss": loss, "reduction": "mean", "method": method}
+    for theta, line in zip(thetas, lines):
+        ref = Reference(spec, theta, X, Y, loss, "mean")
+        check_all(json.loads(line), None, ref, case)

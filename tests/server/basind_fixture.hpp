@@ -90,6 +90,13 @@ std::string npy_f64(const std::vector<int64_t>& shape, const std::vector<double>
 // Writes a tokens file into `dir` ("tok-alice alice", "tok-bob bob"); returns its path.
 std::string write_tokens(const TempDir& dir);
 
+// One GET of basind's --metrics-listen endpoint on 127.0.0.1:`port`: the whole HTTP response
+// (status line, headers, Prometheus text); empty when nothing answers.
+std::string http_get_metrics(int port);
+// The value of the sample line that starts with `series` + " " (e.g. "basin_jobs_in_memory" or
+// "basin_jobs{state=\"succeeded\"}") in a metrics text; -1 when there is none.
+double metric_value(const std::string& text, const std::string& series);
+
 // Polls GetJob until the job is in a final state or `timeout` passes.
 v1::Job wait_final(v1::Basin::Stub* stub, const std::string& id, const std::string& token = "",
                    std::chrono::seconds timeout = std::chrono::seconds(120));

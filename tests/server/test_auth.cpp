@@ -125,8 +125,20 @@ TEST(Auth, UsersCannotSeeOrCancelEachOthersJobsOrBlobs) {
     v1::AnalyzeResponse resp;
     auto ctx = context("tok-bob");
     grpc::Status st = stub->Analyze(ctx.get(), req, &resp);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_NE(st.error_message().find("inputs.blob_id"), std::string::npos) << st.error_message();
+    // Exactly what a blob nobody uploaded gets: NOT_FOUND naming the field.
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+    EXPECT_NE(st.error_message().find("inputs.blob_id: unknown blob"), std::string::npos)
+        << st.error_message();
+  }
+  {
+    v1::SubmitJobRequest sreq;
+    *sreq.mutable_request() = req;
+    v1::SubmitJobResponse sresp;
+    auto ctx = context("tok-bob");
+    grpc::Status st = stub->SubmitJob(ctx.get(), sreq, &sresp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+    EXPECT_NE(st.error_message().find("request.inputs.blob_id: unknown blob"), std::string::npos)
+        << st.error_message();
   }
   // Bob uploading the same bytes gets the same id, is not told that Alice has them, and may
   // then use them.

@@ -14,26 +14,6 @@
 namespace basin::test {
 namespace {
 
-std::string http_get(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
-  (void)send(fd, req.data(), req.size(), 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
-
 TEST(Ops, PrometheusMetrics) {
   Basind server({"--metrics-listen", "127.0.0.1:0"});
   ASSERT_TRUE(server.started());
@@ -46,10 +26,11 @@ TEST(Ops, PrometheusMetrics) {
   ASSERT_TRUE(stub->SubmitJob(ctx.get(), sreq, &sresp).ok());
   ASSERT_EQ(wait_final(stub.get(), sresp.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
 
-  const std::string text = http_get(server.metrics_port());
+  const std::string text = http_get_metrics(server.metrics_port());
   EXPECT_EQ(text.rfind("HTTP/1.0 200 OK", 0), 0u) << text;
   for (const char* s : {"basin_queue_depth 0", "basin_jobs{state=\"succeeded\"} 1",
-                        "basin_jobs{state=\"queued\"} 0", "basin_job_stage_seconds_sum{stage=\"solve\"}",
+                        "basin_jobs{state=\"queued\"} 0", "basin_jobs_in_memory 1",
+                        "basin_job_stage_seconds_sum{stage=\"solve\"}",
                         "basin_job_stage_seconds_count{stage=\"forward\"}",
                         "basin_device_memory_bytes{kind=\"total\""}) {
     EXPECT_NE(text.find(s), std::string::npos) << "missing '" << s << "' in\n" << text;

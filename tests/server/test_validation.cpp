@@ -62,11 +62,20 @@ TEST(Validation, BadInputsNameTheFieldAndExpectedValue) {
       {"negative dense width",
        [](v1::AnalyzeRequest* r) { r->mutable_model()->mutable_layers(0)->set_out(-2); },
        grpc::StatusCode::INVALID_ARGUMENT, {"model.layers[0].out"}},
+      // A well-formed id of a blob nobody uploaded: an entity the request refers to does not
+      // exist (for this caller) -> NOT_FOUND, naming the field and what was expected.
       {"unknown blob id",
        [](v1::AnalyzeRequest* r) {
          r->mutable_inputs()->set_blob_id("sha256:" + std::string(64, 'a'));
        },
-       grpc::StatusCode::INVALID_ARGUMENT, {"inputs.blob_id", "unknown blob"}},
+       grpc::StatusCode::NOT_FOUND,
+       {"inputs.blob_id", "unknown blob 'sha256:aaaa", "expected the id of a blob you uploaded"}},
+      {"unknown params blob id (bare hex)",
+       [](v1::AnalyzeRequest* r) { r->mutable_params()->set_blob_id(std::string(64, 'b')); },
+       grpc::StatusCode::NOT_FOUND, {"params.blob_id", "unknown blob", "UploadBlob"}},
+      {"unknown onnx_blob_id",
+       [](v1::AnalyzeRequest* r) { r->set_onnx_blob_id("sha256:" + std::string(64, 'c')); },
+       grpc::StatusCode::NOT_FOUND, {"onnx_blob_id", "unknown blob", "UploadBlob"}},
       {"malformed blob id",
        [](v1::AnalyzeRequest* r) { r->mutable_inputs()->set_blob_id("../../etc/passwd"); },
        grpc::StatusCode::INVALID_ARGUMENT, {"inputs.blob_id", "sha256:<64"}},
@@ -105,6 +114,11 @@ TEST(Validation, BadInputsNameTheFieldAndExpectedValue) {
     auto sctx = context();
     grpc::Status sst = stub->SubmitJob(sctx.get(), sreq, &sresp);
     EXPECT_EQ(sst.error_code(), c.code) << sst.error_message();
+    EXPECT_EQ(sst.error_message().rfind("request.", 0), 0u) << sst.error_message();
+    for (const std::string& s : c.message_has) {
+      EXPECT_NE(sst.error_message().find(s), std::string::npos)
+          << "message '" << sst.error_message() << "' should contain '" << s << "'";
+    }
   }
   // Still serving after all of that.
   v1::AnalyzeResponse resp;

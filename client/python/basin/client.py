@@ -484,7 +484,8 @@ class Client:
         try:
             return send(req), batch
         except (errors.NotFound, errors.InvalidArgument) as e:
-            # basind answers INVALID_ARGUMENT "unknown blob" (the contract says NOT_FOUND)
+            # basind answers NOT_FOUND "<field>: unknown blob ..."; older builds answered
+            # INVALID_ARGUMENT, so both are recognised (by the message naming the blob)
             if not used or "blob" not in e.message or not any(b in e.message for b in used):
                 raise
             for b in used:

@@ -37,8 +37,8 @@ class JacobianSpectrum:
     tolerance: float
     gap: Optional[float]          # σ_rank / σ_rank+1 at the cut (None when undefined)
     level_set_dim: int            # N − rank: dimension of the behaviour manifold
-    method: str                   # "gram" | "normal" | "svd"
-    refined_from: Optional[str] = None  # auto's Gram method when it fell back to the SVD of G
+    method: str                   # "gram" | "normal" | "svd" | "tsqr" (SVD of G's blockwise QR factor)
+    refined_from: Optional[str] = None  # auto's Gram method when it fell back to the SVD of G (or TSQR)
 
     def to_dict(self):
         d = {"singular_values": _nums(self.singular_values), "rank": int(self.rank),

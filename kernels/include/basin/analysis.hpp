@@ -78,9 +78,13 @@ struct JacobianSpectrum {
   double tolerance = 0;        // singular values > tolerance count towards the rank
   std::optional<double> gap;   // σ_rank / σ_rank+1, when both exist and σ_rank+1 > 0
   int64_t level_set_dim = 0;   // N − rank
-  std::string method;          // "gram" | "normal" | "svd": the method the values come from
+  // "gram" | "normal" | "svd" | "tsqr": the method the values come from. "tsqr" is never
+  // requested: it is auto's refinement of a tall G (below) when G itself does not fit in memory.
+  std::string method;
   // Set when --method auto first used this Gram method, found singular values below the
-  // Gram's resolution (√ε·σ_max) and so recomputed them with the SVD of G (ε·σ_max).
+  // Gram's resolution (√ε·σ_max) and so recomputed them to ε·σ_max: with the SVD of G
+  // (method "svd"), or, when G does not fit and n·k > N, with the SVD of the triangular factor
+  // R of G = QR, built by TSQR over blocks of examples (method "tsqr", refined_from "normal").
   std::string refined_from;
 };
 
@@ -136,6 +140,15 @@ struct RunControl {
 
 // Throws basin::Error on any invalid input, limit, or library failure.
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control = {});
+
+// Several parameter vectors of one architecture on the same data -- the checkpoints of a
+// training run -- with one result each, in order. `request.params` is not used. One backend
+// and one upload of the data serve them all, and their small eigen-problems are solved
+// together (batched solvers on a GPU). Progress fractions run once from 0 to 1 over the batch;
+// a checkpoint's bad values are reported as params[b].
+std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
+                                                const std::vector<std::vector<double>>& checkpoints,
+                                                const RunControl& control = {});
 
 // Checks everything that can be checked without computing (shapes, values, labels, limits).
 void validate_request(const AnalysisRequest& request);

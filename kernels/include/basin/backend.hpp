@@ -11,6 +11,7 @@
 // (host for cpu, device for cuda) and are only touched through the backend.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -74,11 +75,13 @@ class Backend {
   virtual void rop_activation_backward(const ActivationFn<T>& fn, int64_t n,
                                        int64_t rows_per_example, int64_t d, const T* z,
                                        const T* rz, const T* g, T* rg) = 0;
-  // Structured-Gram accumulation, lower triangle only:
-  //   C[(i,a),(j,b)] += D[(i,a),(j,b)] · (K[i,j] + kappa)   for (i,a) ≥ (j,b)
-  // C, D are [(n·r)×(n·r)], K is [n×n] (lower triangle read). kappa = 1 adds the bias column.
-  virtual void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, const T* d,
-                                          T* c) = 0;
+  // Structured-Gram accumulation for rows [row0, row0 + rows) of the lower triangle:
+  //   C[(i,a),(j,b)] += D[t, (j,b)] · (K[i,j] + kappa)   for row (i,a) = row0 + t ≥ column (j,b)
+  // C is [(n·r)×(n·r)] (contiguous), D holds the tile's rows [rows × ≥(row0+rows)] with leading
+  // dimension ldd, K is [n×n] (lower triangle read). kappa = 1 adds the bias column. The whole
+  // square at once is row0 = 0, rows = ldd = n·r; smaller tiles bound the memory of D.
+  virtual void hadamard_expand_accumulate(int64_t n, int64_t r, const T* k, T kappa, int64_t row0,
+                                          int64_t rows, const T* d, int64_t ldd, T* c) = 0;
   // Rows of the Jacobian block of one dense layer. For row t < rows (example i = row0/r + t/r):
   //   out[t, col0 + p·d_in + q] = Δ[t, p] · A[i, q]   (weight, PyTorch's [out, in] order)
   //   out[t, col0 + d_out·d_in + p] = Δ[t, p]         (bias, when has_bias)
@@ -93,14 +96,43 @@ class Backend {
   // Moves the results of one batched GEMM into strided places (e.g. rows of the Hessian).
   virtual void strided_axpby(int64_t batch, int64_t rows, int64_t cols, T alpha, const T* x, int64_t ldx,
                              int64_t x_stride, T beta, T* y, int64_t ldy, int64_t y_stride) = 0;
+  // The Hessian from its two parts, in place, on lower triangles of n×n matrices:
+  //   R ← (R + Rᵀ)/2,   G ← G + R
+  // (G holds GᵀMG on entry and H = GᵀMG + R on return; R arrives from the R-op passes row by
+  // row in full, symmetric only up to round-off). Returns {‖H‖_F², ‖R‖_F²} of the full
+  // symmetric matrices (off-diagonal entries count twice), accumulated in double.
+  virtual std::array<double, 2> combine_hessian(int64_t n, T* g, T* r) = 0;
   // Copy the lower triangle of an n×n matrix to its upper triangle.
   virtual void symmetrize_lower(int64_t n, T* c, int64_t ldc) = 0;
 
   // ---- solvers (values only, returned to the host, descending) ----
   // Eigenvalues of the symmetric matrix whose lower triangle is in A [n×n]; A is destroyed.
   virtual std::vector<T> symmetric_eigenvalues(int64_t n, T* a) = 0;
+  // True when symmetric_eigenvalues_batched is faster than one call per matrix (a GPU's batched
+  // solvers); the engine then collects small problems for it. The default loop gains nothing.
+  virtual bool has_batched_solver() const { return false; }
+  // Eigenvalues of `batch` symmetric n×n matrices stored one after another in A (matrix b at
+  // A + b·n², lower triangles), each one's values descending, concatenated; A is destroyed.
+  // For many small problems (the checkpoints of a training run) a device solves them in one
+  // batched call; the default solves them one at a time.
+  virtual std::vector<T> symmetric_eigenvalues_batched(int64_t batch, int64_t n, T* a) {
+    std::vector<T> all;
+    all.reserve(static_cast<size_t>(batch * n));
+    for (int64_t b = 0; b < batch; ++b) {
+      const std::vector<T> values = symmetric_eigenvalues(n, a + b * n * n);
+      all.insert(all.end(), values.begin(), values.end());
+    }
+    return all;
+  }
   // Singular values of A [m×n] row-major; A is destroyed.
   virtual std::vector<T> singular_values(int64_t m, int64_t n, T* a) = 0;
+  // The triangular factor of a Householder QR: A = Q·R for A [m×n] row-major (contiguous),
+  // m ≥ n, Q [m×n] with orthonormal columns. On return rows 0..n-1 of A hold R [n×n]: its upper
+  // triangle, the strictly lower part set to 0; rows n..m-1 are unspecified (Householder data).
+  // Q is not formed. R is unique only up to the signs of its rows, but AᵀA = RᵀR, so
+  // σ(A) = σ(R): this is the step of TSQR (a tall G's singular values from R, stacking
+  // [R; G_block] block after block) and, unlike AᵀA, it keeps σ accurate to ε·σ_max.
+  virtual void qr_r(int64_t m, int64_t n, T* a) = 0;
 };
 
 // RAII owner of backend memory.
