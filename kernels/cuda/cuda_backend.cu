@@ -446,7 +446,8 @@ class CudaBackend final : public Backend<T> {
   // Many small symmetric problems at once (the Grams of the checkpoints of a training run):
   //   n ≤ 32: syevjBatched (Jacobi, one thread block per matrix; cuSOLVER's size limit is 32),
   //           tolerance = machine ε and up to 100 sweeps (the defaults), eigenvalues sorted;
-  //   n > 32: cusolverDnXsyevBatched (64-bit API, no size limit; syev per matrix in one launch).
+  //   n > 32: cusolverDnXsyevBatched (64-bit API; needs n·n·batch ≤ INT32_MAX, which the
+  //           engine's 256 MiB cap on a batch keeps: ≤ 67M elements).
   // One call instead of `batch` syevd calls: for n ≈ 100, one syevd is a few hundred µs of
   // launch-bound work, so a batch of 1,000 would take ~0.5 s alone.
   bool has_batched_solver() const override { return true; }
@@ -474,6 +475,11 @@ class CudaBackend final : public Backend<T> {
                                          params.get(), static_cast<int>(batch)));
       check_batch_info(info_dev, solver, batch, n);
     } else {
+#if CUSOLVER_VERSION < 11701
+      // cusolverDnXsyevBatched arrived in cuSOLVER 11.7.1 (CUDA 12.6 Update 2): older
+      // toolkits solve the matrices one syevd call each.
+      return Backend<T>::symmetric_eigenvalues_batched(batch, n, a);
+#endif
       solver = "cusolverDnXsyevBatched";
       size_t device_bytes = 0, host_bytes = 0;
       BASIN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(),

@@ -178,19 +178,29 @@ double device_estimate_bytes(const AnalysisRequest& r, Method method, int64_t gr
   const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
   const double m = double(r.num_examples) * double(r.model.output_dim()), N = double(r.model.num_params());
   const double dim = method == Method::kGram ? m : method == Method::kNormal ? N : 0;
-  return estimate_bytes(r, method, gram_tile_rows) + sz * 66 * std::max(dim, r.want.hessian ? N : 0.0);
+  double extra = sz * 66 * std::max(dim, r.want.hessian ? N : 0.0);
+  // cuSOLVER's gesvd takes only rows ≥ cols: a tall G (n·k > N) is transposed into a second
+  // n·k × N buffer first (CudaBackend::singular_values), plus its bidiagonalisation panels.
+  if (method == Method::kSvd && m > N) extra += sz * (m * N + 66 * m);
+  return estimate_bytes(r, method, gram_tile_rows) + extra;
 }
 
 // The smallest Gram row tile worth tiling with (below it the GEMMs are too thin to be fast).
 constexpr int64_t kMinGramTileRows = 64;
 
-// Gram working memory is linear in the tile: a + b·tile. Largest tile within `budget`, or 0.
+// Largest Gram row tile whose estimate fits `budget`, or 0. The estimate never decreases with
+// the tile (it is max(Gram work, Hessian work), the Gram part linear in the tile), so a
+// bisection finds it.
 int64_t largest_gram_tile(const AnalysisRequest& r, double budget) {
   const int64_t m = r.num_examples * r.model.output_dim();
-  const double a = device_estimate_bytes(r, Method::kGram, 1), b = device_estimate_bytes(r, Method::kGram, 2) - a;
-  if (a > budget || b <= 0) return 0;
-  const double t = std::floor((budget - a) / b) + 1;
-  return t >= double(m) ? m : static_cast<int64_t>(t);
+  if (m <= 0 || device_estimate_bytes(r, Method::kGram, 1) > budget) return 0;
+  int64_t lo = 1, hi = m;  // invariant: tile lo fits
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (device_estimate_bytes(r, Method::kGram, mid) <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 // Largest n (≤ the request's) whose estimate with `method` fits `budget`; 0 when none does.
@@ -287,6 +297,9 @@ class SymmetricSolveQueue {
     }
     count_ = 0;
   }
+  // Frees the slots (after the last flush): pass 2's SVD / TSQR refinements plan with the whole
+  // device budget.
+  void release() { slots_ = Buffer<T>(); }
   const std::vector<T>& values(int64_t ticket) const { return values_[ticket]; }
   double solve_ms(int64_t ticket) const { return ms_[ticket]; }
 
@@ -349,6 +362,8 @@ class Engine {
     }
     progress(Stage::kSolve, 0.9);
     queue_.flush();
+    queue_.release();
+    progress_span_ = {0.9, 0.1};  // pass 2: the last tenth
 
     // Pass 2: spectra, ranks (and the SVD refinement where auto's Gram could not resolve them).
     for (size_t b = 0; b < B; ++b) {
@@ -388,6 +403,7 @@ class Engine {
         gs.tolerance = ri.tolerance;
         res.ggn = gs;
       }
+      progress(Stage::kSolve, 1);
     }
     current_ = B - 1;
     progress(Stage::kDone, 1);
@@ -413,7 +429,11 @@ class Engine {
     return plan_.method == Method::kGram ? req_.num_examples * req_.model.output_dim() : req_.model.num_params();
   }
   int64_t queue_capacity() const {
-    const int64_t per_checkpoint = (req_.want.jacobian || req_.want.ggn ? 1 : 0) + (req_.want.ggn ? 1 : 0);
+    // What pass 1 pushes per checkpoint: σ(G) when wanted (or for an MSE GGN, which is σ(G)
+    // scaled), and the factor spectrum for a non-MSE GGN.
+    const bool mse = req_.loss == Loss::kMse;
+    const int64_t per_checkpoint =
+        (req_.want.jacobian || (req_.want.ggn && mse) ? 1 : 0) + (req_.want.ggn && !mse ? 1 : 0);
     const int64_t problems = static_cast<int64_t>(checkpoints_.size()) * per_checkpoint;
     const int64_t dim = sym_dim();
     if (!be_.has_batched_solver() || problems <= 1 || plan_.method == Method::kSvd || dim > kBatchedSolveMaxDim ||
@@ -558,7 +578,8 @@ class Engine {
     if (control_.cancel != nullptr && control_.cancel->load()) throw Error(ErrorCode::kCancelled, "analysis cancelled");
     if (!control_.on_progress) return;
     const double B = static_cast<double>(checkpoints_.size());
-    const double overall = stage == Stage::kDone ? 1.0 : std::min(1.0, (double(current_) + fraction) / B);
+    const double within = std::min(1.0, (double(current_) + fraction) / B);  // of this pass
+    const double overall = stage == Stage::kDone ? 1.0 : progress_span_[0] + progress_span_[1] * within;
     reported_ = std::max(reported_, overall);
     control_.on_progress(stage, reported_);
   }
@@ -648,6 +669,9 @@ class Engine {
   std::vector<T> identity_seeds_;
   size_t current_ = 0;     // the checkpoint being worked on (for progress)
   double reported_ = 0;    // the last progress fraction reported
+  // {start, width} of the current pass in the request's progress: pass 1 (forward, Grams,
+  // Hessians) is the first 90 %, pass 2 (batched solves' results, refinements) the rest.
+  std::array<double, 2> progress_span_{0.0, 0.9};
   int64_t loaded_ = -1;    // the checkpoint whose forward pass the network holds
 };
 
