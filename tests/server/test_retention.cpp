@@ -2,6 +2,9 @@
 // and are then served from the database: the client sees exactly the same Job messages.
 #include <google/protobuf/util/message_differencer.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <thread>
 
 #include "basind_fixture.hpp"
@@ -348,6 +351,26 @@ TEST(Retention, RestartLoadsOnlyTheMostRecentFinishedJobs) {
   EXPECT_EQ(list(stub.get(), "", {}, 1).at(0).id(), fresh);
   EXPECT_EQ(metric(server, "basin_jobs_in_memory"), 1);
   EXPECT_EQ(metric(server, "basin_jobs{state=\"succeeded\"}"), 5);
+}
+
+// A bad --keep-finished-in-memory value stops basind at start-up with a message naming the flag
+// and what it expects (no server runs with a cap it cannot honour).
+TEST(Retention, BadKeepFinishedValueIsRefusedAtStartUp) {
+  for (const char* value : {"-1", "many", ""}) {
+    const std::string cmd = std::string(BASIND_PATH) + " --listen 127.0.0.1:0 --keep-finished-in-memory '" + value +
+                            "' 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    ASSERT_TRUE(WIFEXITED(status)) << out;
+    EXPECT_NE(WEXITSTATUS(status), 0) << "value '" << value << "' accepted: " << out;
+    EXPECT_NE(out.find("--keep-finished-in-memory"), std::string::npos) << out;
+    EXPECT_NE(out.find("integer >= 0"), std::string::npos) << out;
+  }
 }
 
 }  // namespace
