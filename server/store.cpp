@@ -104,26 +104,24 @@ void Store::insert_job(JobRow* row, const std::string& request_bytes) {
   row->seq = sqlite3_last_insert_rowid(db_->handle());
 }
 
-void Store::update_job(const JobRow& row) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Statement st(db_->handle(),
-               "UPDATE jobs SET state = ?, started_ms = ?, finished_ms = ?, attempts = ?,"
-               " error_code = ?, error_message = ?, fraction = ? WHERE id = ?");
-  st.bind(1, static_cast<int64_t>(row.state)).bind(2, row.started_ms).bind(3, row.finished_ms);
-  st.bind(4, static_cast<int64_t>(row.attempts)).bind(5, static_cast<int64_t>(row.error_code));
-  st.bind(6, row.error_message).bind_double(7, row.fraction).bind(8, row.id);
-  st.run();
-}
+void Store::update_job(const JobRow& row) { write_job(row, nullptr); }
 
-void Store::finish_job(const JobRow& row, const std::string& result_bytes) {
+void Store::finish_job(const JobRow& row, const std::string& result_bytes) { write_job(row, &result_bytes); }
+
+// One UPDATE of the job's mutable columns, plus its result when given (one statement, so the
+// final state and the result land together).
+void Store::write_job(const JobRow& row, const std::string* result_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_->handle(),
-               "UPDATE jobs SET state = ?, started_ms = ?, finished_ms = ?, attempts = ?,"
-               " error_code = ?, error_message = ?, fraction = ?, result = ? WHERE id = ?");
+               std::string("UPDATE jobs SET state = ?, started_ms = ?, finished_ms = ?, attempts = ?,"
+                           " error_code = ?, error_message = ?, fraction = ?") +
+                   (result_bytes ? ", result = ?" : "") + " WHERE id = ?");
   st.bind(1, static_cast<int64_t>(row.state)).bind(2, row.started_ms).bind(3, row.finished_ms);
   st.bind(4, static_cast<int64_t>(row.attempts)).bind(5, static_cast<int64_t>(row.error_code));
-  st.bind(6, row.error_message).bind_double(7, row.fraction).bind_blob(8, result_bytes);
-  st.bind(9, row.id);
+  st.bind(6, row.error_message).bind_double(7, row.fraction);
+  int next = 8;
+  if (result_bytes) st.bind_blob(next++, *result_bytes);
+  st.bind(next, row.id);
   st.run();
 }
 

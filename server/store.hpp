@@ -77,6 +77,7 @@ class Store {
   int64_t user_blob_bytes(const std::string& user);
 
  private:
+  void write_job(const JobRow& row, const std::string* result_bytes);  // update_job / finish_job
   std::mutex mu_;  // one connection, one writer at a time
   std::string data_dir_, blob_dir_, tmp_dir_;
   std::unique_ptr<Database> db_;
