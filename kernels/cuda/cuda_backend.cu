@@ -477,9 +477,10 @@ class CudaBackend final : public Backend<T> {
     } else {
 #if CUSOLVER_VERSION < 11701
       // cusolverDnXsyevBatched arrived in cuSOLVER 11.7.1 (CUDA 12.6 Update 2): older
-      // toolkits solve the matrices one syevd call each.
+      // toolkits solve the matrices one syevd call each. The call below is compiled out there,
+      // since their headers do not declare it.
       return Backend<T>::symmetric_eigenvalues_batched(batch, n, a);
-#endif
+#else
       solver = "cusolverDnXsyevBatched";
       size_t device_bytes = 0, host_bytes = 0;
       BASIN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(),
@@ -492,6 +493,7 @@ class CudaBackend final : public Backend<T> {
                                                   device_bytes, host_work.empty() ? nullptr : host_work.data(),
                                                   host_bytes, info_dev.as<int>(), batch));
       check_batch_info(info_dev, solver, batch, n);
+#endif
     }
     BASIN_CUDA_CHECK(cudaMemcpyAsync(w.data(), w_dev.as<T>(), w.size() * sizeof(T), cudaMemcpyDeviceToHost,
                                      ctx_.stream()));

@@ -42,6 +42,10 @@ basin::Backend<T>* create(int device, int* code, char* message, size_t size) {
 
 extern "C" {
 
+// The digest of the Backend interface this module was compiled against (kernels/CMakeLists.txt);
+// the loader refuses the module when it differs from its own.
+__attribute__((visibility("default"))) const char* basin_cuda_module_abi() { return BASIN_BACKEND_ABI; }
+
 __attribute__((visibility("default"))) int basin_cuda_module_available(char* why, size_t size) {
   std::string reason;
   const bool ok = basin::cuda::device_available(&reason);
