@@ -1,5 +1,7 @@
 #include "proto_convert.hpp"
 
+#include <map>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -441,6 +443,51 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
   out->set_omit_outputs(!request.return_outputs);
 }
 
+namespace {
+
+void provenance_to_proto(const Provenance& p, v1::Provenance* out) {
+  out->set_basin_version(p.basin_version);
+  out->set_commit(p.commit);
+  out->set_source_modified(p.source_modified);
+  out->set_model_sha256(p.model_sha256);
+  out->set_params_sha256(p.params_sha256);
+  out->set_inputs_sha256(p.inputs_sha256);
+  out->set_targets_sha256(p.targets_sha256);
+  out->set_host(p.host);
+  out->set_started_at(p.started_at);
+  out->set_duration_ms(p.duration_ms);
+  out->set_tolerance_rule(p.tolerance_rule);
+  if (p.rtol) out->set_rtol(*p.rtol);
+  if (p.atol) out->set_atol(*p.atol);
+  for (const auto& [k, v] : p.methods) (*out->mutable_methods())[k] = v;
+  for (const auto& [k, v] : p.seeds) (*out->mutable_seeds())[k] = v;
+}
+
+Provenance provenance_from_proto(const v1::Provenance& p) {
+  Provenance out;
+  out.basin_version = p.basin_version();
+  out.commit = p.commit();
+  out.source_modified = p.source_modified();
+  out.model_sha256 = p.model_sha256();
+  out.params_sha256 = p.params_sha256();
+  out.inputs_sha256 = p.inputs_sha256();
+  out.targets_sha256 = p.targets_sha256();
+  out.host = p.host();
+  out.started_at = p.started_at();
+  out.duration_ms = p.duration_ms();
+  out.tolerance_rule = p.tolerance_rule();
+  if (p.has_rtol()) out.rtol = p.rtol();
+  if (p.has_atol()) out.atol = p.atol();
+  // Proto maps have no order; the JSON sorts them anyway.
+  std::map<std::string, std::string> methods(p.methods().begin(), p.methods().end());
+  out.methods.assign(methods.begin(), methods.end());
+  std::map<std::string, int64_t> seeds(p.seeds().begin(), p.seeds().end());
+  out.seeds.assign(seeds.begin(), seeds.end());
+  return out;
+}
+
+}  // namespace
+
 void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
   out->set_num_params(r.num_params);
   out->set_num_examples(r.num_examples);
@@ -490,6 +537,7 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
   t->set_jacobian_ms(r.timings.jacobian_ms);
   t->set_solve_ms(r.timings.solve_ms);
   t->set_hessian_ms(r.timings.hessian_ms);
+  provenance_to_proto(r.provenance, out->mutable_provenance());
 }
 
 AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
@@ -539,6 +587,7 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
   r.timings.jacobian_ms = p.timings().jacobian_ms();
   r.timings.solve_ms = p.timings().solve_ms();
   r.timings.hessian_ms = p.timings().hessian_ms();
+  if (p.has_provenance()) r.provenance = provenance_from_proto(p.provenance());
   return r;
 }
 

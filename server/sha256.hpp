@@ -1,26 +1,10 @@
-// Incremental SHA-256 (OpenSSL's EVP, which gRPC already links) for content-addressed blobs.
+// The server names SHA-256 as basin::server::Sha256; it lives in the compute library
+// (kernels/include/basin/sha256.hpp), which also digests the data of a result's provenance.
 #pragma once
 
-#include <cstddef>
-#include <string>
-
-typedef struct evp_md_ctx_st EVP_MD_CTX;
+#include "basin/sha256.hpp"
 
 namespace basin::server {
-
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(const void* data, size_t size);
-  std::string hex_digest();  // 64 lowercase hex digits; call once
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-std::string sha256_hex(const std::string& data);
-
+using basin::Sha256;
+using basin::sha256_hex;
 }  // namespace basin::server

@@ -308,7 +308,11 @@ int cmd_result(const Connection& c, const std::vector<std::string>& args) {
   }
   // One JSON object per checkpoint (one line each unless --pretty): the --local contract.
   for (const v1::AnalysisResult& r : job.result().results()) {
-    std::cout << result_to_json(wire::result_from_proto(r), pretty ? 2 : -1) << std::endl;
+    AnalysisResult result = wire::result_from_proto(r);
+    // A job's queue time is submission to start; its total, submission to finish (server clock).
+    result.provenance.queue_ms = double(job.started_unix_ms() - job.created_unix_ms());
+    result.provenance.total_ms = double(job.finished_unix_ms() - job.created_unix_ms());
+    std::cout << result_to_json(result, pretty ? 2 : -1) << std::endl;
   }
   return 0;
 }
@@ -418,7 +422,11 @@ int remote_analyze(AnalyzeOptions& o) {
                                           std::to_string(resp.results_size()));
   }
   std::vector<AnalysisResult> results;
-  for (const v1::AnalysisResult& r : resp.results()) results.push_back(wire::result_from_proto(r));
+  for (const v1::AnalysisResult& r : resp.results()) {
+    results.push_back(wire::result_from_proto(r));
+    results.back().provenance.queue_ms = resp.queue_ms();
+    results.back().provenance.total_ms = resp.total_ms();
+  }
   print_results(o, results);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "basin/error.hpp"
 #include "loss.hpp"
 #include "network.hpp"
+#include "provenance.hpp"
 #include "spectrum.hpp"
 
 namespace basin {
@@ -783,16 +784,22 @@ void validate_request(const AnalysisRequest& r) {
 }
 
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
+  const auto started = std::chrono::system_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
   validate_request(request);
   const std::vector<std::vector<double>> one{request.params};
-  if (request.dtype == DType::kFloat32) return std::move(run_with<float>(request, one, control).front());
-  return std::move(run_with<double>(request, one, control).front());
+  std::vector<AnalysisResult> results =
+      request.dtype == DType::kFloat32 ? run_with<float>(request, one, control) : run_with<double>(request, one, control);
+  fill_provenance(request, one, started, ms_since(t0), results);
+  return std::move(results.front());
 }
 
 std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
                                                 const std::vector<std::vector<double>>& checkpoints,
                                                 const RunControl& control) {
+  const auto started = std::chrono::system_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
   if (checkpoints.empty())
     invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
@@ -801,8 +808,10 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   for (size_t b = 0; b < checkpoints.size(); ++b)
     validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
   validate_request_except_params(request);
-  if (request.dtype == DType::kFloat32) return run_with<float>(request, checkpoints, control);
-  return run_with<double>(request, checkpoints, control);
+  std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)
+                                                                          : run_with<double>(request, checkpoints, control);
+  fill_provenance(request, checkpoints, started, ms_since(t0), results);
+  return results;
 }
 
 }  // namespace basin

@@ -16,6 +16,41 @@ nlohmann::json numbers(const std::vector<double>& v) {
   return a;
 }
 
+nlohmann::json optional_number(const std::optional<double>& v) {
+  return v ? number_or_null(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json provenance_json(const AnalysisResult& r) {
+  using nlohmann::json;
+  const Provenance& p = r.provenance;
+  json tolerance = {{"rule", p.tolerance_rule}, {"rtol", optional_number(p.rtol)}, {"atol", optional_number(p.atol)}};
+  if (r.jacobian) tolerance["jacobian"] = number_or_null(r.jacobian->tolerance);
+  if (r.ggn) tolerance["ggn"] = number_or_null(r.ggn->tolerance);
+  if (r.hessian) tolerance["hessian"] = number_or_null(r.hessian->tolerance);
+  json methods = json::object(), seeds = json::object();
+  for (const auto& [k, v] : p.methods) methods[k] = v;
+  for (const auto& [k, v] : p.seeds) seeds[k] = v;
+  json doc = {{"basin_version", p.basin_version},
+              {"commit", p.commit},
+              {"source_modified", p.source_modified},
+              {"model_sha256", p.model_sha256},
+              {"params_sha256", p.params_sha256},
+              {"inputs_sha256", p.inputs_sha256},
+              {"targets_sha256", p.targets_sha256.empty() ? json(nullptr) : json(p.targets_sha256)},
+              {"dtype", r.dtype},
+              {"backend", r.backend},
+              {"device", r.device},
+              {"host", p.host},
+              {"started_at", p.started_at},
+              {"duration_ms", p.duration_ms},
+              {"tolerance", tolerance},
+              {"methods", methods},
+              {"seeds", seeds}};
+  if (p.queue_ms) doc["queue_ms"] = *p.queue_ms;
+  if (p.total_ms) doc["total_ms"] = *p.total_ms;
+  return doc;
+}
+
 }  // namespace
 
 std::string result_to_json(const AnalysisResult& r, int indent) {
@@ -65,6 +100,7 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
                        {"jacobian", r.timings.jacobian_ms},
                        {"solve", r.timings.solve_ms},
                        {"hessian", r.timings.hessian_ms}};
+  doc["provenance"] = provenance_json(r);
   return doc.dump(indent);
 }
 

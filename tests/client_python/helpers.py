@@ -34,11 +34,24 @@ def cli_json(basin_bin, tmp_path, model, inputs, targets=None, loss="mse", extra
     return json.loads(out.stdout)
 
 
-def strip(doc):
-    """The JSON without what legitimately differs: timings, and `refined_from`, which the
-    basin.v1 contract does not carry."""
-    doc = json.loads(json.dumps(doc))
+# Provenance fields that differ between two runs of the same request: when and how long, where
+# (a server may be another host), and the server's queue and wall times. The digests, build,
+# methods and tolerances must agree.
+VOLATILE_PROVENANCE = ("host", "started_at", "duration_ms", "queue_ms", "total_ms")
+
+
+def drop_volatile(doc):
+    """Removes timings_ms and the volatile provenance fields from a result's JSON, in place."""
     doc.pop("timings_ms", None)
+    for key in VOLATILE_PROVENANCE:
+        doc.get("provenance", {}).pop(key, None)
+    return doc
+
+
+def strip(doc):
+    """The JSON without what legitimately differs: timings and volatile provenance, and
+    `refined_from`, which the basin.v1 contract does not carry."""
+    doc = drop_volatile(json.loads(json.dumps(doc)))
     if "jacobian" in doc:
         doc["jacobian"].pop("refined_from", None)
     return doc

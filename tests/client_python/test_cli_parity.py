@@ -7,7 +7,7 @@ import pytest
 
 import basin
 from conftest import DATA
-from helpers import assert_same, cli_json, random_sequential, strip
+from helpers import assert_same, cli_json, drop_volatile, random_sequential, strip
 
 
 def load(name):
@@ -152,8 +152,7 @@ def test_remote_cli_onnx_equals_local_cli(server, basin_bin, tmp_path):
         if p.returncode != 0 and "no ONNX importer" in p.stderr:
             pytest.skip("this basin build has no ONNX importer")
         assert p.returncode == 0, p.stderr
-        d = json.loads(p.stdout)
-        d.pop("timings_ms")
+        d = drop_volatile(json.loads(p.stdout))
         out[where[0]] = d
     assert out["--server"] == out["--local"]
     assert out["--local"]["hessian"] is not None
@@ -195,9 +194,34 @@ def test_remote_cli_checkpoints_equal_local_cli(server, client, basin_bin, tmp_p
         lines = [json.loads(line) for line in p.stdout.strip().splitlines()]
         assert len(lines) == len(P), f"{where[0]}: {len(lines)} JSON lines for {len(P)} checkpoints"
         for d in lines:
-            d.pop("timings_ms")
+            drop_volatile(d)
         out[where[0]] = lines
     assert out["--server"] == out["--local"]
     results = client.analyze(m.with_params(P), X, Y, loss="mse", want=("jacobian", "ggn"))
     for r, line in zip(results, out["--local"]):
         assert_same(strip(r.to_dict()), strip(line))
+
+
+def test_remote_provenance_has_the_local_digests_and_the_servers_times(server, client, basin_bin, tmp_path,
+                                                                      regression):
+    """Over the wire the digests, build and methods are the local ones; the server adds its queue
+    and wall times (the Python client from the response, the remote CLI likewise)."""
+    import subprocess
+    m, X, Y = regression
+    local = cli_json(basin_bin, tmp_path, m, X, Y, "mse")["provenance"]
+    r = client.analyze(m, X, Y, loss="mse")
+    remote = r.provenance
+    for key in ("model_sha256", "params_sha256", "inputs_sha256", "targets_sha256", "commit", "basin_version",
+                "methods", "tolerance", "seeds"):
+        assert remote[key] == local[key], key
+    assert remote["total_ms"] >= remote["queue_ms"] >= 0
+    assert remote["total_ms"] >= remote["duration_ms"] > 0
+    spec = os.path.join(tmp_path, "a_model.json")
+    p = subprocess.run([basin_bin, "analyze", "--server", server.address, "--model", spec, "--params",
+                        os.path.join(tmp_path, "a_params.npy"), "--inputs", os.path.join(tmp_path, "a_X.npy"),
+                        "--targets", os.path.join(tmp_path, "a_Y.npy"), "--loss", "mse", "--json"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    cli_remote = json.loads(p.stdout)["provenance"]
+    assert cli_remote["params_sha256"] == local["params_sha256"]
+    assert "queue_ms" in cli_remote and "total_ms" in cli_remote

@@ -30,6 +30,18 @@ def _tensor_to_numpy(t):
     return np.frombuffer(t.data, dtype=dtypes[t.dtype]).reshape(tuple(t.shape)).copy()
 
 
+def _provenance_from_proto(p):
+    """basin.v1.Provenance -> the dict the CLI prints under "provenance" (less what the result
+    itself supplies: dtype, backend, device and the spectra's tolerances, added by to_dict)."""
+    return {"basin_version": p.basin_version, "commit": p.commit, "source_modified": bool(p.source_modified),
+            "model_sha256": p.model_sha256, "params_sha256": p.params_sha256,
+            "inputs_sha256": p.inputs_sha256, "targets_sha256": p.targets_sha256 or None,
+            "host": p.host, "started_at": p.started_at, "duration_ms": float(p.duration_ms),
+            "tolerance_rule": p.tolerance_rule,
+            "rtol": p.rtol if p.HasField("rtol") else None, "atol": p.atol if p.HasField("atol") else None,
+            "methods": dict(sorted(p.methods.items())), "seeds": {k: int(v) for k, v in sorted(p.seeds.items())}}
+
+
 @dataclass
 class JacobianSpectrum:
     singular_values: np.ndarray   # all min(n·k, N), descending
@@ -94,6 +106,11 @@ class Result:
     outputs: Optional[np.ndarray] = None          # [n, k] float64 (None when omitted)
     timings_ms: dict = field(default_factory=dict)  # forward, jacobian, solve, hessian
     jacobian_matrix: Optional[np.ndarray] = None  # [n·k, N] with return_jacobian=True (not in JSON)
+    # What produced the result (docs/results.md, "provenance"): build, digests of the model and
+    # data, the server's host and times. None from a server that predates it.
+    provenance_fields: Optional[dict] = None
+    queue_ms: Optional[float] = None   # from the server's response: waiting for a worker
+    total_ms: Optional[float] = None   # the server's wall time for the request, queue included
 
     @classmethod
     def from_proto(cls, r):
@@ -128,7 +145,26 @@ class Result:
             jacobian=jac, ggn=ggn, hessian=hes, outputs=outputs,
             timings_ms={"forward": t.forward_ms, "jacobian": t.jacobian_ms,
                         "solve": t.solve_ms, "hessian": t.hessian_ms},
-            jacobian_matrix=jm)
+            jacobian_matrix=jm,
+            provenance_fields=_provenance_from_proto(r.provenance) if r.HasField("provenance") else None)
+
+    @property
+    def provenance(self):
+        """The "provenance" object of the CLI's JSON (None when the server sent none)."""
+        if self.provenance_fields is None:
+            return None
+        f = dict(self.provenance_fields)
+        tolerance = {"rule": f.pop("tolerance_rule"), "rtol": _num(f.pop("rtol")), "atol": _num(f.pop("atol"))}
+        for name in ("jacobian", "ggn", "hessian"):
+            spectrum = getattr(self, name)
+            if spectrum is not None:
+                tolerance[name] = _num(spectrum.tolerance)
+        f.update(dtype=self.dtype, backend=self.backend, device=self.device, tolerance=tolerance)
+        if self.queue_ms is not None:
+            f["queue_ms"] = float(self.queue_ms)
+        if self.total_ms is not None:
+            f["total_ms"] = float(self.total_ms)
+        return f
 
     def to_dict(self):
         """The CLI's JSON object as Python values (same keys, same order)."""
@@ -148,6 +184,8 @@ class Result:
                 int(self.num_examples), int(self.num_outputs))]
         d["timings_ms"] = {k: float(self.timings_ms.get(k, 0.0))
                            for k in ("forward", "jacobian", "solve", "hessian")}
+        if self.provenance_fields is not None:
+            d["provenance"] = self.provenance
         return d
 
     def to_json(self, indent=None):

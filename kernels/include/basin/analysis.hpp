@@ -109,6 +109,31 @@ struct Timings {
   double hessian_ms = 0;   // full-Hessian assembly (R-op passes)
 };
 
+// What produced a result, so a number can be cited and reproduced (docs/results.md, "provenance").
+// Digests are SHA-256, hex: model_sha256 over model_to_json(model) (the architecture in Basin's
+// canonical JSON: compact, keys sorted); each array over the ASCII header "<dtype>[d0,d1,…]\n"
+// followed by its little-endian values as the engine used them (float64; cross-entropy labels
+// int64).
+struct Provenance {
+  std::string basin_version;
+  std::string commit;            // git commit of the source tree Basin was built from, or "unknown"
+  bool source_modified = false;  // that tree had uncommitted changes to tracked files
+  std::string model_sha256;
+  std::string params_sha256;     // of this result's own parameter vector (its checkpoint's)
+  std::string inputs_sha256;
+  std::string targets_sha256;    // empty when there are no targets (loss none)
+  std::string host;              // where the engine ran (the server's host for --server)
+  std::string started_at;        // UTC, ISO 8601 with milliseconds
+  double duration_ms = 0;        // the engine's wall time for the request (all checkpoints)
+  std::string tolerance_rule;    // how the rank cuts were chosen
+  std::optional<double> rtol, atol;
+  std::vector<std::pair<std::string, std::string>> methods;  // spectrum → method, e.g. jacobian → gram
+  std::vector<std::pair<std::string, int64_t>> seeds;        // stochastic methods' seeds (none yet)
+  // Set by clients of a server from its response: waiting for a worker, and the server's wall
+  // time for the request, queue included.
+  std::optional<double> queue_ms, total_ms;
+};
+
 struct AnalysisResult {
   int64_t num_params = 0;
   int64_t num_examples = 0;
@@ -126,6 +151,7 @@ struct AnalysisResult {
   std::optional<HessianSpectrum> hessian;
   std::vector<double> jacobian_matrix;  // (n·k) × N when return_jacobian
   Timings timings;
+  Provenance provenance;
 };
 
 enum class Stage { kValidate, kForward, kJacobian, kGram, kSolve, kHessian, kDone };

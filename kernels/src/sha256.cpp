@@ -1,10 +1,10 @@
-#include "sha256.hpp"
+#include "basin/sha256.hpp"
 
 #include <openssl/evp.h>
 
 #include "basin/error.hpp"
 
-namespace basin::server {
+namespace basin {
 namespace {
 void check(int ok, const char* what) {
   if (ok != 1) throw Error(ErrorCode::kInternal, std::string("openssl: ") + what + " failed");
@@ -42,4 +42,4 @@ std::string sha256_hex(const std::string& data) {
   return h.hex_digest();
 }
 
-}  // namespace basin::server
+}  // namespace basin

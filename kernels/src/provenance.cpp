@@ -1,0 +1,93 @@
+#include "provenance.hpp"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <limits>
+#include <sstream>
+
+#include "basin/sha256.hpp"
+
+namespace basin {
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "digests hash the values' bytes as little-endian");
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string iso8601_utc(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+std::string tolerance_rule(const AnalysisRequest& r) {
+  if (r.rtol || r.atol) return "max(atol, rtol·σ_max), atol and rtol from the request (0 when not given)";
+  const char* eps = r.dtype == DType::kFloat32 ? "ε = 2^-23 (float32)" : "ε = 2^-52 (float64)";
+  return std::string("numpy matrix_rank on the matrix decomposed: σ_max·max(n·k, N)·ε for an SVD of G (or of "
+                     "TSQR's R); σ_max·√(max(n·k, N)·ε) for a Gram (G Gᵀ or GᵀG); the GGN's on its factor "
+                     "G̃ = SᵀG, in eigenvalue units; the Hessian's |λ|_max·N·ε; ") + eps;
+}
+
+}  // namespace
+
+std::string array_sha256(const std::string& dtype, const std::vector<int64_t>& shape, const void* data,
+                         size_t bytes) {
+  std::ostringstream header;
+  header << dtype << "[";
+  for (size_t i = 0; i < shape.size(); ++i) header << (i ? "," : "") << shape[i];
+  header << "]\n";
+  Sha256 h;
+  const std::string head = header.str();
+  h.update(head.data(), head.size());
+  if (bytes > 0) h.update(data, bytes);
+  return h.hex_digest();
+}
+
+void fill_provenance(const AnalysisRequest& r, const std::vector<std::vector<double>>& checkpoints,
+                     std::chrono::system_clock::time_point started, double duration_ms,
+                     std::vector<AnalysisResult>& results) {
+  Provenance common;
+  common.basin_version = build_version();
+  common.commit = build_commit();
+  common.source_modified = build_source_modified();
+  common.model_sha256 = sha256_hex(model_to_json(r.model));
+  const int64_t n = r.num_examples;
+  common.inputs_sha256 = array_sha256("float64", {n, r.model.input_dim}, r.inputs.data(), r.inputs.size() * sizeof(double));
+  if (r.loss == Loss::kMse)
+    common.targets_sha256 = array_sha256("float64", {n, r.model.output_dim()}, r.targets.data(),
+                                         r.targets.size() * sizeof(double));
+  else if (r.loss == Loss::kCrossEntropy)
+    common.targets_sha256 = array_sha256("int64", {n}, r.labels.data(), r.labels.size() * sizeof(int64_t));
+  common.host = host_name();
+  common.started_at = iso8601_utc(started);
+  common.duration_ms = duration_ms;
+  common.tolerance_rule = tolerance_rule(r);
+  common.rtol = r.rtol;
+  common.atol = r.atol;
+  for (size_t b = 0; b < results.size() && b < checkpoints.size(); ++b) {
+    AnalysisResult& res = results[b];
+    Provenance p = common;
+    const std::vector<double>& theta = checkpoints[b];
+    p.params_sha256 = array_sha256("float64", {static_cast<int64_t>(theta.size())}, theta.data(),
+                                   theta.size() * sizeof(double));
+    if (res.jacobian) {
+      p.methods.emplace_back("jacobian", res.jacobian->method);
+      if (!res.jacobian->refined_from.empty()) p.methods.emplace_back("jacobian_refined_from", res.jacobian->refined_from);
+    }
+    if (res.hessian) p.methods.emplace_back("hessian", "dense");
+    res.provenance = std::move(p);
+  }
+}
+
+}  // namespace basin
