@@ -319,6 +319,106 @@ TYPED_TEST(CudaPrimitives, SingularValuesBothOrientations) {
   }
 }
 
+// Rows of `b` flipped to match the sign of the same rows of `a` (eigen/singular vectors are
+// unique only up to sign when the values are distinct), both [rows×cols] row-major.
+template <class T>
+std::vector<double> align_row_signs(const std::vector<T>& a, std::vector<T> b, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i) {
+    double dot = 0;
+    for (int64_t j = 0; j < cols; ++j) dot += double(a[i * cols + j]) * double(b[i * cols + j]);
+    if (dot < 0)
+      for (int64_t j = 0; j < cols; ++j) b[i * cols + j] = -b[i * cols + j];
+  }
+  return widen(b);
+}
+
+// --vectors hessian: eigenvectors as rows, descending, matching the CPU's up to sign; on the
+// GPU's own result also ‖A·v − λ·v‖ small.
+TYPED_TEST(CudaPrimitives, SymmetricEigensystemMatchesUpToSigns) {
+  using T = TypeParam;
+  for (int64_t n : {1, 2, 57, 200}) {
+    const std::string what = "symmetric_eigensystem n=" + std::to_string(n);
+    std::vector<T> a = random_values<T>(n * n, 120 + n);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = a[j * n + i];  // the full symmetric matrix, for A·v
+    std::vector<T> v_cpu = a, v_gpu = a;
+    const std::vector<T> w_cpu = this->cpu->symmetric_eigensystem(n, v_cpu.data());
+    Buffer<T> buf(*this->gpu, v_gpu.size());
+    this->gpu->upload(buf.get(), v_gpu.data(), v_gpu.size());
+    const std::vector<T> w_gpu = this->gpu->symmetric_eigensystem(n, buf.get());
+    this->gpu->download(v_gpu.data(), buf.get(), v_gpu.size());
+    EXPECT_TRUE(std::is_sorted(w_gpu.rbegin(), w_gpu.rend())) << what << ": descending";
+    expect_close(widen(w_cpu), widen(w_gpu), tolerance<T>(), what + " values");
+    expect_close(widen(v_cpu), align_row_signs(v_cpu, v_gpu, n, n), 10 * tolerance<T>(), what + " vectors");
+    double lmax = 0, worst = 0;
+    for (T w : w_gpu) lmax = std::max(lmax, std::fabs(double(w)));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < n; ++i) {
+        double av = 0;
+        for (int64_t c = 0; c < n; ++c) av += double(a[i * n + c]) * double(v_gpu[j * n + c]);
+        worst = std::max(worst, std::fabs(av - double(w_gpu[j]) * double(v_gpu[j * n + i])));
+      }
+    EXPECT_LE(worst, 10 * tolerance<T>() * std::max(lmax, 1.0)) << what << ": ‖A·v − λ·v‖";
+  }
+}
+
+// --vectors jacobian_*: U and Vᵀ (thin, and full V for the null space of a wide A) in both
+// orientations of gesvd, matching the CPU's up to the sign of each singular pair; on the GPU's
+// own result A = U·Σ·Vᵀ and A·v = 0 for the rows of Vᵀ beyond min(m, n).
+TYPED_TEST(CudaPrimitives, SingularValueDecompositionBothOrientations) {
+  using T = TypeParam;
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{12, 80}, {80, 12}, {33, 33}, {1, 7}, {7, 1}}) {
+    for (bool full : {false, true}) {
+      const std::string what = "singular_value_decomposition " + std::to_string(m) + "x" + std::to_string(n) +
+                               (full ? " full" : " thin");
+      const int64_t p = std::min(m, n), v_rows = full ? n : p;
+      const std::vector<T> a = random_values<T>(m * n, 140 + m * n);
+      std::vector<T> out[2][2];  // [backend][u, vt]
+      std::vector<T> sigma[2];
+      Backend<T>* backends[2] = {this->cpu.get(), this->gpu.get()};
+      for (int b = 0; b < 2; ++b) {
+        Buffer<T> a_dev(*backends[b], a.size()), u(*backends[b], static_cast<size_t>(m * p)),
+            vt(*backends[b], static_cast<size_t>(v_rows * n));
+        backends[b]->upload(a_dev.get(), a.data(), a.size());
+        sigma[b] = backends[b]->singular_value_decomposition(m, n, a_dev.get(), u.get(), vt.get(), full);
+        out[b][0].resize(u.size());
+        out[b][1].resize(vt.size());
+        backends[b]->download(out[b][0].data(), u.get(), u.size());
+        backends[b]->download(out[b][1].data(), vt.get(), vt.size());
+      }
+      expect_close(widen(sigma[0]), widen(sigma[1]), tolerance<T>(), what + " values");
+      // Align the GPU's pairs (u_j, v_j) with the CPU's by the sign of v_j·v_j(cpu).
+      std::vector<T>& u_gpu = out[1][0];
+      std::vector<T>& vt_gpu = out[1][1];
+      for (int64_t j = 0; j < p; ++j) {
+        double dot = 0;
+        for (int64_t c = 0; c < n; ++c) dot += double(out[0][1][j * n + c]) * double(vt_gpu[j * n + c]);
+        if (dot >= 0) continue;
+        for (int64_t c = 0; c < n; ++c) vt_gpu[j * n + c] = -vt_gpu[j * n + c];
+        for (int64_t i = 0; i < m; ++i) u_gpu[i * p + j] = -u_gpu[i * p + j];
+      }
+      expect_close(widen(out[0][0]), widen(u_gpu), 10 * tolerance<T>(), what + " U");
+      std::vector<double> vt_cpu_p = widen(out[0][1]), vt_gpu_p = widen(vt_gpu);
+      vt_cpu_p.resize(static_cast<size_t>(p * n));
+      vt_gpu_p.resize(static_cast<size_t>(p * n));
+      expect_close(vt_cpu_p, vt_gpu_p, 10 * tolerance<T>(), what + " Vᵀ (first min(m, n) rows)");
+      std::vector<double> rebuilt(static_cast<size_t>(m * n), 0.0), zero;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t c = 0; c < n; ++c)
+          for (int64_t j = 0; j < p; ++j)
+            rebuilt[i * n + c] += double(u_gpu[i * p + j]) * double(sigma[1][j]) * double(vt_gpu[j * n + c]);
+      expect_close(widen(a), rebuilt, 10 * tolerance<T>(), what + " A = U·Σ·Vᵀ");
+      for (int64_t j = p; j < v_rows; ++j)  // the null space of a wide A
+        for (int64_t i = 0; i < m; ++i) {
+          double av = 0;
+          for (int64_t c = 0; c < n; ++c) av += double(a[i * n + c]) * double(vt_gpu[j * n + c]);
+          zero.push_back(av);
+        }
+      expect_close(std::vector<double>(zero.size(), 0.0), zero, 10 * tolerance<T>(), what + " A·V_null", 1.0);
+    }
+  }
+}
+
 // R of A = QR (TSQR's step), A row-major [m×n], m ≥ n. R is unique only up to the signs of its
 // rows (the CPU takes an LQ of the column-major view, the GPU a geqrf of a transposed copy), so
 // |R| is compared element by element; on the GPU's R also RᵀR = AᵀA and the exact zeros below
