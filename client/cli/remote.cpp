@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "basin/error.hpp"
+#include "basin/npy.hpp"
 #include "basin/v1/basin.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc_status.hpp"
@@ -381,6 +382,26 @@ int cmd_health(Connection c, const std::vector<std::string>& args) {
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
+// The vectors of a result (--vectors) live on the server as .npy blobs: fetched with DownloadBlob
+// and decoded into the arrays --local would have, so --save-dir writes the same files.
+void download_vectors(v1::Basin::Stub& stub, const Connection& c, AnalysisResult& result) {
+  for (VectorArray& v : result.vectors) {
+    auto ctx = make_context(c);
+    v1::DownloadBlobRequest req;
+    req.set_blob_id(v.blob_id);
+    auto reader = stub.DownloadBlob(ctx.get(), req);
+    std::vector<uint8_t> bytes;
+    v1::BlobChunk chunk;
+    while (reader->Read(&chunk)) bytes.insert(bytes.end(), chunk.chunk().begin(), chunk.chunk().end());
+    GRPC_CHECK(reader->Finish(), "DownloadBlob");
+    const NpyArray a = parse_npy(bytes, v.name + " (blob " + v.blob_id + ")");
+    if (a.shape != v.shape)
+      throw Error(ErrorCode::kInternal, v.name + ": the blob holds shape " + a.shape_string() +
+                                            ", not the shape the result names");
+    v.data = a.to_double();
+  }
+}
+
 }  // namespace
 
 std::string remote_usage() {
@@ -419,6 +440,8 @@ int remote_analyze(AnalyzeOptions& o) {
   }
   std::vector<AnalysisResult> results;
   for (const v1::AnalysisResult& r : resp.results()) results.push_back(wire::result_from_proto(r));
+  if (!o.save_dir.empty())
+    for (AnalysisResult& r : results) download_vectors(*stub, c, r);
   print_results(o, results);
   return 0;
 }
