@@ -646,6 +646,70 @@ TEST_P(GpuParity, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(Analyze, GpuParity, ::testing::ValuesIn(parity_cases()),
                          [](const ::testing::TestParamInfo<ParityCase>& info) { return info.param.name; });
 
+// --vectors through the engine: the bases and eigenvectors agree with the CPU's (the sign
+// convention makes them comparable entry by entry where the values are distinct; the null basis,
+// unique only as a subspace, by its projector V·Vᵀ), for a wide and a tall G.
+TEST(GpuParityVectors, BasesAndEigenvectorsMatchCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  const Model model = architectures()[2].model;
+  const int64_t N = model.num_params(), k = model.output_dim();
+  for (const int64_t n : {std::max<int64_t>(2, N / (3 * k)), 2 * N / k + 3}) {
+    ParityCase c{"vectors", model, n, Loss::kCrossEntropy, Method::kAuto, DType::kFloat64, N <= 600};
+    AnalysisRequest request = make_request(c, 123 + n);
+    request.vectors.jacobian_row = request.vectors.jacobian_null = request.vectors.jacobian_left = true;
+    request.vectors.ggn = true;
+    request.vectors.hessian = c.hessian;
+    request.device = Device::kCpu;
+    const AnalysisResult cpu = analyze(request);
+    request.device = Device::kCuda;
+    const AnalysisResult gpu = analyze(request);
+    ASSERT_EQ(cpu.vectors.size(), gpu.vectors.size());
+    for (size_t a = 0; a < cpu.vectors.size(); ++a) {
+      const VectorArray& x = cpu.vectors[a];
+      const VectorArray& y = gpu.vectors[a];
+      const std::string what = x.name + " n=" + std::to_string(n);
+      ASSERT_EQ(x.name, y.name);
+      ASSERT_EQ(x.shape, y.shape) << what;
+      if (x.name == "jacobian_row_basis" || x.name == "jacobian_left_basis") {
+        expect_close(x.data, y.data, 1e-8, what);
+        continue;
+      }
+      if (x.name != "jacobian_null_basis") {
+        // Eigenvectors are unique (up to sign) only for a simple eigenvalue: compare the columns
+        // whose eigenvalue is separated from every other by 1e-6·max|λ| (the GGN's and H's
+        // zero clusters are not).
+        const std::vector<double>& lambda = x.name == "ggn_eigenvectors" ? cpu.ggn->eigenvalues : cpu.hessian->eigenvalues;
+        double scale = 0;
+        for (double l : lambda) scale = std::max(scale, std::fabs(l));
+        std::vector<double> cx, cy;
+        for (int64_t j = 0; j < x.shape[1]; ++j) {
+          const double lj = lambda[x.indices[j]];
+          bool simple = true;
+          for (size_t i = 0; i < lambda.size(); ++i)
+            if (static_cast<int64_t>(i) != x.indices[j] && std::fabs(lambda[i] - lj) <= 1e-6 * scale) simple = false;
+          if (!simple) continue;
+          for (int64_t i = 0; i < x.shape[0]; ++i) {
+            cx.push_back(x.data[i * x.shape[1] + j]);
+            cy.push_back(y.data[i * x.shape[1] + j]);
+          }
+        }
+        EXPECT_FALSE(cx.empty()) << what << ": no simple eigenvalue to compare";
+        expect_close(cx, cy, 1e-7, what + " (columns of simple eigenvalues)");
+        continue;
+      }
+      const int64_t rows = x.shape[0], cols = x.shape[1];
+      std::vector<double> px(static_cast<size_t>(rows * rows), 0.0), py(px.size(), 0.0);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < rows; ++j)
+          for (int64_t c2 = 0; c2 < cols; ++c2) {
+            px[i * rows + j] += x.data[i * cols + c2] * x.data[j * cols + c2];
+            py[i * rows + j] += y.data[i * cols + c2] * y.data[j * cols + c2];
+          }
+      expect_close(px, py, 1e-8, what + " projector", 1.0);
+    }
+  }
+}
+
 // Returning G itself (--save-jacobian): the assembled matrix is the same on both backends.
 TEST(GpuParityJacobian, ReturnedJacobianMatchesCpu) {
   BASIN_SKIP_WITHOUT_CUDA();
