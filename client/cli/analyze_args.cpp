@@ -145,7 +145,11 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
   if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
-  if (o.request.vectors.any() && o.save_dir.empty())
+  // `basin submit` (allow_unknown) queues a job: its files are written later, by
+  // `basin result ID --save-dir DIR`.
+  if (allow_unknown && !o.save_dir.empty())
+    invalid_argument("--save-dir: basin submit only queues the job; write its files with basin result ID --save-dir DIR");
+  if (o.request.vectors.any() && o.save_dir.empty() && !allow_unknown)
     invalid_argument("--vectors: needs --save-dir DIR (the vectors are written there as .npy files, named in "
                      "DIR/result.json)");
   if (vectors_k > 0 && !o.request.vectors.any())

@@ -168,3 +168,24 @@ def test_cli_bad_input(make_server, basin_bin, tmp_path, problem):
         assert out.returncode == 3, out.stderr
         assert "jacobian_null" in out.stderr and "full N × N V" in out.stderr, out.stderr
         assert "jacobian_row (rank × N, the thin SVD" in out.stderr and "fits" in out.stderr
+
+
+def test_submit_then_result_save_dir(server, basin_bin, tmp_path, problem):
+    base = write_inputs(tmp_path, *problem)
+    local = os.path.join(tmp_path, "local")
+    out = run(basin_bin, "--local", *base, "--vectors", "jacobian_null,hessian", "--save-dir", local)
+    assert out.returncode == 0, out.stderr
+    cli = lambda *a: subprocess.run([basin_bin, *a], capture_output=True, text=True, timeout=120)
+    sub = cli("submit", "--server", server.address, *base, "--vectors", "jacobian_null,hessian")
+    assert sub.returncode == 0, sub.stderr
+    job = sub.stdout.strip()
+    assert cli("watch", job, "--server", server.address).returncode == 0
+    d = os.path.join(tmp_path, "from_job")
+    res = cli("result", job, "--server", server.address, "--save-dir", d)
+    assert res.returncode == 0, res.stderr
+    assert json.load(open(os.path.join(d, "result.json"))) == json.loads(res.stdout)
+    for name in ("jacobian_null_basis", "hessian_eigenvectors"):
+        np.testing.assert_allclose(np.load(os.path.join(d, name + ".npy")),
+                                   np.load(os.path.join(local, name + ".npy")), rtol=0, atol=1e-12)
+    bad = cli("submit", "--server", server.address, *base, "--vectors", "hessian", "--save-dir", d)
+    assert bad.returncode == 2 and "basin result ID --save-dir" in bad.stderr
