@@ -322,6 +322,14 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   if (request.has_atol()) r.atol = request.atol();
   r.return_jacobian = request.return_jacobian();
   r.return_outputs = !request.omit_outputs();
+  if (request.vectors_size() > 0) {
+    std::string words;
+    for (const std::string& w : request.vectors()) words += (words.empty() ? "" : ",") + w;
+    r.vectors = parse_vectors(words);
+  }
+  if (request.vectors_k() != 0 && request.vectors_size() == 0)
+    invalid_argument("vectors_k: set, but no vectors requested; name them in vectors");
+  r.vectors.k = request.vectors_k();
 
   // Parameters: [N] or a batch [B, N]; an ONNX model brings its own unless params are given.
   if (request.params().source_case() == v1::TensorSource::SOURCE_NOT_SET && !onnx_params.empty()) {
@@ -441,6 +449,14 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
   if (request.atol) out->set_atol(*request.atol);
   out->set_return_jacobian(request.return_jacobian);
   out->set_omit_outputs(!request.return_outputs);
+  const VectorsWant& v = request.vectors;
+  for (const auto& [on, word] : {std::pair<bool, const char*>{v.jacobian_row, "jacobian_row"},
+                                 {v.jacobian_null, "jacobian_null"},
+                                 {v.jacobian_left, "jacobian_left"},
+                                 {v.ggn, "ggn"},
+                                 {v.hessian, "hessian"}})
+    if (on) out->add_vectors(word);
+  out->set_vectors_k(v.k);
 }
 
 namespace {
@@ -532,6 +548,14 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
     doubles_to_tensor(r.jacobian_matrix, {r.num_examples * r.num_outputs, r.num_params},
                       out->mutable_jacobian_matrix());
   }
+  for (const VectorArray& v : r.vectors) {
+    v1::VectorBlob* b = out->add_vectors();
+    b->set_name(v.name);
+    b->set_blob_id(v.blob_id);
+    b->mutable_shape()->Add(v.shape.begin(), v.shape.end());
+    b->set_dtype("float64");
+    b->mutable_indices()->Add(v.indices.begin(), v.indices.end());
+  }
   v1::Timings* t = out->mutable_timings();
   t->set_forward_ms(r.timings.forward_ms);
   t->set_jacobian_ms(r.timings.jacobian_ms);
@@ -582,6 +606,14 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
   }
   if (p.has_jacobian_matrix()) {
     r.jacobian_matrix = tensor_doubles(p.jacobian_matrix(), "result.jacobian_matrix");
+  }
+  for (const v1::VectorBlob& b : p.vectors()) {
+    VectorArray v;
+    v.name = b.name();
+    v.blob_id = b.blob_id();
+    v.shape.assign(b.shape().begin(), b.shape().end());
+    v.indices.assign(b.indices().begin(), b.indices().end());
+    r.vectors.push_back(std::move(v));
   }
   r.timings.forward_ms = p.timings().forward_ms();
   r.timings.jacobian_ms = p.timings().jacobian_ms();

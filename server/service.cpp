@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "basin/error.hpp"
+#include "basin/npy.hpp"
 #include "grpc_status.hpp"
 #include "proto_convert.hpp"
 #include "sha256.hpp"
@@ -138,10 +139,34 @@ v1::AnalyzeResponse BasinService::run(const std::string& user, const v1::Analyze
   v1::AnalyzeResponse response;
   // All checkpoints in one engine run: the data go to the device once and small eigen-problems
   // are solved in batches.
-  const std::vector<AnalysisResult> results = analyze_checkpoints(decoded.base, decoded.checkpoints, control);
+  std::vector<AnalysisResult> results = analyze_checkpoints(decoded.base, decoded.checkpoints, control);
+  // --vectors: each array becomes a .npy blob of the caller's; the result carries its id.
+  for (AnalysisResult& result : results)
+    for (VectorArray& v : result.vectors) {
+      v.blob_id = store_blob(user, serialize_npy(make_npy_f64(v.shape, v.data)));
+      v.data = {};
+    }
   for (const AnalysisResult& result : results) wire::result_to_proto(result, response.add_results());
   response.set_total_ms(ms_since(t0));
   return response;
+}
+
+std::string BasinService::store_blob(const std::string& user, const std::vector<uint8_t>& bytes) {
+  TempFile tmp(store_->tmp_dir());
+  Sha256 hash;
+  hash.update(bytes.data(), bytes.size());
+  tmp.write_all(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  tmp.sync_and_close();
+  const std::string hex = hash.hex_digest();
+  bool newly_owned = false;
+  {
+    // Results are stored even past the upload quota: the work is done, and refusing to keep
+    // its vectors would lose it. They count towards the quota of later uploads.
+    std::lock_guard<std::mutex> lock(upload_mu_);
+    (void)store_->commit_blob(user, hex, static_cast<int64_t>(bytes.size()), tmp.path(), &newly_owned);
+    tmp.release();
+  }
+  return "sha256:" + hex;
 }
 
 BackendInfo BasinService::device_info() {

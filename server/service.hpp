@@ -38,6 +38,9 @@ class BasinService final : public v1::Basin::Service {
   grpc::Status UploadBlob(grpc::ServerContext* ctx,
                           grpc::ServerReader<v1::UploadBlobRequest>* reader,
                           v1::UploadBlobResponse* resp) override;
+  // server/blob_download.cpp: a blob the caller owns, in chunks of max_chunk_bytes.
+  grpc::Status DownloadBlob(grpc::ServerContext* ctx, const v1::DownloadBlobRequest* req,
+                            grpc::ServerWriter<v1::BlobChunk>* writer) override;
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                          v1::SubmitJobResponse* resp) override;
   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
@@ -54,6 +57,9 @@ class BasinService final : public v1::Basin::Service {
  private:
   std::vector<uint8_t> read_blob(const std::string& user, const std::string& blob_id,
                                  const std::string& field);
+  // Stores `bytes` as a blob owned by `user` (content-addressed, as UploadBlob does); returns
+  // its id. The result vectors of a request (--vectors) travel this way.
+  std::string store_blob(const std::string& user, const std::vector<uint8_t>& bytes);
 
   ServerOptions options_;
   const Authenticator* auth_;

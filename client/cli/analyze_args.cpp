@@ -8,6 +8,7 @@
 
 #include "basin/error.hpp"
 #include "basin/npy.hpp"
+#include "save_dir.hpp"
 #ifdef BASIN_HAVE_ONNX
 #include "basin/onnx_import.hpp"
 #endif
@@ -52,9 +53,11 @@ std::string usage() {
                      [--want jacobian,ggn,hessian] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
-                     [--save-jacobian G.npy] [--json [--pretty]]
+                     [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]
+                     [--vectors jacobian_row,jacobian_null,jacobian_left,ggn,hessian [--vectors-k K]]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
        --params is a vector (N,) or checkpoints (B, N): one result per checkpoint, in order
+       --vectors writes DIR/<name>.npy beside DIR/result.json (needs --save-dir; one checkpoint)
        basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
        basin --version
 )";
@@ -63,6 +66,7 @@ std::string usage() {
 AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool allow_unknown) {
   AnalyzeOptions o;
   o.request.device = Device::kAuto;
+  int64_t vectors_k = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
     auto value = [&]() -> std::string {
@@ -86,6 +90,16 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
     else if (flag == "--inputs") o.inputs_path = value();
     else if (flag == "--targets") o.targets_path = value();
     else if (flag == "--save-jacobian") o.save_jacobian = value();
+    else if (flag == "--save-dir") o.save_dir = value();
+    else if (flag == "--vectors") {
+      try {
+        o.request.vectors = parse_vectors(value());
+      } catch (const Error& e) {
+        invalid_argument(std::string("--") + e.what());
+      }
+    } else if (flag == "--vectors-k") {
+      vectors_k = parse_int(flag, value());
+    }
     else if (flag == "--loss") {
       const std::string v = value();
       if (!loss_from_name(v, &o.request.loss))
@@ -131,6 +145,17 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
   if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
+  // `basin submit` (allow_unknown) queues a job: its files are written later, by
+  // `basin result ID --save-dir DIR`.
+  if (allow_unknown && !o.save_dir.empty())
+    invalid_argument("--save-dir: basin submit only queues the job; write its files with basin result ID --save-dir DIR");
+  if (o.request.vectors.any() && o.save_dir.empty() && !allow_unknown)
+    invalid_argument("--vectors: needs --save-dir DIR (the vectors are written there as .npy files, named in "
+                     "DIR/result.json)");
+  if (vectors_k > 0 && !o.request.vectors.any())
+    invalid_argument("--vectors-k: only with --vectors (it says how many vectors of each kind to keep)");
+  o.request.vectors.k = vectors_k;
+  if (!o.save_dir.empty()) prepare_save_dir(o.save_dir);
   if (o.local && (!o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty() || o.timeout_s > 0))
     invalid_argument("--tls-ca/--tls-cert/--tls-key/--timeout: only with --server, not --local");
   if (o.tls_cert.empty() != o.tls_key.empty())
@@ -183,6 +208,9 @@ void load_request_files(AnalyzeOptions& o) {
       if (B > 1 && !o.save_jacobian.empty())
         invalid_argument("--save-jacobian: writes G for one parameter vector, but --params holds " + std::to_string(B) +
                          " checkpoints; pass one row");
+      if (B > 1 && !o.save_dir.empty())
+        invalid_argument("--save-dir: writes the result (and --vectors) of one parameter vector, but --params holds " +
+                         std::to_string(B) + " checkpoints; pass one row");
       o.checkpoints.resize(static_cast<size_t>(B));
       for (int64_t b = 0; b < B; ++b) o.checkpoints[b].assign(r.params.begin() + b * N, r.params.begin() + (b + 1) * N);
       r.params = o.checkpoints.front();
@@ -245,12 +273,16 @@ void print_results(const AnalyzeOptions& o, const std::vector<AnalysisResult>& r
       write_npy(o.save_jacobian, make_npy_f64({result.num_examples * result.num_outputs, result.num_params},
                                               result.jacobian_matrix));
     }
+    if (!o.save_dir.empty()) write_save_dir(o.save_dir, result, result_to_json(result, o.json && !o.pretty ? -1 : 2));
     if (o.json) {
       std::cout << result_to_json(result, o.pretty ? 2 : -1) << std::endl;
     } else {
       if (results.size() > 1) std::cout << (b ? "\n" : "") << "checkpoint " << b << " of " << results.size() << "\n";
       std::cout << summary(o.request, result);
       if (!o.save_jacobian.empty()) std::cout << "G written to " << o.save_jacobian << "\n";
+      if (!o.save_dir.empty())
+        std::cout << "result.json" << (result.vectors.empty() ? "" : " and " + std::to_string(result.vectors.size()) + " .npy file(s)")
+                  << " written to " << o.save_dir << "\n";
     }
   }
 }

@@ -18,10 +18,12 @@
 #include <nlohmann/json.hpp>
 
 #include "basin/error.hpp"
+#include "basin/npy.hpp"
 #include "basin/v1/basin.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc_status.hpp"
 #include "proto_convert.hpp"
+#include "save_dir.hpp"
 
 namespace basin::cli {
 namespace {
@@ -183,6 +185,27 @@ void draw_progress(const v1::Job& j, bool tty) {
   std::cerr << (tty ? "\r" : "") << line.str() << (tty ? "\033[K" : "\n") << std::flush;
 }
 
+// The vectors of a result (--vectors) live on the server as .npy blobs: fetched with DownloadBlob
+// and decoded into the arrays --local would have, so --save-dir writes the same files.
+void download_vectors(v1::Basin::Stub& stub, const Connection& c, AnalysisResult& result) {
+  for (VectorArray& v : result.vectors) {
+    auto ctx = make_context(c);
+    v1::DownloadBlobRequest req;
+    req.set_blob_id(v.blob_id);
+    auto reader = stub.DownloadBlob(ctx.get(), req);
+    std::vector<uint8_t> bytes;
+    v1::BlobChunk chunk;
+    while (reader->Read(&chunk)) bytes.insert(bytes.end(), chunk.chunk().begin(), chunk.chunk().end());
+    GRPC_CHECK(reader->Finish(), "DownloadBlob");
+    const NpyArray a = parse_npy(bytes, v.name + " (blob " + v.blob_id + ")");
+    if (a.shape != v.shape)
+      throw Error(ErrorCode::kInternal, v.name + ": the blob holds shape " + a.shape_string() +
+                                            ", not the shape the result names");
+    v.data = a.to_double();
+  }
+}
+
+
 int cmd_submit(const Connection& c, std::vector<std::string> args) {
   // The analyze flag parser needs to know where to run; the connection says it.
   args.push_back("--server");
@@ -289,11 +312,20 @@ int cmd_cancel(const Connection& c, const std::vector<std::string>& args) {
   return 0;
 }
 
-int cmd_result(const Connection& c, const std::vector<std::string>& args) {
+int cmd_result(const Connection& c, std::vector<std::string> args) {
+  std::string save_dir;
+  for (size_t i = 0; i < args.size(); ++i)
+    if (args[i] == "--save-dir") {
+      if (i + 1 >= args.size()) invalid_argument("--save-dir: missing value");
+      save_dir = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
   v1::GetJobRequest req;
   req.set_job_id(one_positional(args, "result", "job id"));
   req.set_include_result(true);
   const bool pretty = has_flag(args, "--pretty");
+  if (!save_dir.empty()) prepare_save_dir(save_dir);
   v1::Job job;
   auto stub = v1::Basin::NewStub(open_channel(c));
   auto ctx = make_context(c);
@@ -307,12 +339,20 @@ int cmd_result(const Connection& c, const std::vector<std::string>& args) {
                 msg);
   }
   // One JSON object per checkpoint (one line each unless --pretty): the --local contract.
+  if (!save_dir.empty() && job.result().results_size() != 1)
+    invalid_argument("--save-dir: job " + job.id() + " has " + std::to_string(job.result().results_size()) +
+                     " results (checkpoints); it writes the files of one");
   for (const v1::AnalysisResult& r : job.result().results()) {
     AnalysisResult result = wire::result_from_proto(r);
     // A job's queue time is submission to start; its total, submission to finish (server clock).
     result.provenance.queue_ms = double(job.started_unix_ms() - job.created_unix_ms());
     result.provenance.total_ms = double(job.finished_unix_ms() - job.created_unix_ms());
-    std::cout << result_to_json(result, pretty ? 2 : -1) << std::endl;
+    const std::string json = result_to_json(result, pretty ? 2 : -1);
+    if (!save_dir.empty()) {
+      download_vectors(*stub, c, result);
+      write_save_dir(save_dir, result, json);
+    }
+    std::cout << json << std::endl;
   }
   return 0;
 }
@@ -395,7 +435,8 @@ std::string remote_usage() {
          "  basin watch ID                               progress bar; exit 0 when it succeeded\n"
          "  basin jobs [--state queued,running,...] [--limit N] [--json]\n"
          "  basin cancel ID\n"
-         "  basin result ID [--json] [--pretty]         the --local JSON, one line per checkpoint\n"
+         "  basin result ID [--json] [--pretty] [--save-dir DIR]   the --local JSON, one line per checkpoint;\n"
+         "                                               --save-dir writes result.json and the --vectors files\n"
          "  basin info [--json]\n"
          "  basin health [--service NAME]               exit 0 only when SERVING\n";
 }
@@ -427,6 +468,8 @@ int remote_analyze(AnalyzeOptions& o) {
     results.back().provenance.queue_ms = resp.queue_ms();
     results.back().provenance.total_ms = resp.total_ms();
   }
+  if (!o.save_dir.empty())
+    for (AnalysisResult& r : results) download_vectors(*stub, c, r);
   print_results(o, results);
   return 0;
 }

@@ -50,6 +50,20 @@ lapack_int gesdd_impl(int64_t m, int64_t n, double* a, double* s) {
 lapack_int gesdd_impl(int64_t m, int64_t n, float* a, float* s) {
   return LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', m, n, a, m, s, nullptr, 1, nullptr, 1);
 }
+lapack_int syevd_vectors_impl(int64_t n, double* a, double* w) {
+  return LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', n, a, n, w);
+}
+lapack_int syevd_vectors_impl(int64_t n, float* a, float* w) {
+  return LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'U', n, a, n, w);
+}
+lapack_int gesdd_vectors_impl(char jobz, int64_t m, int64_t n, double* a, double* s, double* u, int64_t ldu,
+                              double* vt, int64_t ldvt) {
+  return LAPACKE_dgesdd(LAPACK_COL_MAJOR, jobz, m, n, a, m, s, u, ldu, vt, ldvt);
+}
+lapack_int gesdd_vectors_impl(char jobz, int64_t m, int64_t n, float* a, float* s, float* u, int64_t ldu,
+                              float* vt, int64_t ldvt) {
+  return LAPACKE_sgesdd(LAPACK_COL_MAJOR, jobz, m, n, a, m, s, u, ldu, vt, ldvt);
+}
 lapack_int gelqf_impl(int64_t m, int64_t n, double* a, double* tau) {
   return LAPACKE_dgelqf(LAPACK_COL_MAJOR, m, n, a, m, tau);
 }
@@ -223,6 +237,35 @@ class CpuBackend final : public Backend<T> {
     require_finite(a, static_cast<size_t>(m * n), "Jacobian handed to the SVD");
     // Row-major m×n A is column-major n×m Aᵀ.
     BASIN_LAPACK_CHECK(gesdd_impl(n, m, a, s.data()));
+    return s;  // LAPACK: descending
+  }
+  std::vector<T> symmetric_eigensystem(int64_t n, T* a) override {
+    std::vector<T> w(static_cast<size_t>(n));
+    if (n == 0) return w;
+    require_finite(a, static_cast<size_t>(n * n), "matrix handed to the eigen-solver");
+    // Column-major upper triangle in, column-major eigenvectors out: column j of the
+    // column-major V is row j of the row-major buffer, i.e. the buffer is Vᵀ row-major.
+    BASIN_LAPACK_CHECK(syevd_vectors_impl(n, a, w.data()));
+    // LAPACK: ascending; the contract: descending, rows in the same order.
+    std::reverse(w.begin(), w.end());
+    for (int64_t i = 0, j = n - 1; i < j; ++i, --j) std::swap_ranges(a + i * n, a + (i + 1) * n, a + j * n);
+    return w;
+  }
+  std::vector<T> singular_value_decomposition(int64_t m, int64_t n, T* a, T* u, T* vt, bool full_v) override {
+    const int64_t p = std::min(m, n);
+    std::vector<T> s(static_cast<size_t>(p));
+    if (p == 0) return s;
+    require_finite(a, static_cast<size_t>(m * n), "Jacobian handed to the SVD");
+    // Row-major A [m×n] is column-major Aᵀ [n×m] = V·Σ·Uᵀ. LAPACK's "U" of Aᵀ (n × p, or n × n
+    // with jobz 'A') is V column-major = Vᵀ row-major (ld n): `vt` as it is. Its "VT" (p × m,
+    // ld p) is Uᵀ column-major = U row-major [m×p]: `u` as it is. No copies.
+    const char jobz = full_v && n > m ? 'A' : 'S';
+    std::vector<T> u_scratch;
+    if (u == nullptr) {
+      u_scratch.resize(static_cast<size_t>(m * p));
+      u = u_scratch.data();
+    }
+    BASIN_LAPACK_CHECK(gesdd_vectors_impl(jobz, n, m, a, s.data(), vt, n, u, p));
     return s;  // LAPACK: descending
   }
   void qr_r(int64_t m, int64_t n, T* a) override {

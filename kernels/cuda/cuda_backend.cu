@@ -128,6 +128,10 @@ __global__ void transpose(int64_t count, int64_t rows, int64_t cols, const T* sr
   BASIN_FOR_EACH_INDEX(idx, count) transpose_element(idx, rows, cols, src, dst);
 }
 template <class T>
+__global__ void reverse_rows(int64_t count, int64_t rows, int64_t cols, const T* src, T* dst) {
+  BASIN_FOR_EACH_INDEX(idx, count) reverse_rows_element(idx, rows, cols, src, dst);
+}
+template <class T>
 __global__ void qr_r_row_major(int64_t count, int64_t m, int64_t n, const T* qr, T* a) {
   BASIN_FOR_EACH_INDEX(idx, count) qr_r_row_major_element(idx, m, n, qr, a);
 }
@@ -415,33 +419,7 @@ class CudaBackend final : public Backend<T> {
   }
 
   // ---- solvers ----
-  std::vector<T> symmetric_eigenvalues(int64_t n, T* a) override {
-    std::vector<T> w(static_cast<size_t>(n));
-    if (n == 0) return w;
-    ctx_.activate();
-    require_finite(a, n * n, "matrix handed to the eigen-solver");
-    constexpr cudaDataType dt = data_type<T>();
-    // Row-major lower triangle = column-major upper triangle (lda = n: A is contiguous).
-    const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;
-    Scratch w_dev(ctx_, w.size() * sizeof(T));
-    Scratch info_dev(ctx_, sizeof(int));
-    size_t device_bytes = 0, host_bytes = 0;
-    BASIN_CUSOLVER_CHECK(cusolverDnXsyevd_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(),
-                                                     CUSOLVER_EIG_MODE_NOVECTOR, uplo, n, dt, a, n, dt,
-                                                     w_dev.as<T>(), dt, &device_bytes, &host_bytes));
-    Scratch work(ctx_, device_bytes);
-    std::vector<char> host_work(host_bytes);
-    BASIN_CUSOLVER_CHECK(cusolverDnXsyevd(ctx_.cusolver(), ctx_.cusolver_params(), CUSOLVER_EIG_MODE_NOVECTOR,
-                                          uplo, n, dt, a, n, dt, w_dev.as<T>(), dt, work.as<void>(),
-                                          device_bytes, host_work.empty() ? nullptr : host_work.data(),
-                                          host_bytes, info_dev.as<int>()));
-    check_info(info_dev, "cusolverDnXsyevd", n, n);
-    BASIN_CUDA_CHECK(cudaMemcpyAsync(w.data(), w_dev.as<T>(), w.size() * sizeof(T), cudaMemcpyDeviceToHost,
-                                     ctx_.stream()));
-    ctx_.synchronize();
-    std::reverse(w.begin(), w.end());  // cuSOLVER: ascending; the contract: descending
-    return w;
-  }
+  std::vector<T> symmetric_eigenvalues(int64_t n, T* a) override { return syevd(CUSOLVER_EIG_MODE_NOVECTOR, n, a); }
 
   // Many small symmetric problems at once (the Grams of the checkpoints of a training run):
   //   n ≤ 32: syevjBatched (Jacobi, one thread block per matrix; cuSOLVER's size limit is 32),
@@ -547,6 +525,89 @@ class CudaBackend final : public Backend<T> {
     return s;  // cuSOLVER: descending, as the contract
   }
 
+  // Eigenpairs of a symmetric matrix (--vectors hessian): cusolverDnXsyevd with
+  // CUSOLVER_EIG_MODE_VECTOR on the column-major upper triangle (= the row-major lower one).
+  // The column-major eigenvectors it leaves in A are row-major Vᵀ, ascending; the rows are
+  // reversed through a scratch copy to match the descending eigenvalues.
+  std::vector<T> symmetric_eigensystem(int64_t n, T* a) override {
+    std::vector<T> w = syevd(CUSOLVER_EIG_MODE_VECTOR, n, a);
+    if (n == 0) return w;
+    Scratch ascending(ctx_, static_cast<size_t>(n * n) * sizeof(T));
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(ascending.as<T>(), a, static_cast<size_t>(n * n) * sizeof(T),
+                                     cudaMemcpyDeviceToDevice, ctx_.stream()));
+    BASIN_LAUNCH(kernels::reverse_rows<T>, n * n, ctx_.stream(), n, n, ascending.as<T>(), a);
+    ctx_.synchronize();
+    return w;
+  }
+
+  // SVD with vectors (--vectors jacobian_*, ggn), by cusolverDnXgesvd (rows ≥ cols only):
+  //   n ≥ m: the column-major view of A is Aᵀ [n×m] = V·Σ·Uᵀ, decomposed in place; gesvd's "U"
+  //          (n×p, or n×n with jobu 'A', ld n) is V column-major = row-major Vᵀ, i.e. `vt`;
+  //          its "VT" (m×m, ld m) is Uᵀ column-major = row-major U, i.e. `u`. No copies.
+  //   n < m: A is transposed into a column-major A [m×n] = U·Σ·Vᵀ; gesvd's U (m×n, ld m) and
+  //          VT (n×n, ld n) are column-major and transposed back into row-major `u` and `vt`.
+  std::vector<T> singular_value_decomposition(int64_t m, int64_t n, T* a, T* u, T* vt, bool full_v) override {
+    const int64_t p = std::min(m, n);
+    std::vector<T> s(static_cast<size_t>(p));
+    if (p == 0) return s;
+    ctx_.activate();
+    require_finite(a, m * n, "Jacobian handed to the SVD");
+    constexpr cudaDataType dt = data_type<T>();
+    const GesvdShape shape = gesvd_shape_for_row_major(m, n);
+    const int64_t rows = shape.rows, cols = shape.cols, ld = shape.ld;
+    std::unique_ptr<Scratch> transposed, u_col, vt_col;
+    T* mat = a;
+    T* u_out = nullptr;   // gesvd's U
+    T* vt_out = nullptr;  // gesvd's VT
+    signed char jobu = 'N', jobvt = 'N';
+    if (shape.transpose) {
+      transposed = std::make_unique<Scratch>(ctx_, static_cast<size_t>(m * n) * sizeof(T));
+      mat = transposed->as<T>();
+      BASIN_LAUNCH(kernels::transpose<T>, m * n, ctx_.stream(), m, n, a, mat);
+      if (u != nullptr) {
+        u_col = std::make_unique<Scratch>(ctx_, static_cast<size_t>(m * n) * sizeof(T));
+        u_out = u_col->as<T>();
+        jobu = 'S';
+      }
+      vt_col = std::make_unique<Scratch>(ctx_, static_cast<size_t>(n * n) * sizeof(T));
+      vt_out = vt_col->as<T>();
+      jobvt = 'S';
+    } else {
+      u_out = vt;
+      jobu = full_v ? 'A' : 'S';
+      if (u != nullptr) {
+        vt_out = u;
+        jobvt = 'S';
+      }
+    }
+    const int64_t ldu = rows, ldvt = cols;
+    Scratch s_dev(ctx_, s.size() * sizeof(T));
+    Scratch info_dev(ctx_, sizeof(int));
+    size_t device_bytes = 0, host_bytes = 0;
+    BASIN_CUSOLVER_CHECK(cusolverDnXgesvd_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(), jobu, jobvt, rows, cols,
+                                                     dt, mat, ld, dt, s_dev.as<T>(), dt, u_out, ldu, dt, vt_out, ldvt,
+                                                     dt, &device_bytes, &host_bytes));
+    {
+      Scratch work(ctx_, device_bytes);
+      std::vector<char> host_work(host_bytes);
+      BASIN_CUSOLVER_CHECK(cusolverDnXgesvd(ctx_.cusolver(), ctx_.cusolver_params(), jobu, jobvt, rows, cols, dt, mat,
+                                            ld, dt, s_dev.as<T>(), dt, u_out, ldu, dt, vt_out, ldvt, dt,
+                                            work.as<void>(), device_bytes,
+                                            host_work.empty() ? nullptr : host_work.data(), host_bytes,
+                                            info_dev.as<int>()));
+      check_info(info_dev, "cusolverDnXgesvd", rows, cols);
+    }
+    if (shape.transpose) {
+      // Column-major U [m×n] is row-major Uᵀ [n×m]; column-major VT [n×n] is row-major V.
+      if (u != nullptr) BASIN_LAUNCH(kernels::transpose<T>, m * n, ctx_.stream(), n, m, u_out, u);
+      BASIN_LAUNCH(kernels::transpose<T>, n * n, ctx_.stream(), n, n, vt_out, vt);
+    }
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(s.data(), s_dev.as<T>(), s.size() * sizeof(T), cudaMemcpyDeviceToHost,
+                                     ctx_.stream()));
+    ctx_.synchronize();
+    return s;
+  }
+
   void qr_r(int64_t m, int64_t n, T* a) override {
     if (n == 0) return;
     ctx_.activate();
@@ -575,6 +636,36 @@ class CudaBackend final : public Backend<T> {
   }
 
  private:
+  // cusolverDnXsyevd on the symmetric matrix whose row-major lower triangle (= column-major upper
+  // triangle, lda = n: A is contiguous) is in A; eigenvalues returned descending (cuSOLVER:
+  // ascending). With CUSOLVER_EIG_MODE_VECTOR, A then holds the column-major eigenvectors in
+  // cuSOLVER's ascending order.
+  std::vector<T> syevd(cusolverEigMode_t mode, int64_t n, T* a) {
+    std::vector<T> w(static_cast<size_t>(n));
+    if (n == 0) return w;
+    ctx_.activate();
+    require_finite(a, n * n, "matrix handed to the eigen-solver");
+    constexpr cudaDataType dt = data_type<T>();
+    const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;
+    Scratch w_dev(ctx_, w.size() * sizeof(T));
+    Scratch info_dev(ctx_, sizeof(int));
+    size_t device_bytes = 0, host_bytes = 0;
+    BASIN_CUSOLVER_CHECK(cusolverDnXsyevd_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(), mode, uplo, n, dt, a, n,
+                                                     dt, w_dev.as<T>(), dt, &device_bytes, &host_bytes));
+    Scratch work(ctx_, device_bytes);
+    std::vector<char> host_work(host_bytes);
+    BASIN_CUSOLVER_CHECK(cusolverDnXsyevd(ctx_.cusolver(), ctx_.cusolver_params(), mode, uplo, n, dt, a, n, dt,
+                                          w_dev.as<T>(), dt, work.as<void>(), device_bytes,
+                                          host_work.empty() ? nullptr : host_work.data(), host_bytes,
+                                          info_dev.as<int>()));
+    check_info(info_dev, "cusolverDnXsyevd", n, n);
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(w.data(), w_dev.as<T>(), w.size() * sizeof(T), cudaMemcpyDeviceToHost,
+                                     ctx_.stream()));
+    ctx_.synchronize();
+    std::reverse(w.begin(), w.end());  // cuSOLVER: ascending; the contract: descending
+    return w;
+  }
+
   // Same check, same error as the CPU backend: an assembly that overflowed (huge but finite
   // inputs) must be reported as such, not as a solver failure.
   void require_finite(const T* a, int64_t count, const char* what) {

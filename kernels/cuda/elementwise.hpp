@@ -190,6 +190,14 @@ BASIN_HD inline void transpose_element(int64_t idx, int64_t rows, int64_t cols, 
   dst[idx] = src[r * cols + c];
 }
 
+// dst[i, :] = src[rows − 1 − i, :] for src, dst [rows×cols] contiguous; idx enumerates dst.
+// The solvers return eigenpairs ascending; Basin's contract is descending, rows in that order.
+template <class T>
+BASIN_HD inline void reverse_rows_element(int64_t idx, int64_t rows, int64_t cols, const T* src, T* dst) {
+  const int64_t i = idx / cols, j = idx - i * cols;
+  dst[idx] = src[(rows - 1 - i) * cols + j];
+}
+
 // R of a QR, back to row-major: qr is cuSOLVER geqrf's output, column-major [m×n] (ld = m) with R
 // in its upper triangle (Householder vectors below it); idx enumerates the row-major R [n×n]
 // (the first n rows of a [m×n], contiguous): a[i, j] = R[i, j] for j ≥ i, 0 below the diagonal.

@@ -14,6 +14,7 @@
 #include "network.hpp"
 #include "provenance.hpp"
 #include "spectrum.hpp"
+#include "vectors.hpp"
 
 namespace basin {
 namespace {
@@ -383,6 +384,7 @@ class Engine {
         js.gap = ri.gap;
         js.level_set_dim = N - ri.rank;
         if (req_.want.jacobian) res.jacobian = js;
+        if (req_.vectors.jacobian()) add_jacobian_vectors(b, js.rank, res);
       }
       if (req_.want.ggn) {
         // GGN = G̃ᵀG̃ with G̃ = SᵀG, so its eigenvalues are σ(G̃)² and its tolerance is the
@@ -403,7 +405,10 @@ class Engine {
         gs.rank = ri.rank;
         gs.tolerance = ri.tolerance;
         res.ggn = gs;
+        if (req_.vectors.ggn) add_ggn_vectors(b, terms[b], static_cast<int64_t>(gs.eigenvalues.size()), res);
       }
+      if (hessian_vectors_) res.vectors.push_back(std::move(*hessian_vectors_));
+      hessian_vectors_.reset();
       progress(Stage::kSolve, 1);
     }
     current_ = B - 1;
@@ -645,7 +650,8 @@ class Engine {
     progress(Stage::kSolve, 0.5);
     t0 = std::chrono::steady_clock::now();
     HessianSpectrum hs;
-    hs.eigenvalues = to_double(be_.symmetric_eigenvalues(N, h.get()));
+    hs.eigenvalues = req_.vectors.hessian ? hessian_eigensystem(N, h.get())
+                                          : to_double(be_.symmetric_eigenvalues(N, h.get()));
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
     timings.solve_ms += elapsed_ms(t0);
     // ‖H − GGN‖/‖H‖ is undefined (reported as null) when H = 0, e.g. cross-entropy with k = 1.
@@ -657,6 +663,37 @@ class Engine {
     hs.rank = ri.rank;
     hs.tolerance = ri.tolerance;
     return hs;
+  }
+
+  // ---- --vectors (kernels/src/vectors.cpp); checkpoint batches are refused, so b is 0 ----
+  // G's bases from the SVD of the materialised G, cut at the reported rank.
+  void add_jacobian_vectors(size_t b, int64_t rank, AnalysisResult& res) {
+    const int64_t m = req_.num_examples * req_.model.output_dim(), N = req_.model.num_params();
+    load(b);
+    auto t0 = std::chrono::steady_clock::now();
+    Buffer<T> g = net_.jacobian(identity_seeds_, req_.model.output_dim());
+    std::vector<VectorArray> bases = jacobian_bases(be_, g.get(), m, N, rank, req_.vectors);
+    for (VectorArray& a : bases) res.vectors.push_back(std::move(a));
+    res.timings.solve_ms += elapsed_ms(t0);
+  }
+  // GGN eigenvectors: the right singular vectors of G̃ = SᵀG, seeded by the loss factor's rows
+  // (r = seeds / (n·k) rows per example).
+  void add_ggn_vectors(size_t b, const LossTerms& terms, int64_t count, AnalysisResult& res) {
+    const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t r = static_cast<int64_t>(terms.factor_seeds.size()) / (n * k);
+    load(b);
+    auto t0 = std::chrono::steady_clock::now();
+    Buffer<T> g = net_.jacobian(cast(terms.factor_seeds), r);
+    res.vectors.push_back(ggn_eigenvectors(be_, g.get(), n * r, N, count, req_.vectors.k));
+    res.timings.solve_ms += elapsed_ms(t0);
+  }
+  // H's eigenvalues with its eigenvectors (kept for the result until pass 2 appends them).
+  std::vector<double> hessian_eigensystem(int64_t N, T* h) {
+    const std::vector<double> values = to_double(be_.symmetric_eigensystem(N, h));
+    std::vector<T> rows(static_cast<size_t>(N * N));
+    be_.download(rows.data(), h, rows.size());
+    hessian_vectors_ = hessian_eigenvectors(to_double(rows), N, req_.vectors.k);
+    return values;
   }
 
   const AnalysisRequest& req_;
@@ -674,6 +711,7 @@ class Engine {
   // Hessians) is the first 90 %, pass 2 (batched solves' results, refinements) the rest.
   std::array<double, 2> progress_span_{0.0, 0.9};
   int64_t loaded_ = -1;    // the checkpoint whose forward pass the network holds
+  std::optional<VectorArray> hessian_vectors_;  // --vectors hessian, from pass 1
 };
 
 template <class T>
@@ -775,6 +813,7 @@ void validate_request_except_params(const AnalysisRequest& r) {
                        ", over the limit of " + human_bytes(double(r.limits.max_memory_bytes)) +
                        " (n·k = " + std::to_string(m) + ", N = " + std::to_string(N) +
                        "); use fewer examples, --dtype float32, or raise --max-memory");
+  validate_vectors(r, 1);
 }
 }  // namespace
 
@@ -808,6 +847,7 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   for (size_t b = 0; b < checkpoints.size(); ++b)
     validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
   validate_request_except_params(request);
+  validate_vectors(request, checkpoints.size());
   std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)
                                                                           : run_with<double>(request, checkpoints, control);
   fill_provenance(request, checkpoints, started, ms_since(t0), results);

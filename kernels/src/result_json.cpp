@@ -96,6 +96,13 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
       rows.push_back(numbers(std::vector<double>(r.outputs.begin() + i * k, r.outputs.begin() + (i + 1) * k)));
     doc["outputs"] = rows;
   }
+  if (!r.vectors.empty()) {
+    // --vectors: the .npy files beside result.json (--save-dir), by relative name.
+    json files = json::object();
+    for (const VectorArray& v : r.vectors)
+      files[v.name] = {{"file", v.name + ".npy"}, {"shape", v.shape}, {"dtype", "float64"}, {"indices", v.indices}};
+    doc["files"] = files;
+  }
   doc["timings_ms"] = {{"forward", r.timings.forward_ms},
                        {"jacobian", r.timings.jacobian_ms},
                        {"solve", r.timings.solve_ms},

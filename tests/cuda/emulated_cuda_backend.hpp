@@ -216,9 +216,76 @@ class EmulatedCudaBackend final : public Backend<T> {
     for_each_index(n * n, [&](int64_t i) { cuda::qr_r_row_major_element(i, m, n, qr.data(), a); });
   }
 
+  std::vector<T> symmetric_eigensystem(int64_t n, T* a) override {
+    // cusolverDnXsyevd (vector mode) = LAPACK syevd 'V' on the column-major upper triangle;
+    // then the CUDA backend's scratch copy and reverse_rows kernel.
+    std::vector<T> w(static_cast<size_t>(n));
+    if (n == 0) return w;
+    EXPECT_EQ(syevd(n, a, w.data()), 0);
+    std::vector<T> ascending(a, a + n * n);
+    for_each_index(n * n, [&](int64_t i) { cuda::reverse_rows_element(i, n, n, ascending.data(), a); });
+    std::reverse(w.begin(), w.end());
+    return w;
+  }
+  std::vector<T> singular_value_decomposition(int64_t m, int64_t n, T* a, T* u, T* vt, bool full_v) override {
+    // The CUDA backend's orientation logic, with LAPACK's gesvd for cusolverDnXgesvd (same
+    // arguments: column-major rows×cols, ld, jobu/jobvt, ldu = rows, ldvt = cols).
+    const int64_t p = std::min(m, n);
+    std::vector<T> s(static_cast<size_t>(p));
+    if (p == 0) return s;
+    const cuda::GesvdShape shape = cuda::gesvd_shape_for_row_major(m, n);
+    EXPECT_GE(shape.rows, shape.cols);
+    std::vector<T> transposed, u_col, vt_col;
+    T* mat = a;
+    T* u_out = nullptr;
+    T* vt_out = nullptr;
+    char jobu = 'N', jobvt = 'N';
+    if (shape.transpose) {
+      transposed.resize(static_cast<size_t>(m * n));
+      for_each_index(m * n, [&](int64_t i) { cuda::transpose_element(i, m, n, a, transposed.data()); });
+      mat = transposed.data();
+      if (u != nullptr) {
+        u_col.resize(static_cast<size_t>(m * n));
+        u_out = u_col.data();
+        jobu = 'S';
+      }
+      vt_col.resize(static_cast<size_t>(n * n));
+      vt_out = vt_col.data();
+      jobvt = 'S';
+    } else {
+      u_out = vt;
+      jobu = full_v ? 'A' : 'S';
+      if (u != nullptr) {
+        vt_out = u;
+        jobvt = 'S';
+      }
+    }
+    T dummy = T(0);
+    EXPECT_EQ(gesvd(jobu, jobvt, shape.rows, shape.cols, mat, shape.ld, s.data(), u_out ? u_out : &dummy, shape.rows,
+                    vt_out ? vt_out : &dummy, shape.cols),
+              0);
+    if (shape.transpose) {
+      if (u != nullptr) for_each_index(m * n, [&](int64_t i) { cuda::transpose_element(i, n, m, u_out, u); });
+      for_each_index(n * n, [&](int64_t i) { cuda::transpose_element(i, n, n, vt_out, vt); });
+    }
+    return s;
+  }
+
   int live_allocations() const { return live_; }
 
  private:
+  static lapack_int syevd(int64_t n, double* a, double* w) { return LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', n, a, n, w); }
+  static lapack_int syevd(int64_t n, float* a, float* w) { return LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'U', n, a, n, w); }
+  static lapack_int gesvd(char jobu, char jobvt, int64_t rows, int64_t cols, double* a, int64_t ld, double* s,
+                          double* u, int64_t ldu, double* vt, int64_t ldvt) {
+    std::vector<double> superb(static_cast<size_t>(std::max<int64_t>(std::min(rows, cols), 2)));
+    return LAPACKE_dgesvd(LAPACK_COL_MAJOR, jobu, jobvt, rows, cols, a, ld, s, u, ldu, vt, ldvt, superb.data());
+  }
+  static lapack_int gesvd(char jobu, char jobvt, int64_t rows, int64_t cols, float* a, int64_t ld, float* s, float* u,
+                          int64_t ldu, float* vt, int64_t ldvt) {
+    std::vector<float> superb(static_cast<size_t>(std::max<int64_t>(std::min(rows, cols), 2)));
+    return LAPACKE_sgesvd(LAPACK_COL_MAJOR, jobu, jobvt, rows, cols, a, ld, s, u, ldu, vt, ldvt, superb.data());
+  }
   static lapack_int geqrf(int64_t m, int64_t n, double* a, double* tau) {
     return LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau);
   }

@@ -319,6 +319,106 @@ TYPED_TEST(CudaPrimitives, SingularValuesBothOrientations) {
   }
 }
 
+// Rows of `b` flipped to match the sign of the same rows of `a` (eigen/singular vectors are
+// unique only up to sign when the values are distinct), both [rows×cols] row-major.
+template <class T>
+std::vector<double> align_row_signs(const std::vector<T>& a, std::vector<T> b, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i) {
+    double dot = 0;
+    for (int64_t j = 0; j < cols; ++j) dot += double(a[i * cols + j]) * double(b[i * cols + j]);
+    if (dot < 0)
+      for (int64_t j = 0; j < cols; ++j) b[i * cols + j] = -b[i * cols + j];
+  }
+  return widen(b);
+}
+
+// --vectors hessian: eigenvectors as rows, descending, matching the CPU's up to sign; on the
+// GPU's own result also ‖A·v − λ·v‖ small.
+TYPED_TEST(CudaPrimitives, SymmetricEigensystemMatchesUpToSigns) {
+  using T = TypeParam;
+  for (int64_t n : {1, 2, 57, 200}) {
+    const std::string what = "symmetric_eigensystem n=" + std::to_string(n);
+    std::vector<T> a = random_values<T>(n * n, 120 + n);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) a[i * n + j] = a[j * n + i];  // the full symmetric matrix, for A·v
+    std::vector<T> v_cpu = a, v_gpu = a;
+    const std::vector<T> w_cpu = this->cpu->symmetric_eigensystem(n, v_cpu.data());
+    Buffer<T> buf(*this->gpu, v_gpu.size());
+    this->gpu->upload(buf.get(), v_gpu.data(), v_gpu.size());
+    const std::vector<T> w_gpu = this->gpu->symmetric_eigensystem(n, buf.get());
+    this->gpu->download(v_gpu.data(), buf.get(), v_gpu.size());
+    EXPECT_TRUE(std::is_sorted(w_gpu.rbegin(), w_gpu.rend())) << what << ": descending";
+    expect_close(widen(w_cpu), widen(w_gpu), tolerance<T>(), what + " values");
+    expect_close(widen(v_cpu), align_row_signs(v_cpu, v_gpu, n, n), 10 * tolerance<T>(), what + " vectors");
+    double lmax = 0, worst = 0;
+    for (T w : w_gpu) lmax = std::max(lmax, std::fabs(double(w)));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < n; ++i) {
+        double av = 0;
+        for (int64_t c = 0; c < n; ++c) av += double(a[i * n + c]) * double(v_gpu[j * n + c]);
+        worst = std::max(worst, std::fabs(av - double(w_gpu[j]) * double(v_gpu[j * n + i])));
+      }
+    EXPECT_LE(worst, 10 * tolerance<T>() * std::max(lmax, 1.0)) << what << ": ‖A·v − λ·v‖";
+  }
+}
+
+// --vectors jacobian_*: U and Vᵀ (thin, and full V for the null space of a wide A) in both
+// orientations of gesvd, matching the CPU's up to the sign of each singular pair; on the GPU's
+// own result A = U·Σ·Vᵀ and A·v = 0 for the rows of Vᵀ beyond min(m, n).
+TYPED_TEST(CudaPrimitives, SingularValueDecompositionBothOrientations) {
+  using T = TypeParam;
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{12, 80}, {80, 12}, {33, 33}, {1, 7}, {7, 1}}) {
+    for (bool full : {false, true}) {
+      const std::string what = "singular_value_decomposition " + std::to_string(m) + "x" + std::to_string(n) +
+                               (full ? " full" : " thin");
+      const int64_t p = std::min(m, n), v_rows = full ? n : p;
+      const std::vector<T> a = random_values<T>(m * n, 140 + m * n);
+      std::vector<T> out[2][2];  // [backend][u, vt]
+      std::vector<T> sigma[2];
+      Backend<T>* backends[2] = {this->cpu.get(), this->gpu.get()};
+      for (int b = 0; b < 2; ++b) {
+        Buffer<T> a_dev(*backends[b], a.size()), u(*backends[b], static_cast<size_t>(m * p)),
+            vt(*backends[b], static_cast<size_t>(v_rows * n));
+        backends[b]->upload(a_dev.get(), a.data(), a.size());
+        sigma[b] = backends[b]->singular_value_decomposition(m, n, a_dev.get(), u.get(), vt.get(), full);
+        out[b][0].resize(u.size());
+        out[b][1].resize(vt.size());
+        backends[b]->download(out[b][0].data(), u.get(), u.size());
+        backends[b]->download(out[b][1].data(), vt.get(), vt.size());
+      }
+      expect_close(widen(sigma[0]), widen(sigma[1]), tolerance<T>(), what + " values");
+      // Align the GPU's pairs (u_j, v_j) with the CPU's by the sign of v_j·v_j(cpu).
+      std::vector<T>& u_gpu = out[1][0];
+      std::vector<T>& vt_gpu = out[1][1];
+      for (int64_t j = 0; j < p; ++j) {
+        double dot = 0;
+        for (int64_t c = 0; c < n; ++c) dot += double(out[0][1][j * n + c]) * double(vt_gpu[j * n + c]);
+        if (dot >= 0) continue;
+        for (int64_t c = 0; c < n; ++c) vt_gpu[j * n + c] = -vt_gpu[j * n + c];
+        for (int64_t i = 0; i < m; ++i) u_gpu[i * p + j] = -u_gpu[i * p + j];
+      }
+      expect_close(widen(out[0][0]), widen(u_gpu), 10 * tolerance<T>(), what + " U");
+      std::vector<double> vt_cpu_p = widen(out[0][1]), vt_gpu_p = widen(vt_gpu);
+      vt_cpu_p.resize(static_cast<size_t>(p * n));
+      vt_gpu_p.resize(static_cast<size_t>(p * n));
+      expect_close(vt_cpu_p, vt_gpu_p, 10 * tolerance<T>(), what + " Vᵀ (first min(m, n) rows)");
+      std::vector<double> rebuilt(static_cast<size_t>(m * n), 0.0), zero;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t c = 0; c < n; ++c)
+          for (int64_t j = 0; j < p; ++j)
+            rebuilt[i * n + c] += double(u_gpu[i * p + j]) * double(sigma[1][j]) * double(vt_gpu[j * n + c]);
+      expect_close(widen(a), rebuilt, 10 * tolerance<T>(), what + " A = U·Σ·Vᵀ");
+      for (int64_t j = p; j < v_rows; ++j)  // the null space of a wide A
+        for (int64_t i = 0; i < m; ++i) {
+          double av = 0;
+          for (int64_t c = 0; c < n; ++c) av += double(a[i * n + c]) * double(vt_gpu[j * n + c]);
+          zero.push_back(av);
+        }
+      expect_close(std::vector<double>(zero.size(), 0.0), zero, 10 * tolerance<T>(), what + " A·V_null", 1.0);
+    }
+  }
+}
+
 // R of A = QR (TSQR's step), A row-major [m×n], m ≥ n. R is unique only up to the signs of its
 // rows (the CPU takes an LQ of the column-major view, the GPU a geqrf of a transposed copy), so
 // |R| is compared element by element; on the GPU's R also RᵀR = AᵀA and the exact zeros below
@@ -545,6 +645,70 @@ TEST_P(GpuParity, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Analyze, GpuParity, ::testing::ValuesIn(parity_cases()),
                          [](const ::testing::TestParamInfo<ParityCase>& info) { return info.param.name; });
+
+// --vectors through the engine: the bases and eigenvectors agree with the CPU's (the sign
+// convention makes them comparable entry by entry where the values are distinct; the null basis,
+// unique only as a subspace, by its projector V·Vᵀ), for a wide and a tall G.
+TEST(GpuParityVectors, BasesAndEigenvectorsMatchCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  const Model model = architectures()[2].model;
+  const int64_t N = model.num_params(), k = model.output_dim();
+  for (const int64_t n : {std::max<int64_t>(2, N / (3 * k)), 2 * N / k + 3}) {
+    ParityCase c{"vectors", model, n, Loss::kCrossEntropy, Method::kAuto, DType::kFloat64, N <= 600};
+    AnalysisRequest request = make_request(c, 123 + n);
+    request.vectors.jacobian_row = request.vectors.jacobian_null = request.vectors.jacobian_left = true;
+    request.vectors.ggn = true;
+    request.vectors.hessian = c.hessian;
+    request.device = Device::kCpu;
+    const AnalysisResult cpu = analyze(request);
+    request.device = Device::kCuda;
+    const AnalysisResult gpu = analyze(request);
+    ASSERT_EQ(cpu.vectors.size(), gpu.vectors.size());
+    for (size_t a = 0; a < cpu.vectors.size(); ++a) {
+      const VectorArray& x = cpu.vectors[a];
+      const VectorArray& y = gpu.vectors[a];
+      const std::string what = x.name + " n=" + std::to_string(n);
+      ASSERT_EQ(x.name, y.name);
+      ASSERT_EQ(x.shape, y.shape) << what;
+      if (x.name == "jacobian_row_basis" || x.name == "jacobian_left_basis") {
+        expect_close(x.data, y.data, 1e-8, what);
+        continue;
+      }
+      if (x.name != "jacobian_null_basis") {
+        // Eigenvectors are unique (up to sign) only for a simple eigenvalue: compare the columns
+        // whose eigenvalue is separated from every other by 1e-6·max|λ| (the GGN's and H's
+        // zero clusters are not).
+        const std::vector<double>& lambda = x.name == "ggn_eigenvectors" ? cpu.ggn->eigenvalues : cpu.hessian->eigenvalues;
+        double scale = 0;
+        for (double l : lambda) scale = std::max(scale, std::fabs(l));
+        std::vector<double> cx, cy;
+        for (int64_t j = 0; j < x.shape[1]; ++j) {
+          const double lj = lambda[x.indices[j]];
+          bool simple = true;
+          for (size_t i = 0; i < lambda.size(); ++i)
+            if (static_cast<int64_t>(i) != x.indices[j] && std::fabs(lambda[i] - lj) <= 1e-6 * scale) simple = false;
+          if (!simple) continue;
+          for (int64_t i = 0; i < x.shape[0]; ++i) {
+            cx.push_back(x.data[i * x.shape[1] + j]);
+            cy.push_back(y.data[i * x.shape[1] + j]);
+          }
+        }
+        EXPECT_FALSE(cx.empty()) << what << ": no simple eigenvalue to compare";
+        expect_close(cx, cy, 1e-7, what + " (columns of simple eigenvalues)");
+        continue;
+      }
+      const int64_t rows = x.shape[0], cols = x.shape[1];
+      std::vector<double> px(static_cast<size_t>(rows * rows), 0.0), py(px.size(), 0.0);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < rows; ++j)
+          for (int64_t c2 = 0; c2 < cols; ++c2) {
+            px[i * rows + j] += x.data[i * cols + c2] * x.data[j * cols + c2];
+            py[i * rows + j] += y.data[i * cols + c2] * y.data[j * cols + c2];
+          }
+      expect_close(px, py, 1e-8, what + " projector", 1.0);
+    }
+  }
+}
 
 // Returning G itself (--save-jacobian): the assembled matrix is the same on both backends.
 TEST(GpuParityJacobian, ReturnedJacobianMatchesCpu) {

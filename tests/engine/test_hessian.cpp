@@ -130,20 +130,7 @@ TEST(Ggn, EigenvaluesMatchExplicitGtMG) {
     net.forward();
     const std::vector<double> f = net.outputs();
     const std::vector<double> g = test::download(*be, net.jacobian(test::identity_seeds(n, k), k));
-    std::vector<double> ggn(static_cast<size_t>(N * N), 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      double mx = -1e300, z = 0;
-      for (int64_t c = 0; c < k; ++c) mx = std::max(mx, f[i * k + c]);
-      std::vector<double> p(k);
-      for (int64_t c = 0; c < k; ++c) z += (p[c] = std::exp(f[i * k + c] - mx));
-      for (double& v : p) v /= z;
-      for (int64_t a = 0; a < k; ++a)
-        for (int64_t b = 0; b < k; ++b) {
-          const double mab = ((a == b ? p[a] : 0.0) - p[a] * p[b]) / double(n);
-          for (int64_t s = 0; s < N; ++s)
-            for (int64_t t = 0; t < N; ++t) ggn[s * N + t] += g[(i * k + a) * N + s] * mab * g[(i * k + b) * N + t];
-        }
-    }
+    const std::vector<double> ggn = test::explicit_cross_entropy_ggn(f, g, n, k, N);
     const std::vector<double> ref = eigenvalues_desc(ggn, N);
     ASSERT_EQ(res.ggn->eigenvalues.size(), static_cast<size_t>(std::min(m, N)));
     for (size_t j = 0; j < res.ggn->eigenvalues.size(); ++j)

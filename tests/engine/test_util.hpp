@@ -79,6 +79,27 @@ inline double max_abs(const std::vector<double>& v) {
   return m;
 }
 
+// The cross-entropy GGN Σ_i J_iᵀ M_i J_i [N×N] with M_i = (diag p_i − p_i p_iᵀ)/n built from the
+// softmax of the outputs f [n×k] and G [(n·k)×N] -- independent of the engine's factor S_i.
+inline std::vector<double> explicit_cross_entropy_ggn(const std::vector<double>& f, const std::vector<double>& g,
+                                                      int64_t n, int64_t k, int64_t N) {
+  std::vector<double> ggn(static_cast<size_t>(N * N), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    double mx = -1e300, z = 0;
+    for (int64_t c = 0; c < k; ++c) mx = std::max(mx, f[i * k + c]);
+    std::vector<double> p(k);
+    for (int64_t c = 0; c < k; ++c) z += (p[c] = std::exp(f[i * k + c] - mx));
+    for (double& v : p) v /= z;
+    for (int64_t a = 0; a < k; ++a)
+      for (int64_t b = 0; b < k; ++b) {
+        const double mab = ((a == b ? p[a] : 0.0) - p[a] * p[b]) / double(n);
+        for (int64_t s = 0; s < N; ++s)
+          for (int64_t t = 0; t < N; ++t) ggn[s * N + t] += g[(i * k + a) * N + s] * mab * g[(i * k + b) * N + t];
+      }
+  }
+  return ggn;
+}
+
 const Activation kAllActivations[] = {Activation::kIdentity, Activation::kRelu,    Activation::kLeakyRelu,
                                       Activation::kTanh,     Activation::kSigmoid, Activation::kGelu,
                                       Activation::kSoftplus, Activation::kSilu};

@@ -25,6 +25,7 @@ _DTYPE = {"float64": pb2.COMPUTE_DTYPE_FLOAT64, "float32": pb2.COMPUTE_DTYPE_FLO
 _DEVICE = {None: pb2.DEVICE_UNSPECIFIED, "auto": pb2.DEVICE_AUTO, "cpu": pb2.DEVICE_CPU,
            "cuda": pb2.DEVICE_CUDA}
 _WANTS = ("jacobian", "ggn", "hessian")
+_VECTORS = ("jacobian_row", "jacobian_null", "jacobian_left", "ggn", "hessian")
 _TENSOR_DTYPES = {np.dtype("<f4"): pb2.DTYPE_FLOAT32, np.dtype("<f8"): pb2.DTYPE_FLOAT64,
                   np.dtype("<i4"): pb2.DTYPE_INT32, np.dtype("<i8"): pb2.DTYPE_INT64}
 _FINAL = ("succeeded", "failed", "cancelled")
@@ -369,6 +370,15 @@ class Client:
         self._blobs[blob_id] = resp.blob_id
         return resp.blob_id
 
+    def download(self, blob_id, timeout=None):
+        """The bytes of a blob you own (an upload, or a result's vectors), over DownloadBlob."""
+        try:
+            stream = self._stub.DownloadBlob(pb2.DownloadBlobRequest(blob_id=blob_id),
+                                             timeout=timeout, metadata=self._metadata)
+            return b"".join(msg.chunk for msg in stream)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
+
     def upload_array(self, array, timeout=None):
         """Uploads an array as a .npy blob; returns its id."""
         return self.upload(_npy_bytes(_as_wire_array(array, "array")), timeout=timeout)
@@ -416,7 +426,8 @@ class Client:
 
     # -- analysis ----------------------------------------------------------------------------
     def _build_request(self, model, inputs, targets, loss, reduction, want, method, dtype,
-                       device, rtol, atol, return_jacobian, outputs, timeout, used_blobs):
+                       device, rtol, atol, return_jacobian, outputs, timeout, used_blobs,
+                       vectors=None, vectors_k=0):
         model = to_model(model)
         req = pb2.AnalyzeRequest()
         loss = "none" if loss is None else loss
@@ -431,6 +442,15 @@ class Client:
             req.atol = float(atol)
         req.return_jacobian = bool(return_jacobian)
         req.omit_outputs = not outputs
+        if isinstance(vectors, str):
+            vectors = [w.strip() for w in vectors.split(",") if w.strip()]
+        for w in vectors or ():
+            if w not in _VECTORS:
+                raise ValueError(f"vectors: unknown {w!r}; expected some of {', '.join(_VECTORS)}")
+            req.vectors.append(w)
+        if vectors_k and not vectors:
+            raise ValueError("vectors_k: only with vectors=[...]")
+        req.vectors_k = int(vectors_k or 0)
 
         params = model.params
         if isinstance(model, Sequential):
@@ -498,13 +518,15 @@ class Client:
         results = [Result.from_proto(r) for r in response.results]
         for r in results:
             r.queue_ms, r.total_ms = response.queue_ms, response.total_ms
+            r._fetch = self.download
         if batch is None:
             batch = len(results) != 1
         return results if batch else results[0]
 
     def analyze(self, model, inputs, targets=None, loss="mse", want=None, method="auto",
                 dtype="float64", rtol=None, atol=None, timeout=None, device=None,
-                reduction="mean", return_jacobian=False, outputs=True):
+                reduction="mean", return_jacobian=False, outputs=True, vectors=None,
+                vectors_k=0):
         """Analyses `model` at its parameters on `inputs` (and `targets`): returns a Result, or
         a list of Results when the model carries several checkpoints.
 
@@ -520,22 +542,29 @@ class Client:
         device:  None (the server's default) | "auto" | "cpu" | "cuda"
         return_jacobian: also return G itself as Result.jacobian_matrix [n·k, N]
         outputs: return f(x_i) as Result.outputs
+        vectors: any of ("jacobian_row", "jacobian_null", "jacobian_left", "ggn", "hessian"),
+                 each needing its spectrum in `want`: the Result then has NumPy arrays
+                 jacobian_row_basis [rank, N], jacobian_null_basis [N, N − rank],
+                 jacobian_left_basis [n·k, rank], ggn_eigenvectors / hessian_eigenvectors [N, c],
+                 downloaded from the server when first read (Result.files names them)
+        vectors_k: 0 = all; K keeps the K largest (hessian: the K largest and K smallest)
         """
         def build(used):
             return self._build_request(model, inputs, targets, loss, reduction, want, method,
                                        dtype, device, rtol, atol, return_jacobian, outputs,
-                                       timeout, used)
+                                       timeout, used, vectors, vectors_k)
         resp, batch = self._with_blob_retry(build, lambda r: self._call("Analyze", r, timeout))
         return self._results(resp, batch)
 
     def submit(self, model, inputs, targets=None, loss="mse", want=None, method="auto",
                dtype="float64", rtol=None, atol=None, timeout=None, device=None,
-               reduction="mean", return_jacobian=False, outputs=True, priority=0):
+               reduction="mean", return_jacobian=False, outputs=True, priority=0, vectors=None,
+               vectors_k=0):
         """Like analyze(), but queues a job and returns a Job at once."""
         def build(used):
             return self._build_request(model, inputs, targets, loss, reduction, want, method,
                                        dtype, device, rtol, atol, return_jacobian, outputs,
-                                       timeout, used)
+                                       timeout, used, vectors, vectors_k)
 
         def send(req):
             return self._call("SubmitJob", pb2.SubmitJobRequest(request=req,

@@ -1,5 +1,6 @@
 """Analysis results: dataclasses mirroring the CLI's JSON (`basin analyze --json`) field for
 field, with numpy arrays for spectra. `Result.to_json()` prints the same JSON object."""
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -111,6 +112,54 @@ class Result:
     provenance_fields: Optional[dict] = None
     queue_ms: Optional[float] = None   # from the server's response: waiting for a worker
     total_ms: Optional[float] = None   # the server's wall time for the request, queue included
+    # vectors=[...]: name -> {"file", "shape", "dtype", "indices"}, the CLI JSON's "files"
+    files: dict = field(default_factory=dict)
+    _blob_ids: dict = field(default_factory=dict, repr=False)  # name -> server blob id
+    _fetch: Optional[object] = field(default=None, repr=False)  # blob id -> bytes (DownloadBlob)
+    _arrays: dict = field(default_factory=dict, repr=False)    # downloaded, by name
+
+    def vectors(self, name):
+        """The array `name` ("jacobian_row_basis", "jacobian_null_basis", "jacobian_left_basis",
+        "ggn_eigenvectors", "hessian_eigenvectors"), downloaded from the server on first use
+        (DownloadBlob) and cached; None when the request did not ask for it."""
+        if name in self._arrays:
+            return self._arrays[name]
+        if name not in self._blob_ids:
+            return None
+        if self._fetch is None:
+            raise RuntimeError(f"{name}: this Result has no connection to download it from")
+        a = np.load(io.BytesIO(self._fetch(self._blob_ids[name])), allow_pickle=False)
+        if list(a.shape) != list(self.files[name]["shape"]):
+            raise ValueError(f"{name}: downloaded shape {a.shape}, expected {self.files[name]['shape']}")
+        self._arrays[name] = a
+        return a
+
+    @property
+    def jacobian_row_basis(self):
+        """[rank, N]: rows = G's right singular vectors above the tolerance (the directions that
+        change the outputs)."""
+        return self.vectors("jacobian_row_basis")
+
+    @property
+    def jacobian_null_basis(self):
+        """[N, N − rank]: columns = an orthonormal basis of G's null space (the tangent space of
+        the behaviour manifold)."""
+        return self.vectors("jacobian_null_basis")
+
+    @property
+    def jacobian_left_basis(self):
+        """[n·k, rank]: columns = G's left singular vectors."""
+        return self.vectors("jacobian_left_basis")
+
+    @property
+    def ggn_eigenvectors(self):
+        """[N, c]: column j = the GGN eigenvector of ggn.eigenvalues[files[...]["indices"][j]]."""
+        return self.vectors("ggn_eigenvectors")
+
+    @property
+    def hessian_eigenvectors(self):
+        """[N, c]: column j = the Hessian eigenvector of hessian.eigenvalues[indices[j]]."""
+        return self.vectors("hessian_eigenvectors")
 
     @classmethod
     def from_proto(cls, r):
@@ -135,6 +184,9 @@ class Result:
         if outputs is not None:
             outputs = outputs.reshape(int(r.num_examples), int(r.num_outputs))
         jm = _tensor_to_numpy(r.jacobian_matrix) if r.HasField("jacobian_matrix") else None
+        files = {v.name: {"file": v.name + ".npy", "shape": [int(s) for s in v.shape],
+                          "dtype": v.dtype or "float64", "indices": [int(i) for i in v.indices]}
+                 for v in r.vectors}
         t = r.timings
         return cls(
             num_params=int(r.num_params), num_examples=int(r.num_examples),
@@ -145,7 +197,7 @@ class Result:
             jacobian=jac, ggn=ggn, hessian=hes, outputs=outputs,
             timings_ms={"forward": t.forward_ms, "jacobian": t.jacobian_ms,
                         "solve": t.solve_ms, "hessian": t.hessian_ms},
-            jacobian_matrix=jm,
+            jacobian_matrix=jm, files=files, _blob_ids={v.name: v.blob_id for v in r.vectors},
             provenance_fields=_provenance_from_proto(r.provenance) if r.HasField("provenance") else None)
 
     @property
@@ -182,6 +234,8 @@ class Result:
         if self.outputs is not None and self.outputs.size:
             d["outputs"] = [_nums(row) for row in np.asarray(self.outputs).reshape(
                 int(self.num_examples), int(self.num_outputs))]
+        if self.files:
+            d["files"] = {name: dict(f) for name, f in self.files.items()}
         d["timings_ms"] = {k: float(self.timings_ms.get(k, 0.0))
                            for k in ("forward", "jacobian", "solve", "hessian")}
         if self.provenance_fields is not None:

@@ -44,6 +44,23 @@ struct Want {
 // Parses "jacobian,ggn,hessian"; throws kInvalidArgument naming the unknown word.
 Want parse_want(const std::string& list);
 
+// --vectors: which bases and eigenvectors to return besides the values (README "Vectors").
+struct VectorsWant {
+  bool jacobian_row = false;   // rank × N: rows = G's right singular vectors with σ > tolerance
+  bool jacobian_null = false;  // N × (N − rank): columns = an orthonormal basis of G's null space
+  bool jacobian_left = false;  // (n·k) × rank: columns = G's left singular vectors
+  bool ggn = false;            // N × c: GGN eigenvectors, one column per listed eigenvalue
+  bool hessian = false;        // N × c: Hessian eigenvectors, one column per listed eigenvalue
+  // 0: all. K > 0: jacobian_row/left and ggn keep the K largest; hessian keeps the K largest
+  // and the K smallest (most negative) eigenvalues' vectors; jacobian_null is always whole.
+  int64_t k = 0;
+  bool jacobian() const { return jacobian_row || jacobian_null || jacobian_left; }
+  bool any() const { return jacobian() || ggn || hessian; }
+};
+// Parses "jacobian_row,jacobian_null,jacobian_left,ggn,hessian"; throws kInvalidArgument
+// naming the unknown word.
+VectorsWant parse_vectors(const std::string& list);
+
 // Sizes Basin refuses before doing any work (kResourceExhausted, naming the limit).
 struct Limits {
   int64_t max_hessian_params = 4096;        // exact Hessian is N×N dense
@@ -69,6 +86,7 @@ struct AnalysisRequest {
   std::optional<double> atol;
   bool return_jacobian = false;  // fill AnalysisResult::jacobian_matrix
   bool return_outputs = true;
+  VectorsWant vectors;
   Limits limits;
 };
 
@@ -100,6 +118,19 @@ struct HessianSpectrum {
   double tolerance = 0;
   double residual_rel = 0;                    // ‖H − GGN‖_F / ‖H‖_F (NaN → null when H = 0)
   std::vector<double> residual_eigenvalues;   // eig(H − GGN), descending
+};
+
+// One array of vectors (--vectors), written as <name>.npy (float64, C order).
+struct VectorArray {
+  // "jacobian_row_basis" | "jacobian_null_basis" | "jacobian_left_basis" | "ggn_eigenvectors" |
+  // "hessian_eigenvectors"
+  std::string name;
+  std::vector<int64_t> shape;    // [rows, cols]
+  std::vector<double> data;      // row-major; empty when only blob_id is known (over the wire)
+  // Position in the spectrum's value list of each vector (the rows of jacobian_row_basis, the
+  // columns otherwise); empty for jacobian_null_basis (a basis of a subspace, not a spectrum).
+  std::vector<int64_t> indices;
+  std::string blob_id;           // from a server: the blob holding the .npy file
 };
 
 struct Timings {
@@ -150,6 +181,7 @@ struct AnalysisResult {
   std::optional<GgnSpectrum> ggn;
   std::optional<HessianSpectrum> hessian;
   std::vector<double> jacobian_matrix;  // (n·k) × N when return_jacobian
+  std::vector<VectorArray> vectors;     // --vectors, in the order of VectorsWant's fields
   Timings timings;
   Provenance provenance;
 };

@@ -126,6 +126,17 @@ class Backend {
   }
   // Singular values of A [m×n] row-major; A is destroyed.
   virtual std::vector<T> singular_values(int64_t m, int64_t n, T* a) = 0;
+  // ---- solvers with vectors (--vectors: eigenvectors and singular bases) ----
+  // Eigenvalues (returned, descending) and eigenvectors of the symmetric matrix whose lower
+  // triangle is in A [n×n]. On return A holds the eigenvectors as ROWS: row j is the unit
+  // eigenvector of eigenvalue j (A is row-major Vᵀ, with H = V·diag(λ)·Vᵀ).
+  virtual std::vector<T> symmetric_eigensystem(int64_t n, T* a) = 0;
+  // SVD A = U·Σ·Vᵀ of A [m×n] row-major (destroyed), p = min(m, n); returns the p singular
+  // values, descending. vt [v_rows×n] row-major receives the right singular vectors as rows,
+  // v_rows = n when full_v (the n − p rows after the first p complete an orthonormal basis of
+  // ℝⁿ: for m < n they span the null space of A) and p otherwise. u [m×p] row-major, when not
+  // nullptr, receives the left singular vectors as columns. u and vt are backend memory.
+  virtual std::vector<T> singular_value_decomposition(int64_t m, int64_t n, T* a, T* u, T* vt, bool full_v) = 0;
   // The triangular factor of a Householder QR: A = Q·R for A [m×n] row-major (contiguous),
   // m ≥ n, Q [m×n] with orthonormal columns. On return rows 0..n-1 of A hold R [n×n]: its upper
   // triangle, the strictly lower part set to 0; rows n..m-1 are unspecified (Householder data).
