@@ -16,10 +16,14 @@ void check_matches_local(const AnalysisRequest& request) {
   ASSERT_EQ(resp.results_size(), 1);
   const AnalysisResult expected = analyze(request);
   expect_same_result(expected, wire::result_from_proto(resp.results(0)));
-  // The JSON a CLI prints from the wire result is the JSON --local prints, timings aside.
+  // The JSON a CLI prints from the wire result is the JSON --local prints, timings and when
+  // the engine ran aside (the digests, build, methods and tolerances must agree).
   AnalysisResult got = wire::result_from_proto(resp.results(0));
   AnalysisResult exp2 = expected;
   got.timings = exp2.timings = Timings{};
+  EXPECT_FALSE(got.provenance.started_at.empty());
+  got.provenance.started_at = exp2.provenance.started_at;
+  got.provenance.duration_ms = exp2.provenance.duration_ms;
   EXPECT_EQ(result_to_json(exp2), result_to_json(got));
 }
 
