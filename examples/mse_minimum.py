@@ -6,16 +6,18 @@ r = (2/(n·k))(f − y). Take targets equal to the model's own outputs (an inter
 r = 0): the residual term vanishes and eig(H) = (2/(n·k))·σ(G)², printed side by side. Moving θ
 away from that minimum (targets fixed) makes the residual term grow.
 
-    python3 examples/mse_minimum.py [--server HOST:PORT] [--small]
+    python3 examples/mse_minimum.py [--server HOST:PORT] [--small] [--plot mse_minimum.png]
 """
 import numpy as np
 
-from _example_common import basin, client, init_params, parser
+from _example_common import basin, client, init_params, parser, plot_path
 
 
 def main():
     p = parser(__doc__)
     p.add_argument("--show", type=int, default=8, help="eigenvalues printed side by side")
+    p.add_argument("--plot", default=None,
+                   help="PNG of eig(H) beside (2/(n·k))·σ(G)² at the minimum (default mse_minimum.png; '' for none)")
     args = p.parse_args()
     width, n = (6, 8) if args.small else (12, 24)
     k = 2
@@ -48,6 +50,18 @@ def main():
     print(f"top {rank} eigenvalues: max relative difference "
           f"{np.max(np.abs(eig_h[:rank] - sigma2[:rank]) / sigma2[:rank]):.2e}; the other "
           f"{eig_h.size - rank} are ~0 (max |eig| {tail:.2e})")
+
+    path = plot_path(args, "mse_minimum.png")
+    if path:
+        from basin.plot import plot_spectrum
+        fig = plot_spectrum(r, which="hessian", title="MSE minimum: eig(H) and (2/(n·k))·σ(G)²")
+        ax = fig.axes[0]
+        ax.semilogy(np.arange(1, sigma2.size + 1), sigma2, "o", mfc="none", ms=5, color="tab:green",
+                    label="(2/(n·k))·σ(G)²")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        print(f"plot: {path}")
 
     # Away from the minimum: θ + ε·u with |u| = |θ|, targets unchanged.
     u = rng.normal(size=theta.size)

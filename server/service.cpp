@@ -14,6 +14,7 @@
 #include "basin/npy.hpp"
 #include "grpc_status.hpp"
 #include "proto_convert.hpp"
+#include "host_memory.hpp"
 #include "sha256.hpp"
 
 #ifndef BASIN_VERSION
@@ -407,8 +408,16 @@ grpc::Status BasinService::GetServerInfo(grpc::ServerContext* ctx,
     resp->set_version(BASIN_VERSION);
     resp->set_backend(info.name);
     resp->set_device_name(info.device_name);
-    resp->set_device_memory_total_bytes(static_cast<int64_t>(info.memory_total_bytes));
-    resp->set_device_memory_free_bytes(static_cast<int64_t>(info.memory_free_bytes));
+    if (info.memory_total_bytes == 0 && info.name == "cpu") {
+      // The CPU backend's memory is the host's (it reports none itself, so the engine's device
+      // memory plan leaves it alone).
+      const HostMemory host = host_memory();
+      resp->set_device_memory_total_bytes(static_cast<int64_t>(host.total_bytes));
+      resp->set_device_memory_free_bytes(static_cast<int64_t>(host.available_bytes));
+    } else {
+      resp->set_device_memory_total_bytes(static_cast<int64_t>(info.memory_total_bytes));
+      resp->set_device_memory_free_bytes(static_cast<int64_t>(info.memory_free_bytes));
+    }
     v1::ServerLimits* l = resp->mutable_limits();
     l->set_max_message_bytes(options_.max_message_bytes);
     l->set_max_chunk_bytes(options_.max_chunk_bytes);

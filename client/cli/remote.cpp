@@ -357,6 +357,17 @@ int cmd_result(const Connection& c, std::vector<std::string> args) {
   return 0;
 }
 
+// "N MiB free of M MiB" (a GPU's), "N MiB available of M MiB (host RAM)" for the cpu backend,
+// or "not reported" by a server that reports none.
+std::string memory_line(const v1::GetServerInfoResponse& info) {
+  if (info.device_memory_total_bytes() <= 0) return "not reported by the server";
+  std::ostringstream os;
+  const bool host = info.backend() == "cpu";
+  os << info.device_memory_free_bytes() / (1 << 20) << (host ? " MiB available of " : " MiB free of ")
+     << info.device_memory_total_bytes() / (1 << 20) << " MiB" << (host ? " (host RAM)" : "");
+  return os.str();
+}
+
 int cmd_info(const Connection& c, const std::vector<std::string>& args) {
   v1::GetServerInfoResponse info;
   auto stub = v1::Basin::NewStub(open_channel(c));
@@ -389,8 +400,7 @@ int cmd_info(const Connection& c, const std::vector<std::string>& args) {
   std::cout << "server    " << c.server << " (basind " << info.version() << ")\n"
             << "you are   " << info.user() << "\n"
             << "backend   " << info.backend() << ": " << info.device_name() << "\n"
-            << "memory    " << info.device_memory_free_bytes() / (1 << 20) << " MiB free of "
-            << info.device_memory_total_bytes() / (1 << 20) << " MiB\n"
+            << "memory    " << memory_line(info) << "\n"
             << "cuda      "
             << (info.cuda_available() ? "available" : "unavailable (" +
                                                           info.cuda_unavailable_reason() + ")")

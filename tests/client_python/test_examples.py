@@ -8,7 +8,7 @@ import pytest
 import basin
 from conftest import EXAMPLES, PKG, PY
 
-EXAMPLES_WITH_PLOT = {"behaviour_manifold": True, "mse_minimum": False, "cross_entropy": False,
+EXAMPLES_WITH_PLOT = {"behaviour_manifold": True, "mse_minimum": True, "cross_entropy": False,
                       "information_loss": False, "checkpoints": True}
 
 
@@ -47,3 +47,22 @@ def test_plot_functions(client, tmp_path):
         assert path.read_bytes()[:4] == b"\x89PNG"
     plot_checkpoints(rs, path=str(tmp_path / "d.png"))
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_hessian_plot_cuts_by_magnitude(tmp_path):
+    """An indefinite H: the rank counts |λ| > tolerance, so the plotted order is by |λ| and the
+    cut line separates exactly the values above the tolerance from those below."""
+    pytest.importorskip("matplotlib")
+    from basin.plot import plot_spectrum
+    from basin.result import HessianSpectrum
+    values = np.array([3.0, 1.0, 1e-16, -1e-15, -0.5, -2.0])  # descending, as the engine gives them
+    h = HessianSpectrum(values, rank=4, tolerance=1e-10, residual_rel=0.5, residual_eigenvalues=values)
+    fig = plot_spectrum(h, path=str(tmp_path / "h.png"))
+    ax = fig.axes[0]
+    shown = ax.lines[0].get_ydata()
+    assert list(shown[:4]) == [3.0, 2.0, 1.0, 0.5]  # the four with |λ| > tolerance come first
+    assert np.all(shown[4:] < 1e-10)
+    cut = [ln for ln in ax.lines if ln.get_label().startswith("rank")][0]
+    assert cut.get_xdata()[0] == 4.5
+    negatives = [ln for ln in ax.lines if ln.get_label().startswith("negative")][0]
+    assert sorted(negatives.get_xdata()) == [2, 4, 5]  # -2.0, -0.5, -1e-15 at their |λ| places

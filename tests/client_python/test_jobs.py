@@ -51,11 +51,26 @@ def test_submit_wait_equals_analyze(client, monkeypatch):
     assert_same(strip(again.result().to_dict()), strip(r.to_dict()))
 
 
-def test_no_progress_bar_off_a_terminal(client, monkeypatch):
-    m, X, Y = small()
+def test_plain_progress_lines_off_a_terminal(client, monkeypatch):
+    """Not a terminal (a log file, CI): no bar redrawn with carriage returns, but one plain line per
+    change of state/stage (and per tenth), never repeating the line before, ending with the final state."""
+    m, X, Y = slow()
     buf = io.StringIO()
     monkeypatch.setattr("sys.stderr", buf)
-    client.submit(m, X, Y).wait(progress=True)
+    job = client.submit(m, X, Y, loss="mse", want=("jacobian", "ggn", "hessian"))
+    job.wait(progress=True)
+    monkeypatch.undo()
+    text = buf.getvalue()
+    assert "\r" not in text and "[#" not in text
+    lines = text.splitlines()
+    assert lines and all(line.startswith(f"basin: job {job.id} ") for line in lines), text
+    assert lines[-1].startswith(f"basin: job {job.id} succeeded") and lines[-1].endswith(" 100%"), text
+    assert all(a != b for a, b in zip(lines, lines[1:])), text  # a line only when something changed
+    assert len(lines) >= 2, text  # at least one stage seen while it ran, then the end
+    # progress=False stays silent
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    client.submit(*small()).wait(progress=False)
     monkeypatch.undo()
     assert buf.getvalue() == ""
 

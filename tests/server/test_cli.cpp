@@ -10,6 +10,7 @@
 #include "basin/model.hpp"
 #include "basin/npy.hpp"
 #include "basind_fixture.hpp"
+#include "host_memory.hpp"
 
 #ifndef BASIN_CLI_PATH
 #error "BASIN_CLI_PATH must point at the basin executable"
@@ -105,6 +106,34 @@ TEST(Cli, RemoteCommandsMatchLocal) {
   EXPECT_EQ(run_cli("health --server " + server.address()).code, 0);
   EXPECT_EQ(server.terminate(), 0);
   EXPECT_NE(run_cli("health --server " + server.address()).code, 0);
+}
+
+// On the cpu backend `basin info` shows the host's memory (it used to print "0 MiB free of 0 MiB"),
+// and GetServerInfo reports /proc/meminfo's MemTotal.
+TEST(Cli, InfoOnTheCpuShowsTheHostsMemory) {
+  Basind server({"--device", "cpu"});
+  ASSERT_TRUE(server.started());
+  const CliRun info = run_cli("info --server " + server.address());
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_EQ(info.out.find("0 MiB free of 0 MiB"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("(host RAM)"), std::string::npos) << info.out;
+  const server::HostMemory host = server::host_memory();
+  ASSERT_GT(host.total_bytes, 0u);
+  EXPECT_NE(info.out.find("of " + std::to_string(host.total_bytes >> 20) + " MiB"), std::string::npos) << info.out;
+  v1::GetServerInfoResponse resp;
+  auto ctx = context();
+  ASSERT_TRUE(server.stub()->GetServerInfo(ctx.get(), {}, &resp).ok());
+  EXPECT_EQ(resp.device_memory_total_bytes(), static_cast<int64_t>(host.total_bytes));
+  EXPECT_GT(resp.device_memory_free_bytes(), 0);
+  EXPECT_LE(resp.device_memory_free_bytes(), resp.device_memory_total_bytes());
+}
+
+TEST(HostMemory, ParsesMeminfo) {
+  const server::HostMemory m =
+      server::parse_meminfo("MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   1000 kB\nbroken\n");
+  EXPECT_EQ(m.total_bytes, 24576000ull * 1024);
+  EXPECT_EQ(m.available_bytes, 1000ull * 1024);
+  EXPECT_EQ(server::parse_meminfo("").total_bytes, 0u);
 }
 
 }  // namespace

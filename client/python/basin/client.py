@@ -209,13 +209,19 @@ class Job:
 
     def wait(self, progress=True, timeout=None, poll_interval=0.5):
         """Blocks until the job ends. Returns its Result (a list for a batch of checkpoints);
-        raises the matching BasinError if it failed or was cancelled. `progress`: draw a text
-        progress bar on stderr when stderr is a terminal. `timeout` in seconds."""
+        raises the matching BasinError if it failed or was cancelled. `progress`: a text
+        progress bar on stderr, redrawn in place on a terminal; elsewhere (a log, a notebook's
+        captured stderr, CI) one plain line per change of state or stage and per tenth of
+        progress. `timeout` in seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(sys.stderr) if progress and _isatty(sys.stderr) else None
+        bar = None
+        if progress:
+            bar = _ProgressBar(sys.stderr) if _isatty(sys.stderr) else _ProgressLines(sys.stderr)
         try:
             if not self.done:
                 self._watch(bar, deadline, poll_interval)
+            if bar is not None:
+                bar.draw(self)  # the final state, also for a job that had ended already
         finally:
             if bar is not None:
                 bar.close()
@@ -290,6 +296,29 @@ class _ProgressBar:
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class _ProgressLines:
+    """Progress for a stream that is not a terminal: a line such as
+    "basin: job j-12 running solve 40%" whenever the state or stage changes or the fraction
+    passes another tenth, never repeating the line before."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def draw(self, job):
+        frac = min(max(job.fraction, 0.0), 1.0)
+        where = f"queued (position {job.queue_position + 1})" if job.state == "queued" else \
+            f"{job.state} {job.stage}".strip()
+        key = (where, int(frac * 10))
+        if key == self.last:
+            return
+        self.last = key
+        self.stream.write(f"basin: job {job.id} {where} {frac * 100:.0f}%\n")
+        self.stream.flush()
+
+    def close(self):
+        pass
 
 
 class Client:

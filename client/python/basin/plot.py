@@ -41,16 +41,18 @@ def _spectrum_of(obj, which):
 
 def plot_spectrum(result_or_values, rank=None, tolerance=None, path=None, which=None, ax=None,
                   title=None, label=None):
-    """Plots a spectrum (descending) on a log scale, magnitudes |λ| with negative values
+    """Plots a spectrum on a log scale: magnitudes |λ| in descending order, negative values
     marked, and the rank cut (a vertical line after the rank-th value; a horizontal line at the
-    tolerance). `result_or_values`: a Result (its Jacobian spectrum, or `which` = "ggn" /
+    tolerance). Ordering by |λ| is what makes the cut a line: the rank counts the values with
+    |λ| > tolerance, which for an indefinite Hessian are the largest and the most negative, so in
+    the list's own (signed) order they are not the first `rank` ones. `result_or_values`: a Result (its Jacobian spectrum, or `which` = "ggn" /
     "hessian"), a spectrum object, or an array. Saves a PNG when `path` is given; returns the
     matplotlib Figure."""
     plt = _pyplot()
     values, r, tol, default_label = _spectrum_of(result_or_values, which)
     rank = r if rank is None else rank
     tolerance = tol if tolerance is None else tolerance
-    values = np.sort(values)[::-1] if values.size else values
+    values = values[np.argsort(-np.abs(values), kind="stable")] if values.size else values
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -68,7 +70,7 @@ def plot_spectrum(result_or_values, rank=None, tolerance=None, path=None, which=
         ax.axvline(rank + 0.5, color="k", ls="--", lw=0.8, label=f"rank = {rank}")
     if tolerance:
         ax.axhline(tolerance, color="gray", ls=":", lw=0.8, label=f"tolerance = {tolerance:.2g}")
-    ax.set_xlabel("index")
+    ax.set_xlabel("index (by magnitude)")
     ax.set_ylabel("magnitude")
     if title:
         ax.set_title(title)
