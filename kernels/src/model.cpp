@@ -2,7 +2,6 @@
 
 #include <nlohmann/json.hpp>
 #include <cmath>
-#include <set>
 #include <sstream>
 
 #include "basin/error.hpp"
@@ -111,12 +110,9 @@ void Model::validate() const {
   if (param_names.size() != tensors)
     invalid_argument("param_names: got " + std::to_string(param_names.size()) + " names, expected " +
                      std::to_string(tensors) + " (one per parameter tensor: each dense layer's weight, then its bias)");
-  std::set<std::string> seen;
-  for (size_t t = 0; t < param_names.size(); ++t) {
+  // Not required unique: an ONNX initialiser used by two nodes names two tensors.
+  for (size_t t = 0; t < param_names.size(); ++t)
     if (param_names[t].empty()) invalid_argument("param_names[" + std::to_string(t) + "]: empty; expected a name");
-    if (!seen.insert(param_names[t]).second)
-      invalid_argument("param_names[" + std::to_string(t) + "]: '" + param_names[t] + "' is given twice; expected unique names");
-  }
 }
 
 std::vector<std::string> Model::tensor_names() const {

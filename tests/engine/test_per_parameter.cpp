@@ -132,8 +132,13 @@ TEST(PerParameter, BadNamesAndWantWordsAreRefused) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("param_names: got 2 names, expected 4"), std::string::npos) << e.what();
   }
-  r.model.param_names = {"a", "b", "a", "d"};
-  EXPECT_THROW(analyze(r), Error);
+  r.model.param_names = {"a", "b", "", "d"};
+  try {
+    analyze(r);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("param_names[2]: empty"), std::string::npos) << e.what();
+  }
   try {
     parse_want("jacobian,per_layer");
     FAIL() << "expected an error";
