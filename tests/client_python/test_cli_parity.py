@@ -201,3 +201,37 @@ def test_remote_cli_checkpoints_equal_local_cli(server, client, basin_bin, tmp_p
     results = client.analyze(m.with_params(P), X, Y, loss="mse", want=("jacobian", "ggn"))
     for r, line in zip(results, out["--local"]):
         assert_same(strip(r.to_dict()), strip(line))
+
+
+def test_per_parameter_remote_cli_equals_local_cli(server, client, basin_bin, tmp_path, regression):
+    """`--want jacobian,hessian,per_parameter`: `--server` and `--local` print the same per_parameter list,
+    and the Python client's Result holds it too (names, shapes, σ, trace shares, Hessian blocks)."""
+    import subprocess
+    m, X, Y = regression
+    np.save(os.path.join(tmp_path, "X.npy"), X)
+    np.save(os.path.join(tmp_path, "Y.npy"), Y)
+    common = ["--model", os.path.join(DATA, "regression_model.json"),
+              "--params", os.path.join(DATA, "regression_params.npy"),
+              "--inputs", os.path.join(tmp_path, "X.npy"), "--targets", os.path.join(tmp_path, "Y.npy"),
+              "--loss", "mse", "--want", "jacobian,hessian,per_parameter", "--json"]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        d = json.loads(p.stdout)
+        d.pop("timings_ms")
+        out[where[0]] = d
+    assert out["--server"] == out["--local"]
+    pp = out["--local"]["per_parameter"]
+    assert [t["name"] for t in pp][:2] == ["0.weight", "0.bias"]
+    assert sum(t["count"] for t in pp) == out["--local"]["num_params"]
+    assert abs(sum(t["gram_trace_fraction"] for t in pp) - 1) < 1e-12
+    assert all(len(t["hessian_block"]["eigenvalues"]) == t["count"] for t in pp)
+    r = client.analyze(m, X, Y, loss="mse", want="jacobian,hessian,per_parameter")
+    assert_same(strip(r.to_dict()), strip(out["--local"]))
+    assert r.per_parameter[0].name == "0.weight" and isinstance(r.per_parameter[0].jacobian.singular_values,
+                                                                 np.ndarray)
+    # the human summary prints the table
+    p = subprocess.run([basin_bin, "analyze", "--local", *common[:-1]], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "per parameter tensor" in p.stdout and "0.weight" in p.stdout
