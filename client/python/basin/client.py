@@ -514,7 +514,8 @@ class Client:
         inputs:  [n, input_dim];  targets: [n, k] floats (mse) or [n] integer labels
                  (cross_entropy); None with loss="none"
         loss:    "mse" | "cross_entropy" | "none";  reduction: "mean" | "sum"
-        want:    any of ("jacobian", "ggn", "hessian"); None = the CLI's default: jacobian
+        want:    any of ("jacobian", "ggn", "hessian", "per_parameter") (per_parameter fills
+                 Result.per_parameter); None = the CLI's default: jacobian
                  with loss "none", else jacobian + ggn, + hessian when N <= the server's
                  max_hessian_params (4096 unless the server says otherwise)
         method:  "auto" | "gram" | "normal" | "svd";  dtype: "float64" | "float32"
