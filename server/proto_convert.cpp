@@ -304,6 +304,8 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     case v1::AnalyzeRequest::MODEL_SOURCE_NOT_SET:
       invalid_argument("model: missing; expected a layer list (model) or onnx_blob_id");
   }
+  if (request.param_names_size() > 0)  // the client's names win over an ONNX file's
+    r.model.param_names.assign(request.param_names().begin(), request.param_names().end());
   const int64_t n_params = r.model.num_params();
   const int64_t in_dim = r.model.input_dim;
   const int64_t k = r.model.output_dim();
@@ -317,6 +319,7 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     r.want.jacobian = request.want().jacobian();
     r.want.ggn = request.want().ggn();
     r.want.hessian = request.want().hessian();
+    r.want.per_parameter = request.want().per_parameter();
   }
   if (request.has_rtol()) r.rtol = request.rtol();
   if (request.has_atol()) r.atol = request.atol();
@@ -441,6 +444,8 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
   out->mutable_want()->set_jacobian(request.want.jacobian);
   out->mutable_want()->set_ggn(request.want.ggn);
   out->mutable_want()->set_hessian(request.want.hessian);
+  out->mutable_want()->set_per_parameter(request.want.per_parameter);
+  for (const std::string& name : request.model.param_names) out->add_param_names(name);
   out->set_method(method_to(request.method));
   out->set_dtype(request.dtype == DType::kFloat32 ? v1::COMPUTE_DTYPE_FLOAT32
                                                   : v1::COMPUTE_DTYPE_FLOAT64);
@@ -502,6 +507,63 @@ Provenance provenance_from_proto(const v1::Provenance& p) {
   return out;
 }
 
+void jacobian_to_proto(const JacobianSpectrum& s, v1::JacobianSpectrum* j) {
+  j->mutable_singular_values()->Add(s.singular_values.begin(), s.singular_values.end());
+  j->set_rank(s.rank);
+  j->set_tolerance(s.tolerance);
+  if (s.gap) j->set_gap(*s.gap);
+  j->set_level_set_dim(s.level_set_dim);
+  j->set_method(s.method);
+  j->set_refined_from(s.refined_from);
+}
+
+JacobianSpectrum jacobian_from_proto(const v1::JacobianSpectrum& p) {
+  JacobianSpectrum j;
+  j.singular_values = repeated_to_vector(p.singular_values());
+  j.rank = p.rank();
+  j.tolerance = p.tolerance();
+  if (p.has_gap()) j.gap = p.gap();
+  j.level_set_dim = p.level_set_dim();
+  j.method = p.method();
+  j.refined_from = p.refined_from();
+  return j;
+}
+
+void per_parameter_to_proto(const std::vector<ParameterSpectrum>& tensors, v1::AnalysisResult* out) {
+  for (const ParameterSpectrum& t : tensors) {
+    v1::ParameterSpectrum* p = out->add_per_parameter();
+    p->set_name(t.name);
+    p->mutable_shape()->Add(t.shape.begin(), t.shape.end());
+    p->set_offset(t.offset);
+    p->set_count(t.count);
+    jacobian_to_proto(t.jacobian, p->mutable_jacobian());
+    p->set_gram_trace_fraction(t.gram_trace_fraction);
+    if (t.hessian_block) {
+      v1::BlockSpectrum* b = p->mutable_hessian_block();
+      b->mutable_eigenvalues()->Add(t.hessian_block->eigenvalues.begin(), t.hessian_block->eigenvalues.end());
+      b->set_rank(t.hessian_block->rank);
+      b->set_tolerance(t.hessian_block->tolerance);
+    }
+  }
+}
+
+std::vector<ParameterSpectrum> per_parameter_from_proto(const v1::AnalysisResult& r) {
+  std::vector<ParameterSpectrum> tensors;
+  for (const v1::ParameterSpectrum& p : r.per_parameter()) {
+    ParameterSpectrum t;
+    t.name = p.name();
+    t.shape.assign(p.shape().begin(), p.shape().end());
+    t.offset = p.offset();
+    t.count = p.count();
+    t.jacobian = jacobian_from_proto(p.jacobian());
+    t.gram_trace_fraction = p.gram_trace_fraction();
+    if (p.has_hessian_block())
+      t.hessian_block = BlockSpectrum{repeated_to_vector(p.hessian_block().eigenvalues()), p.hessian_block().rank(),
+                                      p.hessian_block().tolerance()};
+    tensors.push_back(std::move(t));
+  }
+  return tensors;
+}
 }  // namespace
 
 void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
@@ -518,17 +580,8 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
   }
   if (r.loss_value) out->set_loss_value(*r.loss_value);
   if (r.grad_norm) out->set_grad_norm(*r.grad_norm);
-  if (r.jacobian) {
-    v1::JacobianSpectrum* j = out->mutable_jacobian();
-    j->mutable_singular_values()->Add(r.jacobian->singular_values.begin(),
-                                      r.jacobian->singular_values.end());
-    j->set_rank(r.jacobian->rank);
-    j->set_tolerance(r.jacobian->tolerance);
-    if (r.jacobian->gap) j->set_gap(*r.jacobian->gap);
-    j->set_level_set_dim(r.jacobian->level_set_dim);
-    j->set_method(r.jacobian->method);
-    j->set_refined_from(r.jacobian->refined_from);
-  }
+  if (r.jacobian) jacobian_to_proto(*r.jacobian, out->mutable_jacobian());
+  per_parameter_to_proto(r.per_parameter, out);
   if (r.ggn) {
     v1::GgnSpectrum* g = out->mutable_ggn();
     g->mutable_eigenvalues()->Add(r.ggn->eigenvalues.begin(), r.ggn->eigenvalues.end());
@@ -577,17 +630,8 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
   if (p.has_outputs()) r.outputs = tensor_doubles(p.outputs(), "result.outputs");
   if (p.has_loss_value()) r.loss_value = p.loss_value();
   if (p.has_grad_norm()) r.grad_norm = p.grad_norm();
-  if (p.has_jacobian()) {
-    JacobianSpectrum j;
-    j.singular_values = repeated_to_vector(p.jacobian().singular_values());
-    j.rank = p.jacobian().rank();
-    j.tolerance = p.jacobian().tolerance();
-    if (p.jacobian().has_gap()) j.gap = p.jacobian().gap();
-    j.level_set_dim = p.jacobian().level_set_dim();
-    j.method = p.jacobian().method();
-    j.refined_from = p.jacobian().refined_from();
-    r.jacobian = std::move(j);
-  }
+  if (p.has_jacobian()) r.jacobian = jacobian_from_proto(p.jacobian());
+  r.per_parameter = per_parameter_from_proto(p);
   if (p.has_ggn()) {
     GgnSpectrum g;
     g.eigenvalues = repeated_to_vector(p.ggn().eigenvalues());

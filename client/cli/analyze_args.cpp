@@ -50,7 +50,7 @@ std::string usage() {
   return R"(usage: basin analyze (--local | --server HOST:PORT) --model spec.json|model.onnx
                      [--params p.npy] --inputs X.npy [--targets Y.npy]
                      [--loss mse|cross_entropy|none] [--reduction mean|sum]
-                     [--want jacobian,ggn,hessian] [--method auto|gram|normal|svd]
+                     [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
                      [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]

@@ -1,4 +1,5 @@
 // The short human-readable report printed without --json.
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -26,6 +27,28 @@ std::string ends(const std::vector<double>& v, size_t each = 4) {
   return os.str();
 }
 
+}  // namespace
+
+namespace {
+// One line per parameter tensor: name, shape, rank of its column block of G out of its size,
+// its share of ‖G‖²_F, and the Hessian block's rank when it was computed.
+std::string per_parameter_table(const std::vector<ParameterSpectrum>& tensors) {
+  size_t width = 4;
+  for (const ParameterSpectrum& p : tensors) width = std::max(width, p.name.size());
+  std::ostringstream os;
+  os << "per parameter tensor (rank of G's column block / count, share of |G|_F^2):\n";
+  for (const ParameterSpectrum& p : tensors) {
+    std::string shape;
+    for (size_t d = 0; d < p.shape.size(); ++d) shape += (d ? "x" : "") + std::to_string(p.shape[d]);
+    std::ostringstream line;
+    line << "          " << p.name << std::string(width - p.name.size() + 2, ' ') << shape
+         << std::string(shape.size() < 10 ? 10 - shape.size() : 1, ' ') << "rank " << p.jacobian.rank << "/" << p.count
+         << "  share " << fmt(p.gram_trace_fraction);
+    if (p.hessian_block) line << "  hessian block rank " << p.hessian_block->rank;
+    os << line.str() << "\n";
+  }
+  return os.str();
+}
 }  // namespace
 
 std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
@@ -57,6 +80,7 @@ std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
     os << "          eigenvalues: " << ends(h.eigenvalues) << "\n";
     os << "          residual eigenvalues: " << ends(h.residual_eigenvalues) << "\n";
   }
+  if (!r.per_parameter.empty()) os << per_parameter_table(r.per_parameter);
   os << "time      forward " << fmt(r.timings.forward_ms) << " ms, jacobian " << fmt(r.timings.jacobian_ms)
      << " ms, solve " << fmt(r.timings.solve_ms) << " ms";
   if (r.hessian) os << ", hessian " << fmt(r.timings.hessian_ms) << " ms";

@@ -13,6 +13,7 @@
 #include "loss.hpp"
 #include "network.hpp"
 #include "provenance.hpp"
+#include "per_parameter.hpp"
 #include "spectrum.hpp"
 #include "vectors.hpp"
 
@@ -352,7 +353,9 @@ class Engine {
       if (need_jacobian && (req_.want.jacobian || terms[b].scaled_identity))
         jac[b] = begin_spectrum(identity_seeds_, res.timings);
       if (req_.want.ggn && !terms[b].scaled_identity) ggn[b] = begin_spectrum(cast(terms[b].factor_seeds), res.timings);
-      if (req_.want.hessian) res.hessian = hessian(terms[b], res.timings);
+      std::vector<BlockSpectrum> h_blocks;
+      if (req_.want.hessian) res.hessian = hessian(terms[b], res.timings, req_.want.per_parameter ? &h_blocks : nullptr);
+      if (req_.want.per_parameter) per_parameter(res, std::move(h_blocks));
       if (req_.return_jacobian) {
         auto tj = std::chrono::steady_clock::now();
         Buffer<T> g = net_.jacobian(identity_seeds_, k);
@@ -636,7 +639,22 @@ class Engine {
     return values;
   }
 
-  HessianSpectrum hessian(const LossTerms& terms, Timings& timings) {
+  // Per-tensor spectra of G's column blocks (their work counts as the Jacobian's), with the
+  // Hessian's diagonal blocks when the Hessian was computed.
+  void per_parameter(AnalysisResult& res, std::vector<BlockSpectrum> h_blocks) {
+    auto t0 = std::chrono::steady_clock::now();
+    progress(Stage::kJacobian, 0);
+    // auto's SVD refinement of a tensor may use what the planned analysis leaves of the budget.
+    double budget = double(req_.limits.max_memory_bytes) - estimate_bytes(req_, plan_.method);
+    if (plan_.device_budget > 0)
+      budget = std::min(budget, plan_.device_budget - device_estimate_bytes(req_, plan_.method, plan_.gram_tile_rows));
+    res.per_parameter = per_parameter_spectra(be_, net_, req_, identity_seeds_, budget);
+    for (size_t t = 0; t < h_blocks.size() && t < res.per_parameter.size(); ++t)
+      res.per_parameter[t].hessian_block = std::move(h_blocks[t]);
+    res.timings.jacobian_ms += elapsed_ms(t0);
+  }
+
+  HessianSpectrum hessian(const LossTerms& terms, Timings& timings, std::vector<BlockSpectrum>* blocks) {
     const int64_t N = req_.model.num_params(), k = req_.model.output_dim();
     progress(Stage::kHessian, 0);
     auto t0 = std::chrono::steady_clock::now();
@@ -650,6 +668,7 @@ class Engine {
     progress(Stage::kSolve, 0.5);
     t0 = std::chrono::steady_clock::now();
     HessianSpectrum hs;
+    if (blocks != nullptr) *blocks = hessian_blocks(be_, req_, h.get());  // before the solve destroys H
     hs.eigenvalues = req_.vectors.hessian ? hessian_eigensystem(N, h.get())
                                           : to_double(be_.symmetric_eigenvalues(N, h.get()));
     hs.residual_eigenvalues = to_double(be_.symmetric_eigenvalues(N, residual.get()));
@@ -735,6 +754,29 @@ void validate_params(const std::vector<double>& params, const AnalysisRequest& r
 // Everything but the parameters.
 void validate_request_except_params(const AnalysisRequest& r);
 
+// Each tensor's dense problem is min(n·k, count)² (its Gram or G_tᵀG_t): within the dense-solver
+// limit, and its matrices within the memory budget next to the rest of the analysis.
+void check_per_parameter_limits(const AnalysisRequest& r) {
+  const int64_t m = r.num_examples * r.model.output_dim();
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
+  double widest = 0;
+  for (const TensorSlot& s : tensor_slots(r.model)) {
+    const int64_t dense = std::min(m, s.count);
+    if (dense > r.limits.max_dense_dim)
+      resource_exhausted("want per_parameter: tensor '" + s.name + "' (" + std::to_string(s.count) +
+                         " parameters) gives a dense problem of " + std::to_string(dense) + " × " + std::to_string(dense) +
+                         " (n·k = " + std::to_string(m) + "), over the dense-solver limit of " +
+                         std::to_string(r.limits.max_dense_dim) + "; use fewer examples or drop per_parameter");
+    // Gram side: Δ Δᵀ, the Hadamard sum and A Aᵀ; G_tᵀG_t side: the matrix and a block of G_t.
+    widest = std::max(widest, m < s.count ? sz * (2.0 * double(m) * double(m) + double(r.num_examples) * double(r.num_examples))
+                                          : sz * double(s.count) * double(s.count) + double(32ull << 20));
+  }
+  const double need = base_bytes(r) + widest;
+  if (need > double(r.limits.max_memory_bytes))
+    resource_exhausted("memory: want per_parameter needs about " + human_bytes(need) + ", over the limit of " +
+                       human_bytes(double(r.limits.max_memory_bytes)) + "; use fewer examples or raise --max-memory");
+}
+
 }  // namespace
 
 namespace {
@@ -750,8 +792,8 @@ void validate_request_except_params(const AnalysisRequest& r) {
     check_float32_range(r.inputs, "inputs", d);
     check_float32_range(r.targets, "targets", k);
   }
-  if (!r.want.jacobian && !r.want.ggn && !r.want.hessian)
-    invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian");
+  if (!r.want.jacobian && !r.want.ggn && !r.want.hessian && !r.want.per_parameter)
+    invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian, per_parameter");
   switch (r.loss) {
     case Loss::kNone:
       if (r.want.ggn || r.want.hessian)
@@ -801,6 +843,7 @@ void validate_request_except_params(const AnalysisRequest& r) {
                          "), over the dense-solver limit of " + std::to_string(r.limits.max_dense_dim) +
                          "; use fewer examples or a smaller model");
   }
+  if (r.want.per_parameter) check_per_parameter_limits(r);
   if (r.return_jacobian) {
     const double bytes = double(m) * double(N) * (r.dtype == DType::kFloat64 ? 8 : 4);
     if (bytes > double(r.limits.max_jacobian_bytes))

@@ -67,6 +67,19 @@ int64_t Model::num_params() const {
   return total;
 }
 
+namespace {
+// nn.Sequential's named_parameters(): "<index>.weight", "<index>.bias", activations counted.
+std::vector<std::string> tensor_names_default(const Model& m) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    if (m.layers[i].kind != Layer::Kind::kDense) continue;
+    names.push_back(std::to_string(i) + ".weight");
+    if (m.layers[i].bias) names.push_back(std::to_string(i) + ".bias");
+  }
+  return names;
+}
+}  // namespace
+
 int64_t Model::num_dense() const {
   int64_t count = 0;
   for (const Layer& l : layers) count += l.kind == Layer::Kind::kDense;
@@ -92,6 +105,18 @@ void Model::validate() const {
       invalid_argument(where + ".alpha: expected a finite number");
     }
   }
+  if (param_names.empty()) return;
+  const size_t tensors = static_cast<size_t>(tensor_names_default(*this).size());
+  if (param_names.size() != tensors)
+    invalid_argument("param_names: got " + std::to_string(param_names.size()) + " names, expected " +
+                     std::to_string(tensors) + " (one per parameter tensor: each dense layer's weight, then its bias)");
+  // Not required unique: an ONNX initialiser used by two nodes names two tensors.
+  for (size_t t = 0; t < param_names.size(); ++t)
+    if (param_names[t].empty()) invalid_argument("param_names[" + std::to_string(t) + "]: empty; expected a name");
+}
+
+std::vector<std::string> Model::tensor_names() const {
+  return param_names.empty() ? tensor_names_default(*this) : param_names;
 }
 
 Model parse_model_json(const std::string& text) {

@@ -63,7 +63,7 @@ const char* stage_name(Stage s) {
 }
 
 Want parse_want(const std::string& list) {
-  Want want{false, false, false};
+  Want want{false, false, false, false};
   std::stringstream ss(list);
   std::string word;
   bool any = false;
@@ -73,11 +73,13 @@ Want parse_want(const std::string& list) {
     if (word == "jacobian") want.jacobian = true;
     else if (word == "ggn") want.ggn = true;
     else if (word == "hessian") want.hessian = true;
+    else if (word == "per_parameter") want.per_parameter = true;
+    else if (word == "per_parameter") want.per_parameter = true;
     else
       invalid_argument("want: unknown quantity '" + word +
-                       "'; expected a comma-separated list of jacobian, ggn, hessian");
+                       "'; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");
   }
-  if (!any) invalid_argument("want: empty; expected a comma-separated list of jacobian, ggn, hessian");
+  if (!any) invalid_argument("want: empty; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");
   return want;
 }
 

@@ -182,6 +182,19 @@ Buffer<T> Network<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t tile_
 }
 
 template <class T>
+void Network<T>::layer_factors(const std::vector<T>& seeds, int64_t r,
+                               const std::function<void(const LayerFactors&)>& visit) {
+  Buffer<T> seeds_dev(be_, seeds.size());
+  be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
+  backprop(
+      seeds_dev.get(), 0, n_, r,
+      [&](const DenseInfo& d, const T* delta) {
+        visit(LayerFactors{d.layer, d.d_in, d.d_out, d.bias, d.offset, delta, act_[d.layer].get()});
+      },
+      nullptr);
+}
+
+template <class T>
 Buffer<T> Network<T>::jacobian(const std::vector<T>& seeds, int64_t r) {
   const int64_t N = num_params();
   Buffer<T> g(be_, static_cast<size_t>(n_ * r * N));
@@ -196,22 +209,36 @@ int64_t Network<T>::examples_per_block(int64_t r, uint64_t block_bytes) const {
 }
 
 template <class T>
-void Network<T>::jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
-                                 const std::function<void(int64_t rows)>& consume) {
-  const int64_t N = num_params(), k = num_outputs();
+void Network<T>::backprop_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit) {
+  backprop_blocks(seeds, r, block, visit, [](int64_t) {});
+}
+
+template <class T>
+void Network<T>::backprop_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit,
+                                 const std::function<void(int64_t rows)>& after) {
+  const int64_t k = num_outputs();
   Buffer<T> seeds_dev(be_, seeds.size());
   be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
   for (int64_t i0 = 0; i0 < n_; i0 += block) {
     const int64_t count = std::min(block, n_ - i0), rows = count * r;
     backprop(
-        seeds_dev.get() + i0 * r * k, i0, count, r,
-        [&](const DenseInfo& d, const T* delta) {
-          be_.assemble_jacobian_block(rows, i0 * r, r, d.d_out, d.d_in, d.bias, delta, act_[d.layer].get(), out, N,
-                                      d.offset);
-        },
+        seeds_dev.get() + i0 * r * k, i0, count, r, [&](const DenseInfo& d, const T* delta) { visit(d, i0, rows, delta); },
         nullptr);
-    consume(rows);
+    after(rows);
   }
+}
+
+template <class T>
+void Network<T>::jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
+                                 const std::function<void(int64_t rows)>& consume) {
+  const int64_t N = num_params();
+  backprop_blocks(
+      seeds, r, block,
+      [&](const DenseInfo& d, int64_t i0, int64_t rows, const T* delta) {
+        be_.assemble_jacobian_block(rows, i0 * r, r, d.d_out, d.d_in, d.bias, delta, act_[d.layer].get(), out, N,
+                                    d.offset);
+      },
+      consume);
 }
 
 template <class T>

@@ -57,7 +57,19 @@ class Network {
   // passes over blocks of unit directions; requires gradient(…, keep = true) first.
   Buffer<T> residual_hessian(uint64_t block_bytes);
 
- private:
+  // One back-propagation of `seeds` [(n·r) × k] over all n examples, handing every dense
+  // layer (last to first) its sensitivities Δ [(n·r) × d_out] and its input A [n × d_in]: the
+  // factors of that layer's column blocks of G̃ (weight rows δ ⊗ a, bias rows δ).
+  struct LayerFactors {
+    int64_t layer;   // index in model.layers (nn.Sequential's module index)
+    int64_t d_in, d_out;
+    bool bias;
+    int64_t offset;  // first parameter of the layer in θ
+    const T* delta;
+    const T* act;
+  };
+  void layer_factors(const std::vector<T>& seeds, int64_t r, const std::function<void(const LayerFactors&)>& visit);
+
   struct DenseInfo {
     int64_t layer;      // index in model.layers
     int64_t d_in, d_out;
@@ -65,12 +77,23 @@ class Network {
     int64_t offset;     // first parameter of this layer in θ
     int64_t count;      // d_out·d_in (+ d_out)
   };
+  // Per-layer access for the per-parameter-tensor spectra (per_parameter.cpp).
+  using BlockVisitor = std::function<void(const DenseInfo& dense, int64_t i0, int64_t rows, const T* delta)>;
+  const std::vector<DenseInfo>& dense_layers() const { return dense_; }
+  const T* activation(int64_t i) const { return act_[i].get(); }  // act[i] [n × width], after forward()
+  // For consecutive blocks of `block` examples [i0, i0 + block): back-propagates the host seeds
+  // (r rows per example) and calls visit(dense, i0, rows, Δ) for every dense layer, last to first.
+  void backprop_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit);
+
+ private:
   // Calls visit(dense, Δ) for every dense layer, last to first, where Δ [(count·r) × d_out] is
   // the sensitivity of the seeded outputs to that layer's pre-activation output for examples
   // [i0, i0+count). Seeds are on the backend.
   using DenseVisitor = std::function<void(const DenseInfo& dense, const T* delta)>;
   void backprop(const T* seeds, int64_t i0, int64_t count, int64_t r, const DenseVisitor& visit,
                 std::vector<Buffer<T>>* keep);
+  void backprop_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit,
+                       const std::function<void(int64_t rows)>& after);
   // Examples per block of G̃ rows: as many as fit in block_bytes, at least 1, at most n.
   int64_t examples_per_block(int64_t r, uint64_t block_bytes) const;
   // For consecutive blocks of `block` examples: assembles their rows of G̃ into out [rows × N]

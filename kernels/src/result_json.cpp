@@ -51,6 +51,35 @@ nlohmann::json provenance_json(const AnalysisResult& r) {
   return doc;
 }
 
+nlohmann::json jacobian_json(const JacobianSpectrum& j) {
+  nlohmann::json d = {{"singular_values", numbers(j.singular_values)},
+                      {"rank", j.rank},
+                      {"tolerance", number_or_null(j.tolerance)},
+                      {"gap", j.gap ? number_or_null(*j.gap) : nlohmann::json(nullptr)},
+                      {"level_set_dim", j.level_set_dim},
+                      {"method", j.method}};
+  if (!j.refined_from.empty()) d["refined_from"] = j.refined_from;
+  return d;
+}
+
+nlohmann::json per_parameter_json(const std::vector<ParameterSpectrum>& tensors) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const ParameterSpectrum& p : tensors) {
+    nlohmann::json t = {{"name", p.name},
+                        {"shape", p.shape},
+                        {"offset", p.offset},
+                        {"count", p.count},
+                        {"jacobian", jacobian_json(p.jacobian)},
+                        {"gram_trace_fraction", number_or_null(p.gram_trace_fraction)}};
+    if (p.hessian_block)
+      t["hessian_block"] = {{"eigenvalues", numbers(p.hessian_block->eigenvalues)},
+                            {"rank", p.hessian_block->rank},
+                            {"tolerance", number_or_null(p.hessian_block->tolerance)}};
+    a.push_back(std::move(t));
+  }
+  return a;
+}
+
 }  // namespace
 
 std::string result_to_json(const AnalysisResult& r, int indent) {
@@ -66,16 +95,8 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
   doc["reduction"] = r.reduction;
   doc["loss"] = r.loss_value ? number_or_null(*r.loss_value) : json(nullptr);
   doc["grad_norm"] = r.grad_norm ? number_or_null(*r.grad_norm) : json(nullptr);
-  if (r.jacobian) {
-    const JacobianSpectrum& j = *r.jacobian;
-    doc["jacobian"] = {{"singular_values", numbers(j.singular_values)},
-                       {"rank", j.rank},
-                       {"tolerance", number_or_null(j.tolerance)},
-                       {"gap", j.gap ? number_or_null(*j.gap) : json(nullptr)},
-                       {"level_set_dim", j.level_set_dim},
-                       {"method", j.method}};
-    if (!j.refined_from.empty()) doc["jacobian"]["refined_from"] = j.refined_from;
-  }
+  if (r.jacobian) doc["jacobian"] = jacobian_json(*r.jacobian);
+  if (!r.per_parameter.empty()) doc["per_parameter"] = per_parameter_json(r.per_parameter);
   if (r.ggn) {
     doc["ggn"] = {{"eigenvalues", numbers(r.ggn->eigenvalues)},
                   {"rank", r.ggn->rank},

@@ -225,3 +225,74 @@ def test_remote_provenance_has_the_local_digests_and_the_servers_times(server, c
     cli_remote = json.loads(p.stdout)["provenance"]
     assert cli_remote["params_sha256"] == local["params_sha256"]
     assert "queue_ms" in cli_remote and "total_ms" in cli_remote
+
+
+def test_per_parameter_remote_cli_equals_local_cli(server, client, basin_bin, tmp_path, regression):
+    """`--want jacobian,hessian,per_parameter`: `--server` and `--local` print the same per_parameter list,
+    and the Python client's Result holds it too (names, shapes, σ, trace shares, Hessian blocks)."""
+    import subprocess
+    m, X, Y = regression
+    np.save(os.path.join(tmp_path, "X.npy"), X)
+    np.save(os.path.join(tmp_path, "Y.npy"), Y)
+    common = ["--model", os.path.join(DATA, "regression_model.json"),
+              "--params", os.path.join(DATA, "regression_params.npy"),
+              "--inputs", os.path.join(tmp_path, "X.npy"), "--targets", os.path.join(tmp_path, "Y.npy"),
+              "--loss", "mse", "--want", "jacobian,hessian,per_parameter", "--json"]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        out[where[0]] = drop_volatile(json.loads(p.stdout))
+    assert out["--server"] == out["--local"]
+    pp = out["--local"]["per_parameter"]
+    assert [t["name"] for t in pp][:2] == ["0.weight", "0.bias"]
+    assert sum(t["count"] for t in pp) == out["--local"]["num_params"]
+    assert abs(sum(t["gram_trace_fraction"] for t in pp) - 1) < 1e-12
+    assert all(len(t["hessian_block"]["eigenvalues"]) == t["count"] for t in pp)
+    r = client.analyze(m, X, Y, loss="mse", want="jacobian,hessian,per_parameter")
+    assert_same(strip(r.to_dict()), strip(out["--local"]))
+    assert r.per_parameter[0].name == "0.weight" and isinstance(r.per_parameter[0].jacobian.singular_values,
+                                                                 np.ndarray)
+    # the human summary prints the table
+    p = subprocess.run([basin_bin, "analyze", "--local", *common[:-1]], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "per parameter tensor" in p.stdout and "0.weight" in p.stdout
+
+
+def test_per_parameter_names_of_a_torch_module(client):
+    """A torch module sent by the client reports its named_parameters() names (nested too)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()),
+                              torch.nn.Linear(4, 2, bias=False)).double()
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    r = client.analyze(net, X, np.zeros((5, 2)), loss="mse", want="jacobian,per_parameter")
+    assert [p.name for p in r.per_parameter] == [name for name, _ in net.named_parameters()]
+    assert [p.shape for p in r.per_parameter] == [tuple(p.shape) for _, p in net.named_parameters()]
+
+
+def test_per_parameter_names_of_an_onnx_model(server, client, basin_bin, tmp_path):
+    """An ONNX model's tensors carry the initialiser names the importer saw (named_parameters() for a
+    torch export), locally and on the server."""
+    import subprocess
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
+    path = os.path.join(tmp_path, "n.onnx")
+    torch.onnx.export(net, torch.zeros(1, 3, dtype=torch.float64), path, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    np.save(os.path.join(tmp_path, "X.npy"), np.random.default_rng(4).normal(size=(6, 3)))
+    common = ["--model", path, "--inputs", os.path.join(tmp_path, "X.npy"), "--loss", "none",
+              "--want", "jacobian,per_parameter", "--json"]
+    names = [name for name, _ in net.named_parameters()]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        if p.returncode != 0 and "no ONNX importer" in p.stderr:
+            pytest.skip("this basin build has no ONNX importer")
+        assert p.returncode == 0, p.stderr
+        out[where[0]] = drop_volatile(json.loads(p.stdout))
+    assert out["--server"] == out["--local"]
+    assert [t["name"] for t in out["--local"]["per_parameter"]] == names
+    r = client.analyze(path, np.load(os.path.join(tmp_path, "X.npy")), loss="none", want="per_parameter")
+    assert [t.name for t in r.per_parameter] == names

@@ -29,6 +29,22 @@ def test_wrong_param_length(client):
     assert isinstance(e.value, basin.BasinError) and isinstance(e.value, ValueError)
 
 
+def test_per_parameter_names_wrong_count_or_empty(client):
+    m = small_model()
+    m.param_names = ["0.weight", "0.bias", "2.weight"]  # four tensors
+    with pytest.raises(basin.InvalidArgument, match=r"param_names: got 3 names, expected 4"):
+        client.analyze(m, X, Y, want="jacobian,per_parameter")
+    m.param_names = ["a", "", "c", "d"]
+    with pytest.raises(basin.InvalidArgument, match=r"param_names\[1\]: empty"):
+        client.analyze(m, X, Y, want="per_parameter")
+    with pytest.raises(ValueError, match="per_parameter"):  # the client lists the valid words
+        client.analyze(small_model(), X, Y, want="jacobian,per_layer")
+    # the names given are the names reported
+    m.param_names = ["a", "b", "c", "d"]
+    r = client.analyze(m, X, Y, want="per_parameter")
+    assert [p.name for p in r.per_parameter] == ["a", "b", "c", "d"]
+
+
 def test_nan_inputs(client):
     bad = X.copy()
     bad[1, 1] = np.nan

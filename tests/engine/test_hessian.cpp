@@ -17,14 +17,6 @@ double loss_at(const AnalysisRequest& r, const std::vector<double>& params) {
   return loss_terms(r.loss, r.reduction, f, r.num_examples, r.model.output_dim(), r.targets, r.labels).value;
 }
 
-std::vector<double> gradient_at(const AnalysisRequest& r, const std::vector<double>& params) {
-  auto be = make_cpu_backend<double>();
-  Network<double> net(*be, r.model, params, r.inputs, r.num_examples, nullptr);
-  net.forward();
-  const LossTerms t = loss_terms(r.loss, r.reduction, net.outputs(), r.num_examples, r.model.output_dim(), r.targets, r.labels);
-  return net.gradient(t.dloss_df, false);
-}
-
 // The engine's H = GGN + R as a full matrix (lower triangle of GGN, all of R).
 std::vector<double> engine_hessian(const AnalysisRequest& r) {
   auto be = make_cpu_backend<double>();
@@ -65,7 +57,7 @@ TEST_P(HessianFiniteDifference, MatchesDifferencesOfTheGradient) {
     std::vector<double> plus = r.params, minus = r.params;
     plus[p] += step;
     minus[p] -= step;
-    const std::vector<double> gp = gradient_at(r, plus), gm = gradient_at(r, minus);
+    const std::vector<double> gp = test::gradient_at(r, plus), gm = test::gradient_at(r, minus);
     for (int64_t q = 0; q < N; ++q) worst = std::max(worst, std::fabs((gp[q] - gm[q]) / (2 * step) - h[q * N + p]));
   }
   EXPECT_LT(worst, 1e-7 * (1 + scale)) << activation_name(act) << " " << loss_name(loss);
@@ -90,7 +82,7 @@ TEST(Gradient, MatchesDifferencesOfTheLossAndIsReported) {
   for (Loss loss : {Loss::kMse, Loss::kCrossEntropy}) {
     const Model model = test::mlp(4, {5}, 3, Activation::kTanh);
     AnalysisRequest r = test::random_request(model, 6, loss, 3);
-    const std::vector<double> g = gradient_at(r, r.params);
+    const std::vector<double> g = test::gradient_at(r, r.params);
     double sq = 0;
     for (size_t p = 0; p < g.size(); ++p) {
       std::vector<double> plus = r.params, minus = r.params;

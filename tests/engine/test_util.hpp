@@ -9,6 +9,7 @@
 #include "basin/analysis.hpp"
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
+#include "loss.hpp"
 #include "network.hpp"
 
 namespace basin::test {
@@ -58,6 +59,15 @@ inline std::vector<double> forward(const Model& model, const std::vector<double>
   Network<double> net(*be, model, params, inputs, n, nullptr);
   net.forward();
   return net.outputs();
+}
+
+// ∇θ L at `params` through the engine's back-propagation.
+inline std::vector<double> gradient_at(const AnalysisRequest& r, const std::vector<double>& params) {
+  auto be = make_cpu_backend<double>();
+  Network<double> net(*be, r.model, params, r.inputs, r.num_examples, nullptr);
+  net.forward();
+  const LossTerms t = loss_terms(r.loss, r.reduction, net.outputs(), r.num_examples, r.model.output_dim(), r.targets, r.labels);
+  return net.gradient(t.dloss_df, false);
 }
 
 inline std::vector<double> identity_seeds(int64_t n, int64_t k) {

@@ -291,7 +291,8 @@ def test_loss_none_with_ggn_or_hessian(basin, case, want):
 
 
 def test_unknown_want_word(basin, case):
-    expect_error(basin, case.args(extra=["--want", "jacobian,eigen"]), "want", "eigen", "jacobian", "ggn", "hessian")
+    expect_error(basin, case.args(extra=["--want", "jacobian,eigen"]), "want", "eigen", "jacobian", "ggn", "hessian",
+                 "per_parameter")
 
 
 @pytest.mark.parametrize("flag,value,expected", [

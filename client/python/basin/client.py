@@ -24,7 +24,7 @@ _METHOD = {"auto": pb2.METHOD_AUTO, "gram": pb2.METHOD_GRAM, "normal": pb2.METHO
 _DTYPE = {"float64": pb2.COMPUTE_DTYPE_FLOAT64, "float32": pb2.COMPUTE_DTYPE_FLOAT32}
 _DEVICE = {None: pb2.DEVICE_UNSPECIFIED, "auto": pb2.DEVICE_AUTO, "cpu": pb2.DEVICE_CPU,
            "cuda": pb2.DEVICE_CUDA}
-_WANTS = ("jacobian", "ggn", "hessian")
+_WANTS = ("jacobian", "ggn", "hessian", "per_parameter")
 _VECTORS = ("jacobian_row", "jacobian_null", "jacobian_left", "ggn", "hessian")
 _TENSOR_DTYPES = {np.dtype("<f4"): pb2.DTYPE_FLOAT32, np.dtype("<f8"): pb2.DTYPE_FLOAT64,
                   np.dtype("<i4"): pb2.DTYPE_INT32, np.dtype("<i8"): pb2.DTYPE_INT64}
@@ -484,6 +484,8 @@ class Client:
         params = model.params
         if isinstance(model, Sequential):
             req.model.CopyFrom(model._proto(pb2))
+            if model.param_names:  # named_parameters() of a torch module
+                req.param_names.extend(model.param_names)
             if params is None:
                 raise ValueError("model: a basin.Sequential needs params (a vector [N], or "
                                  "checkpoints [B, N])")
@@ -563,7 +565,8 @@ class Client:
         inputs:  [n, input_dim];  targets: [n, k] floats (mse) or [n] integer labels
                  (cross_entropy); None with loss="none"
         loss:    "mse" | "cross_entropy" | "none";  reduction: "mean" | "sum"
-        want:    any of ("jacobian", "ggn", "hessian"); None = the CLI's default: jacobian
+        want:    any of ("jacobian", "ggn", "hessian", "per_parameter") (per_parameter fills
+                 Result.per_parameter); None = the CLI's default: jacobian
                  with loss "none", else jacobian + ggn, + hessian when N <= the server's
                  max_hessian_params (4096 unless the server says otherwise)
         method:  "auto" | "gram" | "normal" | "svd";  dtype: "float64" | "float32"

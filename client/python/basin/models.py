@@ -21,8 +21,11 @@ class Sequential:
     a list of vectors — which makes `Client.analyze` return a list of B Results.
     """
 
-    def __init__(self, input_dim, layers, params=None, flatten_inputs=False):
+    def __init__(self, input_dim, layers, params=None, flatten_inputs=False, param_names=None):
         self.input_dim = int(input_dim)
+        # names of the parameter tensors (per dense layer: weight, then bias), reported in
+        # Result.per_parameter; None: nn.Sequential's "0.weight", "0.bias", "2.weight", ...
+        self.param_names = list(param_names) if param_names else None
         # from a torch model starting with nn.Flatten: inputs [n, ...] are reshaped to [n, -1]
         self.flatten_inputs = bool(flatten_inputs)
         self.layers = []
@@ -51,7 +54,7 @@ class Sequential:
 
     def with_params(self, params):
         """The same architecture with other parameters (a vector, or checkpoints [B, N])."""
-        return Sequential(self.input_dim, self.layers, params, self.flatten_inputs)
+        return Sequential(self.input_dim, self.layers, params, self.flatten_inputs, self.param_names)
 
     def to_json(self):
         """The CLI's JSON model spec (what `basin analyze --model` reads)."""
@@ -249,7 +252,8 @@ def from_torch(module):
     with torch.no_grad():
         params = nn.utils.parameters_to_vector(module.parameters()).detach().cpu()
         params = params.to(torch.float64).numpy().copy()
-    seq = Sequential(input_dim, layers, params, flatten_inputs=flatten)
+    names = [name for name, _ in module.named_parameters()]
+    seq = Sequential(input_dim, layers, params, flatten_inputs=flatten, param_names=names)
     if params.size != seq.num_params:  # e.g. shared (tied) parameters
         raise ValueError(f"the module has {params.size} parameters; its layers imply "
                          f"{seq.num_params}")

@@ -88,6 +88,42 @@ class HessianSpectrum:
 
 
 @dataclass
+class ParameterSpectrum:
+    """One parameter tensor θ[offset : offset + count] (named as named_parameters() names it)
+    and its column block G_t of the per-example Jacobian."""
+    name: str
+    shape: tuple
+    offset: int
+    count: int
+    jacobian: JacobianSpectrum           # σ(G_t), rank; level_set_dim = count − rank
+    gram_trace_fraction: Optional[float]  # ‖G_t‖²_F / ‖G‖²_F (None when G = 0)
+    hessian_block: Optional[dict] = None  # {"eigenvalues": ndarray, "rank", "tolerance"} of H_tt
+
+    @classmethod
+    def from_proto(cls, p):
+        j = p.jacobian
+        jac = JacobianSpectrum(np.array(j.singular_values, dtype=np.float64), int(j.rank),
+                               j.tolerance, j.gap if j.HasField("gap") else None,
+                               int(j.level_set_dim), j.method, j.refined_from or None)
+        hb = None
+        if p.HasField("hessian_block"):
+            hb = {"eigenvalues": np.array(p.hessian_block.eigenvalues, dtype=np.float64),
+                  "rank": int(p.hessian_block.rank), "tolerance": p.hessian_block.tolerance}
+        return cls(p.name, tuple(int(d) for d in p.shape), int(p.offset), int(p.count), jac,
+                   _num(p.gram_trace_fraction), hb)
+
+    def to_dict(self):
+        d = {"name": self.name, "shape": [int(x) for x in self.shape], "offset": int(self.offset),
+             "count": int(self.count), "jacobian": self.jacobian.to_dict(),
+             "gram_trace_fraction": _num(self.gram_trace_fraction)}
+        if self.hessian_block is not None:
+            d["hessian_block"] = {"eigenvalues": _nums(self.hessian_block["eigenvalues"]),
+                                  "rank": int(self.hessian_block["rank"]),
+                                  "tolerance": _num(self.hessian_block["tolerance"])}
+        return d
+
+
+@dataclass
 class Result:
     """One analysed point θ. Field names are the CLI JSON's keys: `loss_function` is the loss's
     name ("mse" | "cross_entropy" | "none") and `loss` its value."""
@@ -160,6 +196,7 @@ class Result:
     def hessian_eigenvectors(self):
         """[N, c]: column j = the Hessian eigenvector of hessian.eigenvalues[indices[j]]."""
         return self.vectors("hessian_eigenvectors")
+    per_parameter: Optional[list] = None          # [ParameterSpectrum] with want per_parameter
 
     @classmethod
     def from_proto(cls, r):
@@ -198,6 +235,7 @@ class Result:
             timings_ms={"forward": t.forward_ms, "jacobian": t.jacobian_ms,
                         "solve": t.solve_ms, "hessian": t.hessian_ms},
             jacobian_matrix=jm, files=files, _blob_ids={v.name: v.blob_id for v in r.vectors},
+            per_parameter=[ParameterSpectrum.from_proto(p) for p in r.per_parameter] or None,
             provenance_fields=_provenance_from_proto(r.provenance) if r.HasField("provenance") else None)
 
     @property
@@ -231,6 +269,8 @@ class Result:
             d["ggn"] = self.ggn.to_dict()
         if self.hessian is not None:
             d["hessian"] = self.hessian.to_dict()
+        if self.per_parameter:
+            d["per_parameter"] = [p.to_dict() for p in self.per_parameter]
         if self.outputs is not None and self.outputs.size:
             d["outputs"] = [_nums(row) for row in np.asarray(self.outputs).reshape(
                 int(self.num_examples), int(self.num_outputs))]
@@ -271,6 +311,10 @@ class Result:
             rel = "n/a" if h.residual_rel is None else f"{h.residual_rel:.4g}"
             lines.append(f"hessian   rank {h.rank}, |H - GGN|/|H| = {rel}, top "
                          f"{_fmt(h.eigenvalues[:4])}")
+        for p in self.per_parameter or []:
+            share = "n/a" if p.gram_trace_fraction is None else f"{p.gram_trace_fraction:.4g}"
+            lines.append(f"  {p.name:<16} {'x'.join(map(str, p.shape)):<10} rank "
+                         f"{p.jacobian.rank}/{p.count}  share {share}")
         return "\n".join(lines)
 
     def __repr__(self):

@@ -40,8 +40,11 @@ struct Want {
   bool jacobian = true;  // singular values and rank of G
   bool ggn = false;      // eigenvalues of Gᵀ M G
   bool hessian = false;  // exact full Hessian (small N)
+  // Per parameter tensor: σ and rank of G's column block, Gram-trace share, and the spectrum
+  // of the Hessian's diagonal block when hessian is also wanted (see ParameterSpectrum).
+  bool per_parameter = false;
 };
-// Parses "jacobian,ggn,hessian"; throws kInvalidArgument naming the unknown word.
+// Parses "jacobian,ggn,hessian,per_parameter"; throws kInvalidArgument naming the unknown word.
 Want parse_want(const std::string& list);
 
 // --vectors: which bases and eigenvectors to return besides the values (README "Vectors").
@@ -133,6 +136,31 @@ struct VectorArray {
   std::string blob_id;           // from a server: the blob holding the .npy file
 };
 
+// Eigenvalues of a symmetric block, descending, with the rank rule of the matrix it came from.
+struct BlockSpectrum {
+  std::vector<double> eigenvalues;
+  int64_t rank = 0;
+  double tolerance = 0;
+};
+
+// One parameter tensor θ_t = θ[offset, offset + count) (a dense layer's weight or bias) and its
+// column block G_t of G [(n·k) × count]:
+//   jacobian: σ(G_t) (min(n·k, count) values) and rank, from the smaller of G_t G_tᵀ ("gram")
+//     and G_tᵀ G_t ("normal"), or the SVD of G_t ("svd"; auto refines an unresolved Gram as
+//     for G); tolerance rule as for G with max(n·k, count) in place of max(n·k, N);
+//   gram_trace_fraction = ‖G_t‖²_F / ‖G‖²_F = tr(G_t G_tᵀ) / tr(G Gᵀ) (NaN → null when G = 0);
+//   hessian_block: eigenvalues of H's diagonal block H_tt [count × count], only when the full
+//     Hessian is computed (want hessian): sliced from H, tolerance max|λ|·count·ε.
+struct ParameterSpectrum {
+  std::string name;            // PyTorch named_parameters() name, e.g. "0.weight"
+  std::vector<int64_t> shape;  // [out, in] for a weight, [out] for a bias
+  int64_t offset = 0;          // first entry in θ (parameters_to_vector order)
+  int64_t count = 0;
+  JacobianSpectrum jacobian;   // level_set_dim = count − rank
+  double gram_trace_fraction = 0;
+  std::optional<BlockSpectrum> hessian_block;
+};
+
 struct Timings {
   double forward_ms = 0;
   double jacobian_ms = 0;  // back-propagation + Gram / GᵀG / G assembly
@@ -182,6 +210,7 @@ struct AnalysisResult {
   std::optional<HessianSpectrum> hessian;
   std::vector<double> jacobian_matrix;  // (n·k) × N when return_jacobian
   std::vector<VectorArray> vectors;     // --vectors, in the order of VectorsWant's fields
+  std::vector<ParameterSpectrum> per_parameter;  // when want.per_parameter, in θ order
   Timings timings;
   Provenance provenance;
 };

@@ -29,13 +29,19 @@ struct Layer {
 struct Model {
   int64_t input_dim = 0;
   std::vector<Layer> layers;
+  // Names of the parameter tensors in θ order (per dense layer: weight, then bias when it has
+  // one), as PyTorch's named_parameters() gives them. Empty: the names of the equivalent
+  // nn.Sequential, "<layer index>.weight" / "<layer index>.bias" (activations count).
+  std::vector<std::string> param_names;
 
   // Width of the vector after layer l (width_after(-1) = input_dim).
   int64_t width_after(int64_t l) const;
   int64_t output_dim() const { return width_after(static_cast<int64_t>(layers.size()) - 1); }
   int64_t num_params() const;
   int64_t num_dense() const;
-  // Throws basin::Error(kInvalidArgument) naming the offending layer.
+  // One per parameter tensor: param_names, or the nn.Sequential defaults.
+  std::vector<std::string> tensor_names() const;
+  // Throws basin::Error(kInvalidArgument) naming the offending layer (or parameter name).
   void validate() const;
 };
 

@@ -467,7 +467,9 @@ class Importer {
   }
 
   // Appends a dense layer with weight w [out, in] row-major and an optional bias [out].
-  void add_dense(int i, int64_t in, int64_t out, std::vector<double> w, const std::vector<double>* bias) {
+  // The names are those of the initialisers (PyTorch's named_parameters() for an export).
+  void add_dense(int i, int64_t in, int64_t out, std::vector<double> w, const std::vector<double>* bias,
+                 const std::string& weight_name, const std::string& bias_name) {
     if (rank_ != 2) {
       node_error(ErrorCode::kUnimplemented, i,
                  "it is applied to a rank-" + std::to_string(rank_) + " tensor; Basin supports [batch, features] "
@@ -497,6 +499,8 @@ class Importer {
     result_.model.layers.push_back(l);
     result_.params.insert(result_.params.end(), w.begin(), w.end());
     if (bias) result_.params.insert(result_.params.end(), bias->begin(), bias->end());
+    result_.model.param_names.push_back(weight_name);
+    if (bias) result_.model.param_names.push_back(bias_name);
     width_ = out;
   }
 
@@ -546,7 +550,9 @@ class Importer {
     const int64_t in = trans_b ? b.dims[1] : b.dims[0];
     const std::vector<double>* bias = nullptr;
     std::vector<double> scaled_bias;
+    std::string bias_name;
     if (n.input_size() >= 3 && !n.input(2).empty()) {
+      bias_name = n.input(2);
       const ConstTensor& c = require_constant(i, 2, "bias C");
       if (!is_per_output(c, out)) {
         node_error(ErrorCode::kUnimplemented, i,
@@ -564,9 +570,10 @@ class Importer {
         w[static_cast<size_t>(o * in + k)] = alpha * v;
       }
     }
+    const std::string weight_name = n.input(1);
     take(i, 3);
-    if (!bias) bias = trailing_bias(out);  // Gemm without C, then Add (some converters)
-    add_dense(i, in, out, std::move(w), bias);
+    if (!bias) bias = trailing_bias(out, &bias_name);  // Gemm without C, then Add (some converters)
+    add_dense(i, in, out, std::move(w), bias, weight_name, bias_name);
   }
 
   // Y = A · B, B [in, out]; an Add of a per-output constant right after it is the bias.
@@ -581,13 +588,16 @@ class Importer {
     for (int64_t o = 0; o < out; ++o) {
       for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(o * in + k)] = b.values[static_cast<size_t>(k * out + o)];
     }
+    const std::string weight_name = g_.node(i).input(1);
     take(i, 2);
-    add_dense(i, in, out, std::move(w), trailing_bias(out));
+    std::string bias_name;
+    const std::vector<double>* bias = trailing_bias(out, &bias_name);
+    add_dense(i, in, out, std::move(w), bias, weight_name, bias_name);
   }
 
   // An Add of a per-output constant right after a bias-free MatMul/Gemm is that layer's bias
   // (either operand order). Moves the chain past the Add; nullptr (chain unmoved) otherwise.
-  const std::vector<double>* trailing_bias(int64_t out) {
+  const std::vector<double>* trailing_bias(int64_t out, std::string* name) {
     const std::vector<int>& next = consumers(cur_);
     if (cur_ == output_ || next.size() != 1 || used_[static_cast<size_t>(next[0])]) return nullptr;
     const int a = next[0];
@@ -605,6 +615,7 @@ class Importer {
                      "] or [1, " + std::to_string(out) + "] is supported");
     }
     const std::vector<double>* bias = &require_constant(a, other, "bias").values;
+    *name = add.input(other);
     if (add.output_size() != 1 || add.output(0).empty()) node_error(ErrorCode::kInvalidArgument, a, "it has no output");
     used_[static_cast<size_t>(a)] = true;
     cur_ = add.output(0);
