@@ -261,7 +261,7 @@ RankBound factor_bound(const std::vector<DenseBounds>& dense, const std::vector<
       else os << "Σ_i rank(M_i) = " << P[b] << ": cross-entropy's diag p − p pᵀ has rank (#classes with p > 0) − 1";
     } else {
       os << P[b] << ": each example's Jacobian factors through the narrowest layer at or after dense layer " << b + 1
-         << " (" << narrowest[b] << " active unit" << (narrowest[b] == 1 ? "" : "s") << " on the narrowest example)";
+         << " (its units active on each example, as few as " << narrowest[b] << ")";
     }
     return os.str();
   };
