@@ -564,6 +564,12 @@ std::vector<ParameterSpectrum> per_parameter_from_proto(const v1::AnalysisResult
   }
   return tensors;
 }
+void bound_to_proto(const RankBound& b, v1::RankBound* out) {
+  out->set_rank_at_most(b.rank_at_most);
+  out->set_why(b.why);
+  out->set_exact(b.exact);
+}
+RankBound bound_from_proto(const v1::RankBound& p) { return {p.rank_at_most(), p.why(), p.exact()}; }
 }  // namespace
 
 void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
@@ -580,13 +586,20 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
   }
   if (r.loss_value) out->set_loss_value(*r.loss_value);
   if (r.grad_norm) out->set_grad_norm(*r.grad_norm);
-  if (r.jacobian) jacobian_to_proto(*r.jacobian, out->mutable_jacobian());
+  if (r.jacobian) {
+    jacobian_to_proto(*r.jacobian, out->mutable_jacobian());
+    bound_to_proto(r.jacobian->bound, out->mutable_jacobian()->mutable_bound());
+  }
   per_parameter_to_proto(r.per_parameter, out);
   if (r.ggn) {
     v1::GgnSpectrum* g = out->mutable_ggn();
     g->mutable_eigenvalues()->Add(r.ggn->eigenvalues.begin(), r.ggn->eigenvalues.end());
     g->set_rank(r.ggn->rank);
     g->set_tolerance(r.ggn->tolerance);
+    if (r.ggn->gap) g->set_gap(*r.ggn->gap);
+    g->set_method(r.ggn->method);
+    g->set_refined_from(r.ggn->refined_from);
+    bound_to_proto(r.ggn->bound, g->mutable_bound());
   }
   if (r.hessian) {
     v1::HessianSpectrum* h = out->mutable_hessian();
@@ -596,6 +609,10 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
     h->set_residual_rel(r.hessian->residual_rel);
     h->mutable_residual_eigenvalues()->Add(r.hessian->residual_eigenvalues.begin(),
                                            r.hessian->residual_eigenvalues.end());
+    if (r.hessian->gap) h->set_gap(*r.hessian->gap);
+    h->set_method(r.hessian->method);
+    h->set_refined_from(r.hessian->refined_from);
+    bound_to_proto(r.hessian->bound, h->mutable_bound());
   }
   if (!r.jacobian_matrix.empty()) {
     doubles_to_tensor(r.jacobian_matrix, {r.num_examples * r.num_outputs, r.num_params},
@@ -630,13 +647,20 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
   if (p.has_outputs()) r.outputs = tensor_doubles(p.outputs(), "result.outputs");
   if (p.has_loss_value()) r.loss_value = p.loss_value();
   if (p.has_grad_norm()) r.grad_norm = p.grad_norm();
-  if (p.has_jacobian()) r.jacobian = jacobian_from_proto(p.jacobian());
+  if (p.has_jacobian()) {
+    r.jacobian = jacobian_from_proto(p.jacobian());
+    r.jacobian->bound = bound_from_proto(p.jacobian().bound());
+  }
   r.per_parameter = per_parameter_from_proto(p);
   if (p.has_ggn()) {
     GgnSpectrum g;
     g.eigenvalues = repeated_to_vector(p.ggn().eigenvalues());
     g.rank = p.ggn().rank();
     g.tolerance = p.ggn().tolerance();
+    if (p.ggn().has_gap()) g.gap = p.ggn().gap();
+    g.method = p.ggn().method();
+    g.refined_from = p.ggn().refined_from();
+    g.bound = bound_from_proto(p.ggn().bound());
     r.ggn = std::move(g);
   }
   if (p.has_hessian()) {
@@ -646,6 +670,10 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
     h.tolerance = p.hessian().tolerance();
     h.residual_rel = p.hessian().residual_rel();
     h.residual_eigenvalues = repeated_to_vector(p.hessian().residual_eigenvalues());
+    if (p.hessian().has_gap()) h.gap = p.hessian().gap();
+    h.method = p.hessian().method();
+    h.refined_from = p.hessian().refined_from();
+    h.bound = bound_from_proto(p.hessian().bound());
     r.hessian = std::move(h);
   }
   if (p.has_jacobian_matrix()) {

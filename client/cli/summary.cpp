@@ -27,6 +27,12 @@ std::string ends(const std::vector<double>& v, size_t each = 4) {
   return os.str();
 }
 
+// "          bound: rank ≤ B (why)" under a spectrum.
+std::string bound_line(const RankBound& b) {
+  return "          bound: rank <= " + std::to_string(b.rank_at_most) + " (" + b.why + ")" +
+         (b.exact ? " [exact]" : "") + "\n";
+}
+
 }  // namespace
 
 namespace {
@@ -72,13 +78,22 @@ std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
       os << "          note: the gap at the cut is small, so the rank depends on the tolerance (--rtol/--atol)\n";
     os << "          level set (behaviour manifold) dimension N - rank = " << j.level_set_dim << "\n";
     os << "          sigma: " << ends(j.singular_values) << "\n";
+    os << bound_line(j.bound);
   }
-  if (r.ggn) os << "ggn       rank " << r.ggn->rank << ", eigenvalues: " << ends(r.ggn->eigenvalues) << "\n";
+  if (r.ggn) {
+    const GgnSpectrum& g = *r.ggn;
+    os << "ggn       rank " << g.rank << " (tolerance " << fmt(g.tolerance)
+       << (g.gap ? ", gap at the cut " + fmt(*g.gap) : std::string()) << ", method " << g.method
+       << (g.refined_from.empty() ? std::string() : ", refined from " + g.refined_from) << ")\n";
+    os << "          eigenvalues: " << ends(g.eigenvalues) << "\n";
+    os << bound_line(g.bound);
+  }
   if (r.hessian) {
     const HessianSpectrum& h = *r.hessian;
     os << "hessian   rank " << h.rank << ", |H - GGN|_F / |H|_F = " << fmt(h.residual_rel) << "\n";
     os << "          eigenvalues: " << ends(h.eigenvalues) << "\n";
     os << "          residual eigenvalues: " << ends(h.residual_eigenvalues) << "\n";
+    os << bound_line(h.bound);
   }
   if (!r.per_parameter.empty()) os << per_parameter_table(r.per_parameter);
   os << "time      forward " << fmt(r.timings.forward_ms) << " ms, jacobian " << fmt(r.timings.jacobian_ms)

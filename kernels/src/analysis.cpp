@@ -14,6 +14,7 @@
 #include "network.hpp"
 #include "provenance.hpp"
 #include "per_parameter.hpp"
+#include "rank_bounds.hpp"
 #include "spectrum.hpp"
 #include "vectors.hpp"
 
@@ -27,6 +28,8 @@ constexpr uint64_t kBlockBytes = 32ull << 20;
 constexpr uint64_t kRopBlockBytes = 8ull << 20;
 // The name JacobianSpectrum::method reports for values computed by TSQR (not a request method).
 constexpr const char* kTsqrName = "tsqr";
+// GgnSpectrum::method when M = 0 (cross-entropy with k = 1): nothing is computed.
+constexpr const char* kZeroName = "zero";
 
 std::string human_bytes(double b) {
   std::ostringstream os;
@@ -323,7 +326,8 @@ class Engine {
       : req_(req), checkpoints_(checkpoints), control_(control), be_(be), info_(be.info()),
         plan_(plan_memory(req, info_)),
         net_(be, req.model, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
-        queue_(be, sym_dim(), queue_capacity()) {}
+        queue_(be, sym_dim(req.model.output_dim()), queue_capacity(jacobian_problems(), sym_dim(req.model.output_dim()))),
+        ggn_queue_(be, sym_dim(ggn_factor_cols()), queue_capacity(ggn_problems(), sym_dim(ggn_factor_cols()))) {}
 
   std::vector<AnalysisResult> run() {
     const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
@@ -338,6 +342,7 @@ class Engine {
     std::vector<AnalysisResult> results(B);
     std::vector<LossTerms> terms(B);
     std::vector<Pending> jac(B), ggn(B);
+    std::vector<RankBounds> bounds(B);
     for (size_t b = 0; b < B; ++b) {
       current_ = b;
       AnalysisResult& res = results[b];
@@ -350,11 +355,16 @@ class Engine {
       res.loss = loss_name(req_.loss);
       res.reduction = reduction_name(req_.reduction);
       forward_and_loss(b, res, terms[b]);
+      bounds[b] = compute_bounds(b, terms[b]);
       if (need_jacobian && (req_.want.jacobian || terms[b].scaled_identity))
-        jac[b] = begin_spectrum(identity_seeds_, res.timings);
-      if (req_.want.ggn && !terms[b].scaled_identity) ggn[b] = begin_spectrum(cast(terms[b].factor_seeds), res.timings);
+        jac[b] = begin_spectrum(identity_seeds_, k, queue_, res.timings);
+      if (req_.want.ggn && !terms[b].scaled_identity && terms[b].factor_cols > 0)
+        ggn[b] = begin_spectrum(cast(terms[b].factor_seeds), terms[b].factor_cols, ggn_queue_, res.timings);
       std::vector<BlockSpectrum> h_blocks;
-      if (req_.want.hessian) res.hessian = hessian(terms[b], res.timings, req_.want.per_parameter ? &h_blocks : nullptr);
+      if (req_.want.hessian) {
+        res.hessian = hessian(terms[b], res.timings, req_.want.per_parameter ? &h_blocks : nullptr);
+        res.hessian->bound = bounds[b].hessian;
+      }
       if (req_.want.per_parameter) per_parameter(res, std::move(h_blocks));
       if (req_.return_jacobian) {
         auto tj = std::chrono::steady_clock::now();
@@ -368,6 +378,8 @@ class Engine {
     progress(Stage::kSolve, 0.9);
     queue_.flush();
     queue_.release();
+    ggn_queue_.flush();
+    ggn_queue_.release();
     progress_span_ = {0.9, 0.1};  // pass 2: the last tenth
 
     // Pass 2: spectra, ranks (and the SVD refinement where auto's Gram could not resolve them).
@@ -376,7 +388,7 @@ class Engine {
       AnalysisResult& res = results[b];
       std::optional<Spectrum> sigma;  // σ(G), when needed
       if (jac[b].active) {
-        sigma = finish_spectrum(jac[b], b, identity_seeds_, res.timings);
+        sigma = finish_spectrum(jac[b], b, identity_seeds_, k, queue_, res.timings);
         const RankInfo ri = numerical_rank(sigma->sigma, sigma->default_tolerance, req_.rtol, req_.atol);
         JacobianSpectrum js;
         js.method = sigma->method;
@@ -386,6 +398,7 @@ class Engine {
         js.tolerance = ri.tolerance;
         js.gap = ri.gap;
         js.level_set_dim = N - ri.rank;
+        js.bound = bounds[b].jacobian;
         if (req_.want.jacobian) res.jacobian = js;
         if (req_.vectors.jacobian()) add_jacobian_vectors(b, js.rank, res);
       }
@@ -397,16 +410,25 @@ class Engine {
           factor = *sigma;  // S_i = √c·I: σ(G̃) = √c·σ(G), no second pass needed
           for (double& v : factor.sigma) v *= std::sqrt(terms[b].scale);
           factor.default_tolerance *= std::sqrt(terms[b].scale);
+        } else if (terms[b].factor_cols > 0) {
+          factor = finish_spectrum(ggn[b], b, cast(terms[b].factor_seeds), terms[b].factor_cols, ggn_queue_,
+                                   res.timings);
         } else {
-          factor = finish_spectrum(ggn[b], b, cast(terms[b].factor_seeds), res.timings);
+          factor.method = kZeroName;  // M = 0 (cross-entropy, k = 1): GGN = 0, nothing to compute
         }
         GgnSpectrum gs;
-        gs.eigenvalues.resize(factor.sigma.size());
-        for (size_t j = 0; j < factor.sigma.size(); ++j) gs.eigenvalues[j] = factor.sigma[j] * factor.sigma[j];
+        // min(n·r, N) computed values, then the structural zeros up to min(n·k, N) (README).
+        gs.eigenvalues.assign(static_cast<size_t>(std::min(m, N)), 0.0);
+        for (size_t j = 0; j < factor.sigma.size() && j < gs.eigenvalues.size(); ++j)
+          gs.eigenvalues[j] = factor.sigma[j] * factor.sigma[j];
         const RankInfo ri = numerical_rank(gs.eigenvalues, factor.default_tolerance * factor.default_tolerance,
                                            req_.rtol, req_.atol);
         gs.rank = ri.rank;
         gs.tolerance = ri.tolerance;
+        gs.gap = ri.gap;
+        gs.method = factor.method;
+        gs.refined_from = factor.refined_from;
+        gs.bound = bounds[b].ggn;
         res.ggn = gs;
         if (req_.vectors.ggn) add_ggn_vectors(b, terms[b], static_cast<int64_t>(gs.eigenvalues.size()), res);
       }
@@ -433,18 +455,28 @@ class Engine {
     int64_t ticket = -1;
   };
 
-  // The symmetric problem size of the planned method, and how many of them to solve at once.
-  int64_t sym_dim() const {
-    return plan_.method == Method::kGram ? req_.num_examples * req_.model.output_dim() : req_.model.num_params();
+  // The symmetric problem size of the planned method for r seeds per example, and how many of
+  // them to solve at once.
+  int64_t sym_dim(int64_t r) const {
+    return plan_.method == Method::kGram ? req_.num_examples * r : req_.model.num_params();
   }
-  int64_t queue_capacity() const {
-    // What pass 1 pushes per checkpoint: σ(G) when wanted (or for an MSE GGN, which is σ(G)
-    // scaled), and the factor spectrum for a non-MSE GGN.
+  // Columns of the GGN's loss factor S_i (LossTerms::factor_cols): k for MSE, k − 1 for
+  // cross-entropy.
+  int64_t ggn_factor_cols() const {
+    const int64_t k = req_.model.output_dim();
+    return req_.loss == Loss::kCrossEntropy ? k - 1 : k;
+  }
+  // What pass 1 pushes: σ(G) when wanted (or for an MSE GGN, which is σ(G) scaled) into queue_,
+  // the factor spectrum of a cross-entropy GGN into ggn_queue_ (its Gram is n·(k−1) square).
+  int64_t jacobian_problems() const {
     const bool mse = req_.loss == Loss::kMse;
-    const int64_t per_checkpoint =
-        (req_.want.jacobian || (req_.want.ggn && mse) ? 1 : 0) + (req_.want.ggn && !mse ? 1 : 0);
-    const int64_t problems = static_cast<int64_t>(checkpoints_.size()) * per_checkpoint;
-    const int64_t dim = sym_dim();
+    return static_cast<int64_t>(checkpoints_.size()) * (req_.want.jacobian || (req_.want.ggn && mse) ? 1 : 0);
+  }
+  int64_t ggn_problems() const {
+    const bool ce = req_.loss == Loss::kCrossEntropy && ggn_factor_cols() > 0;
+    return static_cast<int64_t>(checkpoints_.size()) * (req_.want.ggn && ce ? 1 : 0);
+  }
+  int64_t queue_capacity(int64_t problems, int64_t dim) const {
     if (!be_.has_batched_solver() || problems <= 1 || plan_.method == Method::kSvd || dim > kBatchedSolveMaxDim ||
         dim == 0)
       return 1;
@@ -452,6 +484,7 @@ class Engine {
                                     double(req_.limits.max_memory_bytes) - estimate_bytes(req_, plan_.method));
     if (plan_.device_budget > 0)
       bytes = std::min(bytes, 0.5 * (plan_.device_budget - device_estimate_bytes(req_, plan_.method, plan_.gram_tile_rows)));
+    if (jacobian_problems() > 0 && ggn_problems() > 0) bytes *= 0.5;  // two queues share the budget
     const double each = double(dim) * double(dim) * sizeof(T);
     return std::clamp<int64_t>(static_cast<int64_t>(bytes / each), 1, problems);
   }
@@ -493,30 +526,43 @@ class Engine {
     res.timings.forward_ms = elapsed_ms(t0);
   }
 
+  // The rank bounds of checkpoint b (its forward pass is the network's current state).
+  RankBounds compute_bounds(size_t b, const LossTerms& terms) {
+    load(b);
+    RankBoundInputs in;
+    in.model = &req_.model;
+    in.num_examples = req_.num_examples;
+    in.loss = req_.loss;
+    in.dtype = req_.dtype;
+    in.activation = [this](int64_t i) { return net_.activation(i); };
+    in.factor_ranks = terms.factor_ranks;
+    return rank_bounds(in);
+  }
+
   // Default σ tolerance: NumPy's matrix_rank rule applied to the matrix actually decomposed.
   // Gram methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max.
-  double default_sigma_tolerance(const std::vector<double>& sigma, Method method) const {
-    const double size = static_cast<double>(std::max(req_.num_examples * req_.model.output_dim(), req_.model.num_params()));
+  // rows_per_example: r, G̃ being (n·r) × N (k for G itself).
+  double default_sigma_tolerance(const std::vector<double>& sigma, Method method, int64_t rows_per_example) const {
+    const double size = static_cast<double>(std::max(req_.num_examples * rows_per_example, req_.model.num_params()));
     const double eps = std::numeric_limits<T>::epsilon();
     return method == Method::kSvd ? sigma_max(sigma) * size * eps : sigma_max(sigma) * std::sqrt(size * eps);
   }
 
-  // Pass 1 of σ(G̃) for the given seeds (k rows per example) with the planned method: the SVD
-  // and unbatched solves finish here; batched Gram / GᵀG solves are queued.
-  Pending begin_spectrum(const std::vector<T>& seeds, Timings& timings) {
-    const int64_t k = req_.model.output_dim();
+  // Pass 1 of σ(G̃) for the given seeds (r rows per example) with the planned method: the SVD
+  // and unbatched solves finish here; batched Gram / GᵀG solves are queued in `queue`.
+  Pending begin_spectrum(const std::vector<T>& seeds, int64_t r, SymmetricSolveQueue<T>& queue, Timings& timings) {
     Pending p;
     p.active = true;
-    if (plan_.method == Method::kSvd || queue_.capacity() == 1) {
-      p.sigma = singular_values(seeds, k, plan_.method, timings);
+    if (plan_.method == Method::kSvd || queue.capacity() == 1) {
+      p.sigma = singular_values(seeds, r, plan_.method, timings);
       return p;
     }
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
-    Buffer<T> sym = symmetric_matrix(seeds, k, plan_.method);
+    Buffer<T> sym = symmetric_matrix(seeds, r, plan_.method);
     progress(Stage::kGram, 1);
     timings.jacobian_ms += elapsed_ms(t0);
-    p.ticket = queue_.push(sym.get());
+    p.ticket = queue.push(sym.get());
     return p;
   }
 
@@ -525,20 +571,23 @@ class Engine {
   // resolution (an apparent rank deficiency), they are recomputed by the SVD of G̃ itself,
   // which resolves σ to ε·σ_max (NumPy's matrix_rank rule), provided G̃ fits in memory. When it
   // does not and G̃ is tall (normal), TSQR gets the same accuracy from blocks of G̃.
-  Spectrum finish_spectrum(const Pending& p, size_t b, const std::vector<T>& seeds, Timings& timings) {
-    const int64_t k = req_.model.output_dim();
+  // A genuine deficiency is all that is left to refine: a cross-entropy factor has k − 1
+  // columns (loss.hpp), so the softmax's null direction is never among the small values.
+  Spectrum finish_spectrum(const Pending& p, size_t b, const std::vector<T>& seeds, int64_t r,
+                           const SymmetricSolveQueue<T>& queue, Timings& timings) {
+    const int64_t k = r;  // rows of G̃ per example
     Spectrum s;
     s.method = method_name(plan_.method);
     if (p.ticket >= 0) {
-      std::vector<T> values = queue_.values(p.ticket);
-      timings.solve_ms += queue_.solve_ms(p.ticket);
+      std::vector<T> values = queue.values(p.ticket);
+      timings.solve_ms += queue.solve_ms(p.ticket);
       s.sigma = sigma_from_eigenvalues(values);
-      // GᵀG (normal, N×N) has N eigenvalues; only min(n·k, N) are singular values of G̃.
+      // GᵀG (normal, N×N) has N eigenvalues; only min(n·r, N) are singular values of G̃.
       s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.model.num_params())));
     } else {
       s.sigma = p.sigma;
     }
-    s.default_tolerance = default_sigma_tolerance(s.sigma, plan_.method);
+    s.default_tolerance = default_sigma_tolerance(s.sigma, plan_.method, k);
     const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
     const bool all_resolved = resolved == static_cast<int64_t>(s.sigma.size());
     if (req_.method != Method::kAuto || plan_.method == Method::kSvd || all_resolved) return s;
@@ -557,7 +606,7 @@ class Engine {
     }
     s.refined_from = method_name(plan_.method);
     // σ of an orthogonal factorisation of G̃ (gesdd on G̃, or on TSQR's R): the SVD's rule.
-    s.default_tolerance = default_sigma_tolerance(s.sigma, Method::kSvd);
+    s.default_tolerance = default_sigma_tolerance(s.sigma, Method::kSvd, k);
     return s;
   }
 
@@ -655,12 +704,18 @@ class Engine {
   }
 
   HessianSpectrum hessian(const LossTerms& terms, Timings& timings, std::vector<BlockSpectrum>* blocks) {
-    const int64_t N = req_.model.num_params(), k = req_.model.output_dim();
+    const int64_t N = req_.model.num_params();
     progress(Stage::kHessian, 0);
     auto t0 = std::chrono::steady_clock::now();
     // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes; both stay on the
     // backend, combined there (R symmetrised, H = GGN + R, their Frobenius norms).
-    Buffer<T> h = net_.normal(cast(terms.factor_seeds), k, kBlockBytes);
+    Buffer<T> h;
+    if (terms.factor_cols > 0) {
+      h = net_.normal(cast(terms.factor_seeds), terms.factor_cols, kBlockBytes);
+    } else {  // M = 0 (cross-entropy, k = 1): the GGN part is zero
+      h = Buffer<T>(be_, static_cast<size_t>(N * N));
+      be_.fill(h.get(), h.size(), T(0));
+    }
     progress(Stage::kHessian, 0.3);
     Buffer<T> residual = net_.residual_hessian(kRopBlockBytes);
     const std::array<double, 2> norms_sq = be_.combine_hessian(N, h.get(), residual.get());
@@ -681,6 +736,7 @@ class Engine {
                                        req_.rtol, req_.atol);
     hs.rank = ri.rank;
     hs.tolerance = ri.tolerance;
+    hs.gap = ri.gap;
     return hs;
   }
 
@@ -722,7 +778,8 @@ class Engine {
   const BackendInfo info_;
   const MemoryPlan plan_;
   Network<T> net_;
-  SymmetricSolveQueue<T> queue_;
+  SymmetricSolveQueue<T> queue_;      // σ(G) (and an MSE GGN's)
+  SymmetricSolveQueue<T> ggn_queue_;  // a cross-entropy GGN's factor spectrum
   std::vector<T> identity_seeds_;
   size_t current_ = 0;     // the checkpoint being worked on (for progress)
   double reported_ = 0;    // the last progress fraction reported

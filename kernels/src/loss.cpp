@@ -9,8 +9,10 @@ LossTerms loss_terms(Loss loss, Reduction reduction, const std::vector<double>& 
                      const std::vector<double>& targets, const std::vector<int64_t>& labels) {
   LossTerms t;
   t.dloss_df.assign(static_cast<size_t>(n * k), 0.0);
-  t.factor_seeds.assign(static_cast<size_t>(n * k * k), 0.0);
   if (loss == Loss::kMse) {
+    t.factor_cols = k;
+    t.factor_seeds.assign(static_cast<size_t>(n * k * k), 0.0);
+    t.factor_ranks.assign(static_cast<size_t>(n), k);
     const double denom = reduction == Reduction::kMean ? static_cast<double>(n * k) : 1.0;
     double sum = 0;
     for (int64_t j = 0; j < n * k; ++j) {
@@ -27,7 +29,11 @@ LossTerms loss_terms(Loss loss, Reduction reduction, const std::vector<double>& 
   } else if (loss == Loss::kCrossEntropy) {
     const double denom = reduction == Reduction::kMean ? static_cast<double>(n) : 1.0;
     const double inv_sqrt = 1.0 / std::sqrt(denom);
-    std::vector<double> p(static_cast<size_t>(k));
+    const int64_t r = k - 1;  // columns of S_i
+    t.factor_cols = r;
+    t.factor_seeds.assign(static_cast<size_t>(n * r * k), 0.0);
+    t.factor_ranks.assign(static_cast<size_t>(n), 0);
+    std::vector<double> p(static_cast<size_t>(k)), v(static_cast<size_t>(k));
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) {
       const double* fi = f.data() + i * k;
@@ -39,11 +45,18 @@ LossTerms loss_terms(Loss loss, Reduction reduction, const std::vector<double>& 
       const int64_t y = labels[i];
       sum += lse - fi[y];
       for (int64_t c = 0; c < k; ++c) t.dloss_df[i * k + c] = (p[c] - (c == y ? 1.0 : 0.0)) / denom;
-      // Column r of S_i: √p_r (e_r − p) / √denom.
-      for (int64_t r = 0; r < k; ++r) {
-        const double sr = std::sqrt(p[r]) * inv_sqrt;
-        double* row = t.factor_seeds.data() + (i * k + r) * k;
-        for (int64_t c = 0; c < k; ++c) row[c] = sr * ((c == r ? 1.0 : 0.0) - p[c]);
+      t.factor_ranks[i] = std::count_if(p.begin(), p.end(), [](double q) { return q > 0; }) - 1;
+      // Householder: v = √p + e_j (j = k − 1), Q = I − v vᵀ/(1 + √p_j) is symmetric orthogonal
+      // with Q √p = −e_j (‖√p‖ = 1, vᵀv = 2(1 + √p_j) ≥ 2: no cancellation for any p), so its
+      // other columns U[:, c] = e_c − v v_c/(1 + √p_j), c < j, are an orthonormal basis of √p⊥.
+      // Column c of S_i: √p_a · U[a, c] / √denom.
+      const int64_t j = k - 1;
+      for (int64_t a = 0; a < k; ++a) v[a] = std::sqrt(p[a]) + (a == j ? 1.0 : 0.0);
+      const double beta = 1.0 / (1.0 + std::sqrt(p[j]));
+      for (int64_t c = 0; c < r; ++c) {
+        double* row = t.factor_seeds.data() + (i * r + c) * k;
+        for (int64_t a = 0; a < k; ++a)
+          row[a] = std::sqrt(p[a]) * ((a == c ? 1.0 : 0.0) - beta * v[a] * v[c]) * inv_sqrt;
       }
     }
     t.value = sum / denom;

@@ -88,6 +88,13 @@ std::vector<double> Network<T>::outputs() const {
 }
 
 template <class T>
+std::vector<double> Network<T>::activation(int64_t i) const {
+  std::vector<T> host(act_.at(static_cast<size_t>(i)).size());
+  be_.download(host.data(), act_[i].get(), host.size());
+  return std::vector<double>(host.begin(), host.end());
+}
+
+template <class T>
 void Network<T>::backprop(const T* seeds, int64_t i0, int64_t count, int64_t r,
                           const DenseVisitor& visit, std::vector<Buffer<T>>* keep) {
   const int64_t rows = count * r;

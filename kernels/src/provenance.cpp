@@ -85,7 +85,11 @@ void fill_provenance(const AnalysisRequest& r, const std::vector<std::vector<dou
       p.methods.emplace_back("jacobian", res.jacobian->method);
       if (!res.jacobian->refined_from.empty()) p.methods.emplace_back("jacobian_refined_from", res.jacobian->refined_from);
     }
-    if (res.hessian) p.methods.emplace_back("hessian", "dense");
+    if (res.ggn) {
+      p.methods.emplace_back("ggn", res.ggn->method);
+      if (!res.ggn->refined_from.empty()) p.methods.emplace_back("ggn_refined_from", res.ggn->refined_from);
+    }
+    if (res.hessian) p.methods.emplace_back("hessian", res.hessian->method);
     res.provenance = std::move(p);
   }
 }

@@ -10,6 +10,12 @@ namespace {
 nlohmann::json number_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
 }
+nlohmann::json bound_json(const RankBound& b) {
+  return {{"rank_at_most", b.rank_at_most}, {"why", b.why}, {"exact", b.exact}};
+}
+nlohmann::json gap_json(const std::optional<double>& gap) {
+  return gap ? number_or_null(*gap) : nlohmann::json(nullptr);
+}
 nlohmann::json numbers(const std::vector<double>& v) {
   nlohmann::json a = nlohmann::json::array();
   for (double x : v) a.push_back(number_or_null(x));
@@ -97,10 +103,16 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
   doc["grad_norm"] = r.grad_norm ? number_or_null(*r.grad_norm) : json(nullptr);
   if (r.jacobian) doc["jacobian"] = jacobian_json(*r.jacobian);
   if (!r.per_parameter.empty()) doc["per_parameter"] = per_parameter_json(r.per_parameter);
+  if (r.jacobian) doc["jacobian"]["bound"] = bound_json(r.jacobian->bound);
   if (r.ggn) {
-    doc["ggn"] = {{"eigenvalues", numbers(r.ggn->eigenvalues)},
-                  {"rank", r.ggn->rank},
-                  {"tolerance", number_or_null(r.ggn->tolerance)}};
+    const GgnSpectrum& g = *r.ggn;
+    doc["ggn"] = {{"eigenvalues", numbers(g.eigenvalues)},
+                  {"rank", g.rank},
+                  {"tolerance", number_or_null(g.tolerance)},
+                  {"gap", gap_json(g.gap)},
+                  {"method", g.method},
+                  {"bound", bound_json(g.bound)}};
+    if (!g.refined_from.empty()) doc["ggn"]["refined_from"] = g.refined_from;
   }
   if (r.hessian) {
     const HessianSpectrum& h = *r.hessian;
@@ -108,7 +120,11 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
                       {"rank", h.rank},
                       {"tolerance", number_or_null(h.tolerance)},
                       {"residual_rel", number_or_null(h.residual_rel)},
-                      {"residual_eigenvalues", numbers(h.residual_eigenvalues)}};
+                      {"residual_eigenvalues", numbers(h.residual_eigenvalues)},
+                      {"gap", gap_json(h.gap)},
+                      {"method", h.method},
+                      {"bound", bound_json(h.bound)}};
+    if (!h.refined_from.empty()) doc["hessian"]["refined_from"] = h.refined_from;
   }
   if (!r.outputs.empty()) {
     json rows = json::array();

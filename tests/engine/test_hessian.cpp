@@ -25,7 +25,7 @@ std::vector<double> engine_hessian(const AnalysisRequest& r) {
   const int64_t k = r.model.output_dim(), N = r.model.num_params();
   const LossTerms t = loss_terms(r.loss, r.reduction, net.outputs(), r.num_examples, k, r.targets, r.labels);
   net.gradient(t.dloss_df, true);
-  const std::vector<double> ggn = test::download(*be, net.normal(t.factor_seeds, k, 1 << 20));
+  const std::vector<double> ggn = test::download(*be, net.normal(t.factor_seeds, t.factor_cols, 1 << 20));
   const std::vector<double> res = test::download(*be, net.residual_hessian(1 << 12));  // small blocks: many R-op passes
   std::vector<double> h(static_cast<size_t>(N * N));
   for (int64_t i = 0; i < N; ++i)

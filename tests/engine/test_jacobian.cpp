@@ -23,14 +23,6 @@ std::vector<double> lapack_singular_values(std::vector<double> g, int64_t m, int
   return s;
 }
 
-std::vector<double> materialised_jacobian(const AnalysisRequest& r) {
-  auto be = make_cpu_backend<double>();
-  Network<double> net(*be, r.model, r.params, r.inputs, r.num_examples, nullptr);
-  net.forward();
-  const int64_t k = r.model.output_dim();
-  return test::download(*be, net.jacobian(test::identity_seeds(r.num_examples, k), k));
-}
-
 using JacobianCase = std::tuple<Activation, bool /*bias*/, int /*hidden layers*/>;
 class JacobianFiniteDifference : public ::testing::TestWithParam<JacobianCase> {};
 
@@ -40,7 +32,7 @@ TEST_P(JacobianFiniteDifference, RowsMatchCentralDifferences) {
   const Model model = test::mlp(3, hidden, 2, act, bias, 0.13);
   AnalysisRequest r = test::random_request(model, 4, Loss::kNone, 7 + depth);
   const int64_t n = r.num_examples, k = model.output_dim(), N = model.num_params();
-  const std::vector<double> g = materialised_jacobian(r);
+  const std::vector<double> g = test::materialised_jacobian(r);
   ASSERT_EQ(static_cast<int64_t>(g.size()), n * k * N);
   const double h = 1e-6;
   double worst = 0;
@@ -120,7 +112,7 @@ TEST_P(MethodsAgree, SingularValuesMatchLapackOnMaterialisedG) {
   r.method = method;
   const AnalysisResult res = analyze(r);
   const int64_t m = n * 3, N = model.num_params();
-  const std::vector<double> ref = lapack_singular_values(materialised_jacobian(r), m, N);
+  const std::vector<double> ref = lapack_singular_values(test::materialised_jacobian(r), m, N);
   ASSERT_TRUE(res.jacobian);
   ASSERT_EQ(res.jacobian->singular_values.size(), ref.size());
   const double smax = ref.front();
@@ -160,7 +152,7 @@ TEST(Rank, LinearBottleneckLowersRankAndAllMethodsAgree) {
   ASSERT_EQ(N, 109);
   const int64_t n = 60, m = n * 3;
   AnalysisRequest r = test::random_request(model, n, Loss::kNone, 99);
-  const std::vector<double> ref_sigma = lapack_singular_values(materialised_jacobian(r), m, N);
+  const std::vector<double> ref_sigma = lapack_singular_values(test::materialised_jacobian(r), m, N);
   const int64_t ref = reference_rank(ref_sigma, m, N);
   EXPECT_LE(ref, N - 4);
   for (Method method : {Method::kGram, Method::kNormal, Method::kSvd, Method::kAuto}) {
@@ -185,7 +177,7 @@ TEST(Rank, AutoDecidesADeficientRankWithTheSvdOfG) {
                   Layer::dense(8), Layer::act(Activation::kTanh), Layer::dense(3)};
   AnalysisRequest r = test::random_request(model, 10, Loss::kNone, 1);
   const int64_t m = 30, N = model.num_params();
-  const int64_t ref = reference_rank(lapack_singular_values(materialised_jacobian(r), m, N), m, N);
+  const int64_t ref = reference_rank(lapack_singular_values(test::materialised_jacobian(r), m, N), m, N);
   r.method = Method::kGram;
   const JacobianSpectrum gram = *analyze(r).jacobian;
   ASSERT_LT(gram.rank, m) << "the Gram must see values below its resolution here";
@@ -322,7 +314,7 @@ TEST(Tsqr, RIsTheTriangularFactorOfGForAnyBlocking) {
   const AnalysisRequest r = test::random_request(model, 60, Loss::kNone, 1);
   const int64_t k = 3, m = 180, N = model.num_params();
   ASSERT_GT(m, N);
-  const std::vector<double> g = materialised_jacobian(r);
+  const std::vector<double> g = test::materialised_jacobian(r);
   const std::vector<double> sigma_g = lapack_singular_values(g, m, N);
   auto be = make_cpu_backend<double>();
   Network<double> net(*be, model, r.params, r.inputs, r.num_examples, nullptr);
@@ -359,7 +351,7 @@ TEST(Rank, AutoDecidesATallDeficientRankWithTsqrWhenGDoesNotFit) {
   AnalysisRequest r = test::random_request(model, 60, Loss::kMse, 7);
   r.want = Want{true, true, false};
   const int64_t m = 180, N = model.num_params();
-  const std::vector<double> ref_sigma = lapack_singular_values(materialised_jacobian(r), m, N);
+  const std::vector<double> ref_sigma = lapack_singular_values(test::materialised_jacobian(r), m, N);
   const int64_t ref = reference_rank(ref_sigma, m, N);
   r.method = Method::kNormal;
   const JacobianSpectrum normal = *analyze(r).jacobian;

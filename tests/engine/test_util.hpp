@@ -83,6 +83,25 @@ std::vector<double> download(Backend<T>& be, const Buffer<T>& b) {
   return std::vector<double>(host.begin(), host.end());
 }
 
+// G [(n·k) × N] itself, materialised by the engine's Network.
+inline std::vector<double> materialised_jacobian(const AnalysisRequest& r) {
+  auto be = make_cpu_backend<double>();
+  Network<double> net(*be, r.model, r.params, r.inputs, r.num_examples, nullptr);
+  net.forward();
+  const int64_t k = r.model.output_dim();
+  return download(*be, net.jacobian(identity_seeds(r.num_examples, k), k));
+}
+
+// softmax of row i of logits [n × k].
+inline std::vector<double> softmax_row(const std::vector<double>& f, int64_t i, int64_t k) {
+  double mx = -1e300, z = 0;
+  for (int64_t c = 0; c < k; ++c) mx = std::max(mx, f[i * k + c]);
+  std::vector<double> p(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) z += (p[c] = std::exp(f[i * k + c] - mx));
+  for (double& v : p) v /= z;
+  return p;
+}
+
 inline double max_abs(const std::vector<double>& v) {
   double m = 0;
   for (double x : v) m = std::max(m, std::fabs(x));

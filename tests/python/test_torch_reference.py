@@ -314,6 +314,7 @@ def check_all(res, G, ref, case):
 
     check_singular_values(res, ref, method)
     check_rank(res, ref, method)
+    check_bound(jac, "jacobian", int(np.linalg.matrix_rank(ref.G)), n * k, N)
 
     if case["loss"] == "none":
         assert res["loss"] is None
@@ -330,6 +331,17 @@ def check_all(res, G, ref, case):
     assert_close_abs(ggn, ref.ggn[:m], 1e-10 * gscale, "ggn.eigenvalues vs eigvalsh(G^T M G)")
     assert np.all(np.abs(ref.ggn[m:]) <= 1e-10 * gscale)  # sanity of the reference
     assert res["ggn"]["rank"] == int(np.sum(ggn > res["ggn"]["tolerance"]))
+    assert res["ggn"]["rank"] <= res["ggn"]["bound"]["rank_at_most"], res["ggn"]["bound"]
+    if case["loss"] == "cross_entropy":
+        # k − 1 factor columns: the structural zeros are exact and never trigger auto's refinement
+        r = min(n * (k - 1), N)
+        assert np.all(ggn[r:] == 0.0), "cross-entropy's structural zeros must be exact"
+        assert res["ggn"]["bound"]["rank_at_most"] <= n * (k - 1)
+        if case["method"] == "auto" and res["ggn"]["method"] == "svd":
+            assert res["ggn"].get("refined_from") in ("gram", "normal")
+            # refined only for a genuine deficiency: some computed value below the Gram's resolution
+            # (the Gram resolves λ to λ_max·max(n(k−1), N)·ε; margin 10 for the Gram's own error)
+            assert ggn[r - 1] < 10 * ggn[0] * max(n * (k - 1), N) * EPS64, ggn[r - 4:r]
 
     hess = res["hessian"]
     hscale = np.abs(ref.hess).max()
@@ -341,6 +353,19 @@ def check_all(res, G, ref, case):
                      "hessian.residual_eigenvalues vs eigvalsh(H - GGN)")
     assert hess["residual_rel"] == pytest.approx(ref.residual_rel, rel=1e-8, abs=1e-12), "residual_rel"
     assert hess["rank"] == int(np.sum(np.abs(hess["eigenvalues"]) > hess["tolerance"]))
+    assert hess["method"] == "dense" and "refined_from" not in hess
+    assert hess["rank"] <= hess["bound"]["rank_at_most"], hess["bound"]
+
+
+def check_bound(spectrum, what, numpy_rank, nk, N):
+    """`bound` is present, well formed, and holds for Basin's and numpy's rank of the torch G."""
+    b = spectrum["bound"]
+    assert set(b) == {"rank_at_most", "why", "exact"}, b
+    assert isinstance(b["why"], str) and b["why"], b
+    assert spectrum["rank"] <= b["rank_at_most"] <= min(nk, N), (what, b)
+    assert numpy_rank <= b["rank_at_most"], (what, numpy_rank, b)
+    if b["exact"]:
+        assert spectrum["rank"] == b["rank_at_most"] == numpy_rank, (what, b)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,6 +498,30 @@ def test_structural_rank(basin, name, spec, theta, X, method):
         assert jac["gap"] is None or jac["gap"] > 1e3
     else:
         assert jac["gap"] is not None and jac["gap"] > 1e3, f"{name}: gap at a structural cut should be clear: {jac['gap']}"
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_deep_linear_rank_is_singh_bachmann_hofmann(basin, bias):
+    """rank(G) = rank(GGN) = q(r + K − q) (+ K with biases, 1 ∉ rowspace X) for a deep linear network,
+    against numpy's matrix_rank of functorch's G and of the explicit G^T M G."""
+    rng = np.random.default_rng(3)
+    d, widths, K, n, r = 6, [3, 5], 4, 12, 4
+    spec = {"input_dim": d, "layers": []}
+    for w in widths:
+        spec["layers"] += [{"type": "dense", "out": w, "bias": bias}, {"type": "identity"}]
+    spec["layers"].append({"type": "dense", "out": K, "bias": bias})
+    theta = draw_params(spec, rng)
+    X = rng.normal(size=(n, r)) @ rng.normal(size=(r, d))  # rank(X) = 4
+    Y = rng.normal(size=(n, K))
+    q = min(r, K, *widths)
+    expected = q * (r + K - q) + (K if bias else 0)
+    res, _ = basin.analyze(spec, theta, X, Y, loss="mse", want="jacobian,ggn", method="svd")
+    ref = Reference(spec, theta, X, Y, "mse", "mean", hessian=False)
+    assert int(np.linalg.matrix_rank(ref.G)) == expected
+    for what in ("jacobian", "ggn"):
+        assert res[what]["rank"] == expected, what
+        assert res[what]["bound"] == {"rank_at_most": expected, "why": res[what]["bound"]["why"], "exact": True}
+        assert "Singh" in res[what]["bound"]["why"]
 
 
 def test_rtol_atol_override(basin):

@@ -52,12 +52,12 @@ from .errors import (  # noqa: E402
     Unauthenticated, DeadlineExceeded, Cancelled, Unknown,
 )
 from .models import Sequential, OnnxModel, from_torch  # noqa: E402
-from .result import Result, JacobianSpectrum, GgnSpectrum, HessianSpectrum, ParameterSpectrum  # noqa: E402
+from .result import Result, JacobianSpectrum, GgnSpectrum, HessianSpectrum, ParameterSpectrum, RankBound  # noqa: E402
 from .client import Client, Job, TLS  # noqa: E402
 
 __all__ = [
     "Client", "Job", "TLS", "Sequential", "OnnxModel", "from_torch", "Result",
-    "JacobianSpectrum", "GgnSpectrum", "HessianSpectrum", "ParameterSpectrum", "BasinError", "InvalidArgument",
+    "JacobianSpectrum", "GgnSpectrum", "HessianSpectrum", "ParameterSpectrum", "RankBound", "BasinError", "InvalidArgument",
     "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
     "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
     "Unauthenticated", "DeadlineExceeded", "Cancelled", "Unknown",

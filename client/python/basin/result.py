@@ -44,6 +44,28 @@ def _provenance_from_proto(p):
 
 
 @dataclass
+class RankBound:
+    """What the architecture and data imply: measured rank <= rank_at_most, with the reason;
+    exact when theory gives equality for generic parameters (deep linear networks)."""
+    rank_at_most: int
+    why: str
+    exact: bool
+
+    @classmethod
+    def from_proto(cls, b):
+        return cls(int(b.rank_at_most), b.why, bool(b.exact))
+
+    def to_dict(self):
+        return {"rank_at_most": int(self.rank_at_most), "why": self.why, "exact": bool(self.exact)}
+
+
+def _bound_dict(d, bound):
+    if bound is not None:
+        d["bound"] = bound.to_dict()
+    return d
+
+
+@dataclass
 class JacobianSpectrum:
     singular_values: np.ndarray   # all min(n·k, N), descending
     rank: int
@@ -52,6 +74,7 @@ class JacobianSpectrum:
     level_set_dim: int            # N − rank: dimension of the behaviour manifold
     method: str                   # "gram" | "normal" | "svd" | "tsqr" (SVD of G's blockwise QR factor)
     refined_from: Optional[str] = None  # auto's Gram method when it fell back to the SVD of G (or TSQR)
+    bound: Optional[RankBound] = None
 
     def to_dict(self):
         d = {"singular_values": _nums(self.singular_values), "rank": int(self.rank),
@@ -59,18 +82,25 @@ class JacobianSpectrum:
              "level_set_dim": int(self.level_set_dim), "method": self.method}
         if self.refined_from:
             d["refined_from"] = self.refined_from
-        return d
+        return _bound_dict(d, self.bound)
 
 
 @dataclass
 class GgnSpectrum:
-    eigenvalues: np.ndarray       # min(n·k, N) values, descending
+    eigenvalues: np.ndarray       # min(n·k, N) values, descending (cross-entropy's structural zeros last)
     rank: int
     tolerance: float
+    gap: Optional[float] = None   # λ_rank / λ_rank+1
+    method: str = ""              # the factor G̃'s method ("gram" | "normal" | "svd" | "tsqr" | "zero")
+    refined_from: Optional[str] = None
+    bound: Optional[RankBound] = None
 
     def to_dict(self):
-        return {"eigenvalues": _nums(self.eigenvalues), "rank": int(self.rank),
-                "tolerance": _num(self.tolerance)}
+        d = {"eigenvalues": _nums(self.eigenvalues), "rank": int(self.rank),
+             "tolerance": _num(self.tolerance), "gap": _num(self.gap), "method": self.method}
+        if self.refined_from:
+            d["refined_from"] = self.refined_from
+        return _bound_dict(d, self.bound)
 
 
 @dataclass
@@ -80,11 +110,19 @@ class HessianSpectrum:
     tolerance: float
     residual_rel: Optional[float]  # ‖H − GGN‖_F / ‖H‖_F (None when H = 0)
     residual_eigenvalues: np.ndarray  # eig(H − GGN), descending
+    gap: Optional[float] = None    # |λ|_rank / |λ|_rank+1
+    method: str = "dense"          # eigen-solve of the assembled N × N matrix
+    refined_from: Optional[str] = None
+    bound: Optional[RankBound] = None
 
     def to_dict(self):
-        return {"eigenvalues": _nums(self.eigenvalues), "rank": int(self.rank),
-                "tolerance": _num(self.tolerance), "residual_rel": _num(self.residual_rel),
-                "residual_eigenvalues": _nums(self.residual_eigenvalues)}
+        d = {"eigenvalues": _nums(self.eigenvalues), "rank": int(self.rank),
+             "tolerance": _num(self.tolerance), "residual_rel": _num(self.residual_rel),
+             "residual_eigenvalues": _nums(self.residual_eigenvalues), "gap": _num(self.gap),
+             "method": self.method}
+        if self.refined_from:
+            d["refined_from"] = self.refined_from
+        return _bound_dict(d, self.bound)
 
 
 @dataclass
@@ -205,16 +243,21 @@ class Result:
             j = r.jacobian
             jac = JacobianSpectrum(np.array(j.singular_values, dtype=np.float64), int(j.rank),
                                    j.tolerance, j.gap if j.HasField("gap") else None,
-                                   int(j.level_set_dim), j.method, j.refined_from or None)
+                                   int(j.level_set_dim), j.method, j.refined_from or None,
+                                   _bound_from(j))
         if r.HasField("ggn"):
             g = r.ggn
-            ggn = GgnSpectrum(np.array(g.eigenvalues, dtype=np.float64), int(g.rank), g.tolerance)
+            ggn = GgnSpectrum(np.array(g.eigenvalues, dtype=np.float64), int(g.rank), g.tolerance,
+                              g.gap if g.HasField("gap") else None, g.method,
+                              g.refined_from or None, _bound_from(g))
         if r.HasField("hessian"):
             h = r.hessian
             rel = h.residual_rel
             hes = HessianSpectrum(np.array(h.eigenvalues, dtype=np.float64), int(h.rank),
                                   h.tolerance, rel if math.isfinite(rel) else None,
-                                  np.array(h.residual_eigenvalues, dtype=np.float64))
+                                  np.array(h.residual_eigenvalues, dtype=np.float64),
+                                  h.gap if h.HasField("gap") else None, h.method or "dense",
+                                  h.refined_from or None, _bound_from(h))
         outputs = _tensor_to_numpy(r.outputs) if r.HasField("outputs") else None
         if outputs is not None and outputs.size == 0:
             outputs = None
@@ -304,13 +347,17 @@ class Result:
             j = self.jacobian
             lines.append(f"jacobian  rank {j.rank} of {len(j.singular_values)} (tolerance "
                          f"{j.tolerance:.4g}, method {j.method}), level set dim {j.level_set_dim}")
+            lines += _bound_line(j.bound)
         if self.ggn is not None:
-            lines.append(f"ggn       rank {self.ggn.rank}, top {_fmt(self.ggn.eigenvalues[:4])}")
+            lines.append(f"ggn       rank {self.ggn.rank} (method {self.ggn.method}), top "
+                         f"{_fmt(self.ggn.eigenvalues[:4])}")
+            lines += _bound_line(self.ggn.bound)
         if self.hessian is not None:
             h = self.hessian
             rel = "n/a" if h.residual_rel is None else f"{h.residual_rel:.4g}"
             lines.append(f"hessian   rank {h.rank}, |H - GGN|/|H| = {rel}, top "
                          f"{_fmt(h.eigenvalues[:4])}")
+            lines += _bound_line(h.bound)
         for p in self.per_parameter or []:
             share = "n/a" if p.gram_trace_fraction is None else f"{p.gram_trace_fraction:.4g}"
             lines.append(f"  {p.name:<16} {'x'.join(map(str, p.shape)):<10} rank "
@@ -321,6 +368,16 @@ class Result:
         rank = self.jacobian.rank if self.jacobian is not None else None
         return (f"Result(N={self.num_params}, n={self.num_examples}, k={self.num_outputs}, "
                 f"loss={self.loss!r}, rank(G)={rank})")
+
+
+def _bound_from(spectrum_proto):
+    """The spectrum message's RankBound (None from a server that predates it)."""
+    return RankBound.from_proto(spectrum_proto.bound) if spectrum_proto.HasField("bound") else None
+
+
+def _bound_line(bound):
+    return [] if bound is None else [f"          bound: rank <= {bound.rank_at_most} ({bound.why})"
+                                     + (" [exact]" if bound.exact else "")]
 
 
 def _fmt(values):

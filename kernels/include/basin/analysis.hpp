@@ -93,6 +93,15 @@ struct AnalysisRequest {
   Limits limits;
 };
 
+// What the architecture and the data imply about a rank before anything is solved (see
+// kernels/src/rank_bounds.hpp): measured rank ≤ rank_at_most, with the reason in words; exact
+// when theory gives equality for generic parameters (deep linear networks).
+struct RankBound {
+  int64_t rank_at_most = 0;
+  std::string why;
+  bool exact = false;
+};
+
 struct JacobianSpectrum {
   std::vector<double> singular_values;  // all min(n·k, N), descending
   int64_t rank = 0;
@@ -107,18 +116,33 @@ struct JacobianSpectrum {
   // (method "svd"), or, when G does not fit and n·k > N, with the SVD of the triangular factor
   // R of G = QR, built by TSQR over blocks of examples (method "tsqr", refined_from "normal").
   std::string refined_from;
+  RankBound bound;
 };
 
 struct GgnSpectrum {
-  std::vector<double> eigenvalues;  // min(n·k, N) values, descending (the rest are zero)
+  // min(n·k, N) values, descending (the rest are zero). They are σ(G̃)² for G̃ = SᵀG with r
+  // columns of S_i per example (k for MSE, k − 1 for cross-entropy), so min(n·r, N) of them are
+  // computed and the remaining min(n·k, N) − min(n·r, N) are cross-entropy's structural zeros,
+  // written as exact 0.
+  std::vector<double> eigenvalues;
   int64_t rank = 0;
   double tolerance = 0;
+  std::optional<double> gap;  // λ_rank / λ_rank+1
+  // As JacobianSpectrum::method / refined_from, for the factor G̃ (for MSE: G's own); "zero"
+  // when M = 0 (cross-entropy with k = 1) and nothing needed computing.
+  std::string method;
+  std::string refined_from;
+  RankBound bound;
 };
 
 struct HessianSpectrum {
   std::vector<double> eigenvalues;  // N values, descending
   int64_t rank = 0;
   double tolerance = 0;
+  std::optional<double> gap;  // |λ|_rank / |λ|_rank+1 (by magnitude)
+  std::string method = "dense";  // eigen-solve of the assembled N × N matrix; never refined
+  std::string refined_from;      // always empty (kept for symmetry with the other spectra)
+  RankBound bound;
   double residual_rel = 0;                    // ‖H − GGN‖_F / ‖H‖_F (NaN → null when H = 0)
   std::vector<double> residual_eigenvalues;   // eig(H − GGN), descending
 };
