@@ -534,7 +534,7 @@ class Engine {
     in.num_examples = req_.num_examples;
     in.loss = req_.loss;
     in.dtype = req_.dtype;
-    in.activation = [this](int64_t i) { return net_.activation(i); };
+    in.activation = [this](int64_t i) { return net_.activation_on_host(i); };
     in.factor_ranks = terms.factor_ranks;
     return rank_bounds(in);
   }

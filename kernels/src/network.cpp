@@ -88,7 +88,7 @@ std::vector<double> Network<T>::outputs() const {
 }
 
 template <class T>
-std::vector<double> Network<T>::activation(int64_t i) const {
+std::vector<double> Network<T>::activation_on_host(int64_t i) const {
   std::vector<T> host(act_.at(static_cast<size_t>(i)).size());
   be_.download(host.data(), act_[i].get(), host.size());
   return std::vector<double>(host.begin(), host.end());

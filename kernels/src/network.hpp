@@ -35,7 +35,7 @@ class Network {
   void forward();
   std::vector<double> outputs() const;  // [n × k] on the host
   // act[i] [n × width_after(i − 1)] on the host, i = 0..L (after forward()).
-  std::vector<double> activation(int64_t i) const;
+  std::vector<double> activation_on_host(int64_t i) const;
 
   // ∇θ L given r = ∂L/∂f [n × k] (host). Keeps the per-layer output gradients when keep is
   // true (needed by the Hessian R-op).
