@@ -21,6 +21,8 @@ namespace basin::server {
 
 class BasinService final : public v1::Basin::Service {
  public:
+  // Installs the unary methods as byte handlers that parse their own requests (see
+  // parse_own_requests in service.cpp): malformed protobuf is INVALID_ARGUMENT, not INTERNAL.
   BasinService(const ServerOptions& options, const Authenticator* auth, Store* store);
 
   // The JobManager runs requests through run(); it is created after the service.
@@ -54,6 +56,10 @@ class BasinService final : public v1::Basin::Service {
  private:
   std::vector<uint8_t> read_blob(const std::string& user, const std::string& blob_id,
                                  const std::string& field);
+  template <class Request, class Response>
+  void parse_own_requests(int method_index,
+                          grpc::Status (BasinService::*handler)(grpc::ServerContext*,
+                                                                const Request*, Response*));
 
   ServerOptions options_;
   const Authenticator* auth_;

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "basin/analysis.hpp"
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 
 namespace basin {
@@ -74,7 +75,7 @@ Want parse_want(const std::string& list) {
     else if (word == "ggn") want.ggn = true;
     else if (word == "hessian") want.hessian = true;
     else
-      invalid_argument("want: unknown quantity '" + word +
+      invalid_argument("want: unknown quantity '" + echo(word) +
                        "'; expected a comma-separated list of jacobian, ggn, hessian");
   }
   if (!any) invalid_argument("want: empty; expected a comma-separated list of jacobian, ggn, hessian");
