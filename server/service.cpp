@@ -169,6 +169,14 @@ void BasinService::parse_own_requests(
             bool own = false;
             st = grpc::SerializationTraits<Response>::Serialize(response, &out, &own);
             if (!st.ok()) return st;
+            if (static_cast<int64_t>(out.Length()) > options_.max_message_bytes) {
+              return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  "response: " + std::to_string(out.Length()) +
+                                      " bytes, over the server's --max-message-bytes " +
+                                      std::to_string(options_.max_message_bytes) +
+                                      "; ask for less (omit_outputs, no return_jacobian, fewer "
+                                      "checkpoints per request)");
+            }
             if (!stream->Write(out)) {
               return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
             }

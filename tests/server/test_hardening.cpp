@@ -89,20 +89,25 @@ TEST(Hardening, DeadlineStopsADeepAnalysisAndFreesTheWorker) {
   Basind server({"--max-layers", "1000000", "--workers", "1", "--metrics-listen", "127.0.0.1:0"});
   ASSERT_TRUE(server.started());
   auto stub = server.stub();
-  // 200k layers with the exact Hessian: 33 R-op blocks × 2 passes × 200k layers, far longer
-  // than the deadline (minutes on this machine).
+  // 200k layers with the exact Hessian (33 R-op blocks × 2 passes × 200k layers), for 4
+  // checkpoints: ~15 s each uncancelled on the 2-core VM (`basin analyze --local`), so about a
+  // minute in all, far beyond the deadline and the wait below.
   AnalysisRequest deep = deep_problem(200000, 8, 8);
   deep.want = Want{true, true, true};
+  std::vector<std::vector<double>> checkpoints(4, deep.params);
+  for (size_t b = 0; b < checkpoints.size(); ++b) checkpoints[b][0] += 0.01 * double(b);
+  v1::AnalyzeRequest deep_proto;
+  wire::request_to_proto(deep, &deep_proto, checkpoints);
   v1::AnalyzeResponse resp;
   {
     auto ctx = context("", 2);
-    const grpc::Status st = stub->Analyze(ctx.get(), to_proto(deep), &resp);
+    const grpc::Status st = stub->Analyze(ctx.get(), deep_proto, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
   }
   // The worker must be free soon: a small request of the same user completes within a wait a
-  // still-spinning worker could not meet.
+  // still-spinning worker (most of a minute left) could not meet.
   const AnalysisRequest small = make_problem(6, 3, 4, 2, Loss::kMse, 3);
-  auto ctx = context("", 20);
+  auto ctx = context("", 10);
   const grpc::Status st = stub->Analyze(ctx.get(), to_proto(small), &resp);
   ASSERT_TRUE(st.ok()) << st.error_code() << ": " << st.error_message();
   ASSERT_EQ(resp.results_size(), 1);
