@@ -10,7 +10,10 @@
 #include <fstream>
 #include <thread>
 
+#include "basin/model.hpp"
+#include "basin/npy.hpp"
 #include "basind_fixture.hpp"
+#include "grpc_status.hpp"
 #include "proto_convert.hpp"
 
 namespace basin::test {
@@ -355,6 +358,72 @@ TEST(Hardening, FullDiskIsResourceExhaustedNamingTheDataDir) {
     EXPECT_EQ(wait_final(stub.get(), sresp.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
     EXPECT_EQ(server.terminate(), 0) << server.log();
   }
+}
+
+// client_status, the last step of every status basind sends (unit level; the tests above see
+// it end to end).
+TEST(Hardening, ClientStatusStripsSourcePathsAndCapsTheMessage) {
+  const grpc::Status internal(grpc::StatusCode::INTERNAL,
+                              "sqlite: sqlite3_step(stmt_) failed with disk I/O error at /src/basin/server/sqlite_db.cpp:54");
+  const grpc::Status once = wire::client_status(internal);
+  EXPECT_EQ(once.error_code(), grpc::StatusCode::INTERNAL);
+  expect_no_internals(once);
+  EXPECT_NE(once.error_message().find("disk I/O error"), std::string::npos) << once.error_message();
+  EXPECT_NE(once.error_message().find("(request id req-"), std::string::npos) << once.error_message();
+  EXPECT_EQ(wire::client_status(once).error_message(), once.error_message()) << "not idempotent";
+
+  const grpc::Status huge(grpc::StatusCode::INVALID_ARGUMENT, "field: " + std::string(10000, 'z'));
+  const grpc::Status cut = wire::client_status(huge);
+  EXPECT_LE(cut.error_message().size(), wire::kMaxStatusMessageBytes);
+  EXPECT_NE(cut.error_message().find("(message cut from 10007 bytes)"), std::string::npos) << cut.error_message();
+  EXPECT_EQ(cut.error_message().find("request id"), std::string::npos) << "a user error needs no request id";
+  const grpc::Status plain(grpc::StatusCode::NOT_FOUND, "job_id: no job 'x'");
+  EXPECT_EQ(wire::client_status(plain).error_message(), plain.error_message());
+}
+
+// Runs `cmd` through /bin/sh with stderr joined to stdout: {exit status, output}.
+std::pair<int, std::string> shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// --max-layers: bad values stop basind (and the CLI) with a message naming the flag; the CLI
+// holds --local runs to the same limit and `basin info` shows the server's.
+TEST(Hardening, MaxLayersFlag) {
+  for (const char* value : {"0", "-5", "many"}) {
+    const auto [code, out] = shell(std::string(BASIND_PATH) + " --listen 127.0.0.1:0 --max-layers '" + value + "'");
+    EXPECT_NE(code, 0) << value << ": " << out;
+    EXPECT_NE(out.find("--max-layers"), std::string::npos) << out;
+  }
+#ifdef BASIN_CLI_PATH
+  TempDir dir;
+  const std::string d = dir.path();
+  const AnalysisRequest p = make_problem(5, 3, 4, 2, Loss::kNone, 8);  // dense, tanh, dense: 3 layers
+  {
+    std::ofstream(d + "/model.json") << model_to_json(p.model);
+  }
+  write_npy(d + "/params.npy", make_npy_f64({p.model.num_params()}, p.params));
+  write_npy(d + "/x.npy", make_npy_f64({5, 3}, p.inputs));
+  const std::string files = " --model " + d + "/model.json --params " + d + "/params.npy --inputs " + d + "/x.npy";
+  const std::string cli = BASIN_CLI_PATH;
+  EXPECT_EQ(shell(cli + " analyze --local" + files + " --max-layers 3 --json").first, 0);
+  const auto [code, out] = shell(cli + " analyze --local" + files + " --max-layers 2 --json");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("3 layers, over the limit of 2 layers"), std::string::npos) << out;
+  EXPECT_NE(shell(cli + " analyze --local" + files + " --max-layers 0").first, 0);
+
+  Basind server({"--max-layers", "123"});
+  ASSERT_TRUE(server.started());
+  const auto [icode, info] = shell(cli + " info --server " + server.address() + " --json");
+  EXPECT_EQ(icode, 0) << info;
+  EXPECT_NE(info.find("\"max_layers\":123"), std::string::npos) << info;
+#endif
 }
 
 }  // namespace
