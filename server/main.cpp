@@ -29,6 +29,7 @@
 #include "scheduler.hpp"
 #include "server_options.hpp"
 #include "service.hpp"
+#include "shutdown_watchdog.hpp"
 #include "store.hpp"
 
 #ifndef BASIN_VERSION
@@ -177,10 +178,19 @@ int run(int argc, char** argv) {
     health->SetServingStatus(false);
     health->SetServingStatus("basin.v1.Basin", false);
   }
-  jobs.drain_and_stop(std::chrono::milliseconds(static_cast<int64_t>(opt.shutdown_timeout_s * 1000)));
-  // Streams still open (WatchJob) are cancelled after a short grace period.
+  // --shutdown-timeout bounds the exit: drain, cancel, stop the gRPC server, and if anything
+  // still hangs after the grace, the watchdog exits anyway (shutdown_watchdog.hpp).
+  const std::chrono::milliseconds drain_timeout(static_cast<int64_t>(opt.shutdown_timeout_s * 1000));
+  ShutdownWatchdog watchdog(jobs, drain_timeout + kShutdownGrace);
+  if (!jobs.drain_and_stop(drain_timeout)) {
+    exit_abandoning(jobs, "shutdown: running work did not stop within --shutdown-timeout " +
+                              std::to_string(opt.shutdown_timeout_s) + " s and its cancel grace");
+  }
+  // In-flight calls (WatchJob streams, Analyze calls still validating) are cancelled after a
+  // short grace period.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (metrics) metrics->stop();
+  watchdog.disarm();
   std::fprintf(stderr, "basind: stopped\n");
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 #include "basin/model.hpp"
 #ifdef BASIN_HAVE_ONNX
@@ -37,7 +38,7 @@ NpyArray read_source(const v1::TensorSource& src, const std::string& field,
     case v1::TensorSource::kBlobId: {
       std::vector<uint8_t> bytes = read_blob(src.blob_id(), field + ".blob_id");
       // The blob must be a .npy file: parse_npy names `what` in its errors.
-      return parse_npy(bytes, field + ".blob_id (" + src.blob_id() + ")");
+      return parse_npy(bytes, field + ".blob_id (" + echo(src.blob_id()) + ")");
     }
     case v1::TensorSource::SOURCE_NOT_SET:
       break;
@@ -222,7 +223,7 @@ void doubles_to_tensor(const std::vector<double>& values, std::vector<int64_t> s
   out->set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(double));
 }
 
-Model model_from_proto(const v1::Model& model, const std::string& field) {
+Model model_from_proto(const v1::Model& model, const std::string& field, const StopCheck& check_stop) {
   Model m;
   m.input_dim = model.input_dim();
   if (m.input_dim <= 0) {
@@ -232,12 +233,14 @@ Model model_from_proto(const v1::Model& model, const std::string& field) {
   if (model.layers_size() == 0) {
     invalid_argument(field + ".layers: empty; expected at least one dense layer");
   }
+  m.layers.reserve(static_cast<size_t>(model.layers_size()));
   for (int i = 0; i < model.layers_size(); ++i) {
+    if (check_stop && i % 4096 == 0) check_stop();
     const v1::Layer& l = model.layers(i);
-    const std::string lf = field + ".layers[" + std::to_string(i) + "]";
+    auto lf = [&field, i] { return field + ".layers[" + std::to_string(i) + "]"; };  // on failure only
     if (l.type() == "dense") {
       if (l.out() <= 0) {
-        invalid_argument(lf + ".out: " + std::to_string(l.out()) +
+        invalid_argument(lf() + ".out: " + std::to_string(l.out()) +
                          "; expected a positive width for a dense layer");
       }
       m.layers.push_back(Layer::dense(l.out(), l.has_bias() ? l.bias() : true));
@@ -245,12 +248,12 @@ Model model_from_proto(const v1::Model& model, const std::string& field) {
     }
     Activation a;
     if (!activation_from_name(l.type(), &a)) {
-      invalid_argument(lf + ".type: unknown layer '" + l.type() +
+      invalid_argument(lf() + ".type: unknown layer '" + echo(l.type()) +
                        "'; expected dense, identity, relu, leaky_relu, tanh, sigmoid, gelu, "
                        "softplus or silu");
     }
     const double alpha = l.has_alpha() ? l.alpha() : 0.01;
-    if (!std::isfinite(alpha)) invalid_argument(lf + ".alpha: expected a finite number");
+    if (!std::isfinite(alpha)) invalid_argument(lf() + ".alpha: expected a finite number");
     m.layers.push_back(Layer::act(a, alpha));
   }
   m.validate();
@@ -274,7 +277,8 @@ void model_to_proto(const Model& model, v1::Model* out) {
 }
 
 DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReader& read_blob,
-                              Device default_device, const Limits& limits) {
+                              Device default_device, const Limits& limits,
+                              const StopCheck& check_stop) {
   DecodedRequest out;
   AnalysisRequest& r = out.base;
   std::vector<double> onnx_params;  // the initialisers of an ONNX model, when params are unset
@@ -282,15 +286,22 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
 
   switch (request.model_source_case()) {
     case v1::AnalyzeRequest::kModel:
-      r.model = model_from_proto(request.model());
+      // From the count alone, before any per-layer work.
+      check_layer_count(request.model().layers_size(), limits, "model.layers");
+      r.model = model_from_proto(request.model(), "model", check_stop);
       break;
     case v1::AnalyzeRequest::kOnnxBlobId: {
       // Resolve the id first so an unknown blob is reported as such in every build.
       const std::vector<uint8_t> bytes = read_blob(request.onnx_blob_id(), "onnx_blob_id");
 #ifdef BASIN_HAVE_ONNX
-      ImportedModel imported =
-          import_onnx(std::string(bytes.begin(), bytes.end()),
-                      "onnx_blob_id (" + request.onnx_blob_id() + ")");
+      ImportBounds bounds;
+      bounds.max_nodes = limits.max_layers > std::numeric_limits<int64_t>::max() / 4
+                             ? std::numeric_limits<int64_t>::max()
+                             : 4 * limits.max_layers;
+      bounds.check_stop = check_stop;
+      const std::string what = "onnx_blob_id (" + echo(request.onnx_blob_id()) + ")";
+      ImportedModel imported = import_onnx(std::string(bytes.begin(), bytes.end()), what, bounds);
+      check_layer_count(static_cast<int64_t>(imported.model.layers.size()), limits, what + " layers");
       r.model = std::move(imported.model);
       onnx_params = std::move(imported.params);
       break;
@@ -306,6 +317,7 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   }
   if (request.param_names_size() > 0)  // the client's names win over an ONNX file's
     r.model.param_names.assign(request.param_names().begin(), request.param_names().end());
+  if (check_stop) check_stop();
   const int64_t n_params = r.model.num_params();
   const int64_t in_dim = r.model.input_dim;
   const int64_t k = r.model.output_dim();
@@ -369,6 +381,7 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     r.num_examples = x.shape[0];
     r.inputs = finite_doubles(x, "inputs");
   }
+  if (check_stop) check_stop();
   const int64_t n = r.num_examples;
 
   // Targets: float [n, k] for mse, integer labels [n] for cross_entropy, nothing for none.
@@ -408,6 +421,7 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   // Everything else (want vs loss, limits, tolerances) is the engine's rule book; checking it
   // here, before queueing, means a bad request fails at submit time, not minutes later.
   r.params = out.checkpoints.front();
+  if (check_stop) check_stop();
   validate_request(r);
   r.params.clear();
   return out;

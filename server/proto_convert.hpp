@@ -33,12 +33,20 @@ struct DecodedRequest {
   std::vector<std::vector<double>> checkpoints;
 };
 
-// `default_device` stands in for DEVICE_UNSPECIFIED; `limits` are the server's.
+// Throws basin::Error (kCancelled / kDeadlineExceeded) when the caller has gone; decoding calls
+// it between its steps and every few thousand layers, so it stops soon after a client does.
+using StopCheck = std::function<void()>;
+
+// `default_device` stands in for DEVICE_UNSPECIFIED; `limits` are the server's. Linear in the
+// size of the request; a model of more than limits.max_layers layers (ONNX: 4x as many nodes)
+// is refused (kResourceExhausted) from its count alone.
 DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReader& read_blob,
-                              Device default_device, const Limits& limits);
+                              Device default_device, const Limits& limits,
+                              const StopCheck& check_stop = {});
 
 // Model spec <-> proto.
-Model model_from_proto(const v1::Model& model, const std::string& field = "model");
+Model model_from_proto(const v1::Model& model, const std::string& field = "model",
+                       const StopCheck& check_stop = {});
 void model_to_proto(const Model& model, v1::Model* out);
 
 // Tensors: NpyArray is exactly {dtype, shape, raw little-endian bytes}.

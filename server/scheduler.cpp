@@ -435,6 +435,10 @@ v1::AnalyzeResponse JobManager::wait_ephemeral(
     } else if (client_cancelled()) {
       stop_code = ErrorCode::kCancelled;
       stop_reason = "the client cancelled the call";
+    } else if (job->cancel && job->cancel_code == static_cast<int>(grpc::StatusCode::UNAVAILABLE)) {
+      // A shutdown past its drain timeout: answer now, not when (if ever) the engine returns.
+      stop_code = ErrorCode::kUnavailable;
+      stop_reason = job->cancel_reason;
     }
     if (!stop_reason.empty()) {
       // Stop the work: out of the queue if it has not started, else at the next step.
@@ -632,7 +636,7 @@ void JobManager::begin_shutdown() {
   changed_cv_.notify_all();
 }
 
-void JobManager::drain_and_stop(std::chrono::milliseconds timeout) {
+bool JobManager::drain_and_stop(std::chrono::milliseconds timeout, std::chrono::milliseconds grace) {
   begin_shutdown();
   std::unique_lock<std::mutex> lock(mu_);
   if (!changed_cv_.wait_for(lock, timeout, [&] { return running_ == 0; })) {
@@ -647,9 +651,11 @@ void JobManager::drain_and_stop(std::chrono::milliseconds timeout) {
       }
       j.cancel = true;
     }
-    // The engine notices the flag at its next step boundary. If a step outlives this too, the
-    // job stays "running" in the database and is re-run at the next start.
-    changed_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return running_ == 0; });
+    changed_cv_.notify_all();  // Analyze calls waiting on these jobs answer UNAVAILABLE now
+    // The engine notices the flag at its next step boundary (between layers, blocks, stages).
+    // A single library call can outlive this: then the workers are left running and the
+    // caller exits without them (their jobs re-run at the next start).
+    if (!changed_cv_.wait_for(lock, grace, [&] { return running_ == 0; })) return false;
   }
   stopping_ = true;
   lock.unlock();
@@ -659,6 +665,28 @@ void JobManager::drain_and_stop(std::chrono::milliseconds timeout) {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  return true;
+}
+
+std::vector<std::string> JobManager::requeue_running_for_exit() {
+  std::vector<std::string> running;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& kv : jobs_) {
+    Job& j = *kv.second;
+    if (j.row.state != JobState::kRunning) continue;
+    running.push_back(j.row.id + " (user " + j.row.user + ", stage " + j.stage +
+                      (j.ephemeral ? ", an Analyze call)" : ")"));
+    if (j.ephemeral) continue;
+    // As the worker would have written it, had the engine returned: queued, the interrupted
+    // run not counted. A worker that finishes meanwhile cannot publish (the lock is held);
+    // if its final write already landed this one wins and the job runs once more -- never lost.
+    JobRow row = j.row;
+    row.state = JobState::kQueued;
+    row.attempts = std::max(0, row.attempts - 1);
+    row.started_ms = 0;
+    persist(row, nullptr);
+  }
+  return running;
 }
 
 QueueMetrics JobManager::metrics() {

@@ -114,9 +114,18 @@ class JobManager {
                                      std::chrono::system_clock::time_point deadline);
 
   // Graceful shutdown: refuse new work at once; let running jobs finish for up to `timeout`,
-  // then cancel them back into the queue; stop the workers.
+  // then cancel them (submitted jobs back into the queue, Analyze calls answered UNAVAILABLE)
+  // and wait up to `grace` for the engine to notice; stop the workers. Returns false, without
+  // joining the workers, when a run outlived the grace too (a BLAS/LAPACK call cannot be
+  // interrupted): the caller then exits through requeue_running_for_exit.
   void begin_shutdown();
-  void drain_and_stop(std::chrono::milliseconds timeout);
+  bool drain_and_stop(std::chrono::milliseconds timeout,
+                      std::chrono::milliseconds grace = std::chrono::seconds(3));
+  // For a process about to _exit with work still running: each running submitted job is
+  // written back to the database as queued (its interrupted run not counted as an attempt),
+  // so the next start runs it again. Returns "id (user, stage)" of every running job, Analyze
+  // calls included, for the log.
+  std::vector<std::string> requeue_running_for_exit();
   bool accepting() const { return accepting_.load(); }
 
   QueueMetrics metrics();

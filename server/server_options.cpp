@@ -47,6 +47,8 @@ const char* server_usage() {
          "  --keep-finished-in-memory N finished jobs held in memory, most recent (default 256);\n"
          "                              older ones are read from the job database on demand\n"
          "  --max-hessian-params N --max-dense-dim N --max-memory-bytes N   engine limits\n"
+         "  --max-layers N              layers per model (default 10000; ONNX: 4x as many nodes),\n"
+         "                              refused with RESOURCE_EXHAUSTED before any other work\n"
          "  --port-file FILE            write the bound ports (tests, scripts)\n"
          "  --version                   print the version and exit\n";
 }
@@ -79,6 +81,7 @@ ServerOptions parse_server_options(const std::vector<std::string>& args, bool* h
     else if (a == "--keep-finished-in-memory") o.keep_finished_in_memory = parse_int(a, v, 0);
     else if (a == "--max-hessian-params") o.limits.max_hessian_params = parse_int(a, v, 0);
     else if (a == "--max-dense-dim") o.limits.max_dense_dim = parse_int(a, v, 1);
+    else if (a == "--max-layers") o.limits.max_layers = parse_int(a, v, 1);
     else if (a == "--max-memory-bytes") o.limits.max_memory_bytes = static_cast<uint64_t>(parse_int(a, v, 1));
     else if (a == "--device") {
       if (!device_from_name(v, &o.default_device)) {

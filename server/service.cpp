@@ -10,8 +10,12 @@
 #include <cstring>
 #include <fstream>
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 #include "basin/npy.hpp"
+#include "disk_space.hpp"
 #include "grpc_status.hpp"
 #include "proto_convert.hpp"
 #include "host_memory.hpp"
@@ -25,10 +29,16 @@ namespace basin::server {
 namespace {
 
 // Runs a handler body; any exception becomes a status (the server never dies on a request).
+// Every status leaves through wire::client_status: bounded, no source locations, internals
+// logged with a request id. A full disk names the data dir and its free space.
 template <class F>
-grpc::Status guarded(F&& body) {
+grpc::Status guarded(const Store* store, F&& body) {
   try {
-    return body();
+    return wire::client_status(body());
+  } catch (const StorageFull& e) {
+    return wire::client_status(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                            storage_full_message(store->data_dir())),
+                               e.what());
   } catch (...) {
     return wire::status_from_exception(std::current_exception());
   }
@@ -40,6 +50,18 @@ grpc::Status unavailable_if_stopping(const JobManager* jobs) {
                         "the server is shutting down; not accepting new work");
   }
   return grpc::Status::OK;
+}
+
+// Decoding on a handler thread stops once the client has cancelled or its deadline passed (the
+// worker-side twin is the job's cancel flag).
+wire::StopCheck client_stop_check(grpc::ServerContext* ctx) {
+  return [ctx] {
+    if (ctx->IsCancelled()) throw Error(ErrorCode::kCancelled, "the client cancelled the call");
+    if (std::chrono::system_clock::now() >= ctx->deadline()) {
+      throw Error(ErrorCode::kDeadlineExceeded,
+                  "the client's deadline passed while the request was being validated");
+    }
+  };
 }
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
@@ -66,9 +88,9 @@ class TempFile {
       const ssize_t w = ::write(fd_, p, n);
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
-        const bool full = errno == ENOSPC || errno == EDQUOT;
-        throw Error(full ? ErrorCode::kResourceExhausted : ErrorCode::kInternal,
-                    std::string("cannot write the upload: ") + strerror(errno));
+        const std::string why = std::string("cannot write the upload ") + path_ + ": " + strerror(errno);
+        if (errno == ENOSPC || errno == EDQUOT) throw StorageFull(why);
+        throw Error(ErrorCode::kInternal, why);
       }
       p += w;
       n -= static_cast<size_t>(w);
@@ -77,7 +99,9 @@ class TempFile {
   void sync_and_close() {
     if (fsync(fd_) != 0 || close(fd_) != 0) {
       fd_ = -1;
-      throw Error(ErrorCode::kInternal, std::string("cannot flush the upload: ") + strerror(errno));
+      const std::string why = std::string("cannot flush the upload ") + path_ + ": " + strerror(errno);
+      if (errno == ENOSPC || errno == EDQUOT) throw StorageFull(why);
+      throw Error(ErrorCode::kInternal, why);
     }
     fd_ = -1;
   }
@@ -97,14 +121,95 @@ std::string parse_blob_id(const std::string& id, const std::string& field) {
   bool ok = hex.size() == 64;
   for (char c : hex) ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
   if (!ok) {
-    invalid_argument(field + ": '" + id + "' is not a blob id; expected sha256:<64 lowercase hex "
+    invalid_argument(field + ": '" + echo(id) + "' is not a blob id; expected sha256:<64 lowercase hex "
                      "digits> as returned by UploadBlob");
   }
   return hex;
 }
 
+// Malformed protobuf. gRPC's own unary handler parses the request before any of our code runs
+// and answers a parse failure with INTERNAL and an empty message. Instead, each unary method is
+// re-registered (Service::MarkMethodStreamed, the sync API's hook behind the generated
+// WithStreamedUnaryMethod_*) as a handler of raw bytes that parses them itself: a parse
+// failure is INVALID_ARGUMENT naming the message type, and valid bytes go to the typed handler
+// above unchanged. Cost: the same one parse and one serialisation gRPC would do, plus one more
+// completion-queue round trip per call (the request is read by an explicit Read instead of
+// arriving with the call) -- microseconds against a millisecond Analyze.
+namespace {
+// The position of rpc `name` in service basin.v1.Basin (the index the sync API's Service uses).
+int method_index(const char* name) {
+  const google::protobuf::ServiceDescriptor* service =
+      v1::AnalyzeRequest::descriptor()->file()->FindServiceByName("Basin");
+  const google::protobuf::MethodDescriptor* m = service ? service->FindMethodByName(name) : nullptr;
+  if (m == nullptr) throw std::logic_error(std::string("basin.v1.Basin has no rpc ") + name);
+  return m->index();
+}
+}  // namespace
+
+template <class Request, class Response>
+void BasinService::parse_own_requests(
+    int method_index,
+    grpc::Status (BasinService::*handler)(grpc::ServerContext*, const Request*, Response*)) {
+  using Streamer = grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>;
+  MarkMethodStreamed(
+      method_index,
+      new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+          [this, handler](grpc::ServerContext* ctx, Streamer* stream) {
+            grpc::ByteBuffer in;
+            if (!stream->Read(&in)) {
+              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  "request: no message received");
+            }
+            Request request;
+            const size_t size = in.Length();
+            bool parsed = false;
+            {
+              grpc::ProtoBufferReader reader(&in);
+              parsed = reader.status().ok() && request.ParseFromZeroCopyStream(&reader);
+            }
+            if (!parsed) {
+              return grpc::Status(
+                  grpc::StatusCode::INVALID_ARGUMENT,
+                  "request: " + std::to_string(size) + " bytes that are not a valid " +
+                      Request::descriptor()->full_name() +
+                      " (protobuf parsing failed: a truncated or corrupted message, or one "
+                      "built from a different .proto)");
+            }
+            Response response;
+            grpc::Status st = (this->*handler)(ctx, &request, &response);
+            if (!st.ok()) return st;
+            grpc::ByteBuffer out;
+            bool own = false;
+            st = grpc::SerializationTraits<Response>::Serialize(response, &out, &own);
+            if (!st.ok()) return st;
+            if (static_cast<int64_t>(out.Length()) > options_.max_message_bytes) {
+              return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  "response: " + std::to_string(out.Length()) +
+                                      " bytes, over the server's --max-message-bytes " +
+                                      std::to_string(options_.max_message_bytes) +
+                                      "; ask for less (omit_outputs, no return_jacobian, fewer "
+                                      "checkpoints per request)");
+            }
+            if (!stream->Write(out)) {
+              return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+            }
+            return grpc::Status::OK;
+          }));
+}
+
 BasinService::BasinService(const ServerOptions& options, const Authenticator* auth, Store* store)
-    : options_(options), auth_(auth), store_(store) {}
+    : options_(options), auth_(auth), store_(store) {
+  // By name: a method's index is its position in service Basin of basin.proto, looked up in the
+  // service's descriptor so that adding or reordering rpcs cannot route bytes to the wrong
+  // handler. (The streams UploadBlob, DownloadBlob and WatchJob are left to gRPC: its stream
+  // readers report a malformed message as a failed Read.)
+  parse_own_requests(method_index("Analyze"), &BasinService::Analyze);
+  parse_own_requests(method_index("SubmitJob"), &BasinService::SubmitJob);
+  parse_own_requests(method_index("GetJob"), &BasinService::GetJob);
+  parse_own_requests(method_index("CancelJob"), &BasinService::CancelJob);
+  parse_own_requests(method_index("ListJobs"), &BasinService::ListJobs);
+  parse_own_requests(method_index("GetServerInfo"), &BasinService::GetServerInfo);
+}
 
 std::vector<uint8_t> BasinService::read_blob(const std::string& user, const std::string& blob_id,
                                              const std::string& field) {
@@ -115,7 +220,7 @@ std::vector<uint8_t> BasinService::read_blob(const std::string& user, const std:
   // a missing one: ids are not secrets, so ownership, not knowledge of the hash, grants access.
   if (!store_->user_owns_blob(user, hex)) {
     throw Error(ErrorCode::kNotFound,
-                field + ": unknown blob '" + blob_id +
+                field + ": unknown blob '" + echo(blob_id) +
                     "'; expected the id of a blob you uploaded with UploadBlob");
   }
   std::ifstream in(store_->blob_path(hex), std::ios::binary | std::ios::ate);
@@ -135,8 +240,14 @@ v1::AnalyzeResponse BasinService::run(const std::string& user, const v1::Analyze
   wire::BlobReader reader = [&](const std::string& id, const std::string& field) {
     return read_blob(user, id, field);
   };
+  // The job's cancel flag (set by CancelJob, a gone or late Analyze client, or a shutdown)
+  // stops decoding as it stops the engine.
+  const wire::StopCheck stop = [&control] {
+    if (control.cancel != nullptr && control.cancel->load(std::memory_order_relaxed))
+      throw Error(ErrorCode::kCancelled, "analysis cancelled");
+  };
   wire::DecodedRequest decoded =
-      wire::decode_request(request, reader, options_.default_device, options_.limits);
+      wire::decode_request(request, reader, options_.default_device, options_.limits, stop);
   v1::AnalyzeResponse response;
   // All checkpoints in one engine run: the data go to the device once and small eigen-problems
   // are solved in batches.
@@ -193,18 +304,20 @@ BackendInfo BasinService::device_info() {
 
 grpc::Status BasinService::Analyze(grpc::ServerContext* ctx, const v1::AnalyzeRequest* req,
                                    v1::AnalyzeResponse* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     const auto t0 = std::chrono::steady_clock::now();
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
     st = unavailable_if_stopping(jobs_);
     if (!st.ok()) return st;
-    // Validate on the handler thread: a bad request fails at once, without queueing.
+    // Validate on the handler thread: a bad request fails at once, without queueing. Decoding
+    // is linear and bounded by the limits, and stops when the client goes or its deadline passes.
     wire::BlobReader reader = [&](const std::string& id, const std::string& field) {
       return read_blob(user, id, field);
     };
-    (void)wire::decode_request(*req, reader, options_.default_device, options_.limits);
+    (void)wire::decode_request(*req, reader, options_.default_device, options_.limits,
+                               client_stop_check(ctx));
     const std::string id = jobs_->submit(user, *req, /*priority=*/0, /*ephemeral=*/true);
     *resp = jobs_->wait_ephemeral(
         id, [ctx] { return ctx->IsCancelled(); }, ctx->deadline());
@@ -218,7 +331,7 @@ grpc::Status BasinService::Analyze(grpc::ServerContext* ctx, const v1::AnalyzeRe
 grpc::Status BasinService::UploadBlob(grpc::ServerContext* ctx,
                                       grpc::ServerReader<v1::UploadBlobRequest>* reader,
                                       v1::UploadBlobResponse* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
@@ -298,7 +411,7 @@ grpc::Status BasinService::UploadBlob(grpc::ServerContext* ctx,
 
 grpc::Status BasinService::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                                      v1::SubmitJobResponse* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
@@ -310,7 +423,7 @@ grpc::Status BasinService::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJ
     // The prefix makes field names match the SubmitJobRequest message the client built.
     try {
       (void)wire::decode_request(req->request(), reader, options_.default_device,
-                                 options_.limits);
+                                 options_.limits, client_stop_check(ctx));
     } catch (const Error& e) {
       throw Error(e.code(), std::string("request.") + e.what());
     }
@@ -325,12 +438,12 @@ grpc::Status BasinService::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJ
 
 grpc::Status BasinService::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
                                   v1::Job* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
     if (!jobs_->get(user, req->job_id(), req->include_result(), resp)) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + req->job_id() + "'");
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + echo(req->job_id()) + "'");
     }
     return grpc::Status::OK;
   });
@@ -338,13 +451,13 @@ grpc::Status BasinService::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequ
 
 grpc::Status BasinService::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                                     grpc::ServerWriter<v1::Job>* writer) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
     v1::Job last;
     if (!jobs_->get(user, req->job_id(), false, &last)) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + req->job_id() + "'");
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + echo(req->job_id()) + "'");
     }
     if (!writer->Write(last)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
@@ -354,7 +467,7 @@ grpc::Status BasinService::WatchJob(grpc::ServerContext* ctx, const v1::WatchJob
       const bool known = jobs_->wait_for_change(
           user, req->job_id(), last, [ctx] { return ctx->IsCancelled(); }, &now);
       if (!known) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + req->job_id() + "'");
+        return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + echo(req->job_id()) + "'");
       }
       if (ctx->IsCancelled()) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
@@ -374,12 +487,12 @@ grpc::Status BasinService::WatchJob(grpc::ServerContext* ctx, const v1::WatchJob
 
 grpc::Status BasinService::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
                                      v1::Job* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
     if (!jobs_->cancel(user, req->job_id(), resp)) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + req->job_id() + "'");
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job_id: no job '" + echo(req->job_id()) + "'");
     }
     return grpc::Status::OK;
   });
@@ -387,7 +500,7 @@ grpc::Status BasinService::CancelJob(grpc::ServerContext* ctx, const v1::CancelJ
 
 grpc::Status BasinService::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                     v1::ListJobsResponse* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
@@ -400,7 +513,7 @@ grpc::Status BasinService::ListJobs(grpc::ServerContext* ctx, const v1::ListJobs
 grpc::Status BasinService::GetServerInfo(grpc::ServerContext* ctx,
                                          const v1::GetServerInfoRequest* /*req*/,
                                          v1::GetServerInfoResponse* resp) {
-  return guarded([&] {
+  return guarded(store_, [&] {
     std::string user;
     grpc::Status st = auth_->authenticate(*ctx, &user);
     if (!st.ok()) return st;
@@ -427,6 +540,7 @@ grpc::Status BasinService::GetServerInfo(grpc::ServerContext* ctx,
     l->set_max_dense_dim(options_.limits.max_dense_dim);
     l->set_max_memory_bytes(static_cast<int64_t>(options_.limits.max_memory_bytes));
     l->set_max_jacobian_bytes(static_cast<int64_t>(options_.limits.max_jacobian_bytes));
+    l->set_max_layers(options_.limits.max_layers);
     resp->set_queue_length(jobs_->queue_length());
     resp->set_workers(options_.workers);
     resp->set_user(user);

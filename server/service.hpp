@@ -21,6 +21,8 @@ namespace basin::server {
 
 class BasinService final : public v1::Basin::Service {
  public:
+  // Installs the unary methods as byte handlers that parse their own requests (see
+  // parse_own_requests in service.cpp): malformed protobuf is INVALID_ARGUMENT, not INTERNAL.
   BasinService(const ServerOptions& options, const Authenticator* auth, Store* store);
 
   // The JobManager runs requests through run(); it is created after the service.
@@ -60,6 +62,10 @@ class BasinService final : public v1::Basin::Service {
   // Stores `bytes` as a blob owned by `user` (content-addressed, as UploadBlob does); returns
   // its id. The result vectors of a request (--vectors) travel this way.
   std::string store_blob(const std::string& user, const std::vector<uint8_t>& bytes);
+  template <class Request, class Response>
+  void parse_own_requests(int method_index,
+                          grpc::Status (BasinService::*handler)(grpc::ServerContext*,
+                                                                const Request*, Response*));
 
   ServerOptions options_;
   const Authenticator* auth_;

@@ -1,6 +1,9 @@
 #include "sqlite_db.hpp"
 
+#include <cerrno>
+
 #include "basin/error.hpp"
+#include "disk_space.hpp"
 
 namespace basin::server {
 
@@ -8,7 +11,13 @@ void sqlite_check(int rc, sqlite3* db, const char* what, const char* file, int l
   if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return;
   std::string msg = std::string("sqlite: ") + what + " failed with " + sqlite3_errstr(rc);
   if (db != nullptr) msg += std::string(" (") + sqlite3_errmsg(db) + ")";
-  msg += std::string(" at ") + file + ":" + std::to_string(line);
+  msg += std::string(" at ") + file + ":" + std::to_string(line);  // for the log only
+  // A full disk is the operator's problem, not a bug: RESOURCE_EXHAUSTED (disk_space.hpp).
+  const int sys = db != nullptr ? sqlite3_system_errno(db) : 0;
+  if (rc == SQLITE_FULL || (rc & 0xff) == SQLITE_FULL ||
+      ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT))) {
+    throw StorageFull(msg);
+  }
   throw Error(ErrorCode::kInternal, msg);
 }
 

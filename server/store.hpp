@@ -67,6 +67,7 @@ class Store {
 
   // ---- blobs ----
   const std::string& tmp_dir() const { return tmp_dir_; }
+  const std::string& data_dir() const { return data_dir_; }
   std::string blob_path(const std::string& hex) const { return blob_dir_ + "/" + hex; }
   // Moves a complete, verified upload into place (or drops it if the content exists) and
   // records that `user` owns it. Returns true when the content already existed (dedup).

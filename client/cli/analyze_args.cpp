@@ -1,6 +1,8 @@
 #include "analyze_args.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -52,7 +54,7 @@ std::string usage() {
                      [--loss mse|cross_entropy|none] [--reduction mean|sum]
                      [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
-                     [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB]
+                     [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB] [--max-layers N]
                      [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]
                      [--vectors jacobian_row,jacobian_null,jacobian_left,ggn,hessian [--vectors-k K]]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
@@ -129,6 +131,8 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
       o.request.atol = parse_number(flag, value());
     } else if (flag == "--hessian-limit") {
       o.request.limits.max_hessian_params = parse_int(flag, value());
+    } else if (flag == "--max-layers") {
+      o.request.limits.max_layers = parse_int(flag, value());
     } else if (flag == "--max-memory") {
       const double gib = parse_number(flag, value());
       if (gib <= 0) invalid_argument("--max-memory: expected a positive number of GiB");
@@ -176,7 +180,9 @@ void load_request_files(AnalyzeOptions& o) {
   std::vector<double> onnx_params;
   if (ends_with(o.model_path, ".onnx")) {
 #ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
-    ImportedModel imported = import_onnx_file(o.model_path);
+    ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
+    bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
+    ImportedModel imported = import_onnx_file(o.model_path, bounds);
     r.model = imported.model;
     onnx_params = std::move(imported.params);
 #else

@@ -393,7 +393,8 @@ int cmd_info(const Connection& c, const std::vector<std::string>& args) {
           {"max_hessian_params", l.max_hessian_params()},
           {"max_dense_dim", l.max_dense_dim()},
           {"max_memory_bytes", l.max_memory_bytes()},
-          {"max_jacobian_bytes", l.max_jacobian_bytes()}}}};
+          {"max_jacobian_bytes", l.max_jacobian_bytes()},
+          {"max_layers", l.max_layers()}}}};
     std::cout << o.dump() << std::endl;
     return 0;
   }
@@ -408,7 +409,7 @@ int cmd_info(const Connection& c, const std::vector<std::string>& args) {
             << "queue     " << info.queue_length() << " job(s), " << info.workers()
             << " worker(s)\n"
             << "limits    hessian <= " << l.max_hessian_params() << " params, dense <= "
-            << l.max_dense_dim() << ", " << l.max_queued_jobs_per_user()
+            << l.max_dense_dim() << ", " << l.max_layers() << " layers, " << l.max_queued_jobs_per_user()
             << " queued jobs/user, " << l.max_stored_bytes_per_user() / (1 << 20)
             << " MiB stored/user\n";
   return 0;

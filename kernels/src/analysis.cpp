@@ -70,11 +70,11 @@ Method resolve_method(const AnalysisRequest& r) {
   return m <= N ? Method::kGram : Method::kNormal;  // work on the small side
 }
 
-// The widths of the activations act[0..L]: their sum and the largest.
+// The widths of the activations act[0..L]: their sum and the largest (one O(L) pass).
 std::pair<double, double> activation_widths(const Model& model) {
-  double sum = static_cast<double>(model.input_dim), max_w = sum;
-  for (size_t i = 0; i < model.layers.size(); ++i) {
-    const double w = static_cast<double>(model.width_after(static_cast<int64_t>(i)));
+  double sum = 0, max_w = 0;
+  for (const int64_t width : model.widths()) {
+    const double w = static_cast<double>(width);
     sum += w;
     max_w = std::max(max_w, w);
   }
@@ -836,8 +836,16 @@ void check_per_parameter_limits(const AnalysisRequest& r) {
 
 }  // namespace
 
+void check_layer_count(int64_t count, const Limits& limits, const std::string& what) {
+  if (count <= limits.max_layers) return;
+  resource_exhausted(what + ": " + std::to_string(count) + " layers, over the limit of " +
+                     std::to_string(limits.max_layers) +
+                     " layers (max_layers; raise it with --max-layers)");
+}
+
 namespace {
 void validate_request_except_params(const AnalysisRequest& r) {
+  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
   r.model.validate();
   const int64_t N = r.model.num_params(), k = r.model.output_dim(), d = r.model.input_dim;
   if (r.num_examples <= 0) invalid_argument("inputs: no examples; expected at least one row of " + std::to_string(d) + " features");
@@ -918,6 +926,8 @@ void validate_request_except_params(const AnalysisRequest& r) {
 }  // namespace
 
 void validate_request(const AnalysisRequest& r) {
+  // First: validate_params is O(L) too (num_params, describe).
+  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
   validate_params(r.params, r, "params");
   validate_request_except_params(r);
 }
@@ -940,13 +950,24 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   const auto started = std::chrono::system_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
+  check_layer_count(static_cast<int64_t>(request.model.layers.size()), request.limits, "model.layers");
   if (checkpoints.empty())
     invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
                      std::to_string(request.model.num_params()) + " values");
   request.model.validate();
-  for (size_t b = 0; b < checkpoints.size(); ++b)
+  // Validation is linear in the request, but a batch can be large: stop between checkpoints
+  // when the caller cancels (a worker's flag is set by a client's deadline or a shutdown).
+  auto stop_if_cancelled = [&] {
+    if (control.cancel != nullptr && control.cancel->load(std::memory_order_relaxed))
+      throw Error(ErrorCode::kCancelled, "analysis cancelled");
+  };
+  for (size_t b = 0; b < checkpoints.size(); ++b) {
+    stop_if_cancelled();
     validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
+  }
+  stop_if_cancelled();
   validate_request_except_params(request);
+  stop_if_cancelled();
   validate_vectors(request, checkpoints.size());
   std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)
                                                                           : run_with<double>(request, checkpoints, control);

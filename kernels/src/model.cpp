@@ -1,9 +1,11 @@
 #include "basin/model.hpp"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 
 namespace basin {
@@ -50,11 +52,28 @@ Layer Layer::act(Activation a, double alpha) {
   return l;
 }
 
+namespace {
+thread_local int64_t t_layer_visits = 0;
+}  // namespace
+
+int64_t layer_visits() { return t_layer_visits; }
+
 int64_t Model::width_after(int64_t l) const {
-  int64_t width = input_dim;
-  for (int64_t i = 0; i <= l && i < static_cast<int64_t>(layers.size()); ++i)
-    if (layers[i].kind == Layer::Kind::kDense) width = layers[i].out;
-  return width;
+  // Backwards to the nearest dense layer: O(1) for the usual "... dense, activation" tail.
+  for (int64_t i = std::min<int64_t>(l, static_cast<int64_t>(layers.size()) - 1); i >= 0; --i) {
+    ++t_layer_visits;
+    if (layers[i].kind == Layer::Kind::kDense) return layers[i].out;
+  }
+  return input_dim;
+}
+
+std::vector<int64_t> Model::widths() const {
+  t_layer_visits += static_cast<int64_t>(layers.size());
+  std::vector<int64_t> w;
+  w.reserve(layers.size() + 1);
+  w.push_back(input_dim);
+  for (const Layer& l : layers) w.push_back(l.kind == Layer::Kind::kDense ? l.out : w.back());
+  return w;
 }
 
 int64_t Model::num_params() const {
@@ -96,13 +115,13 @@ void Model::validate() const {
     invalid_argument("model.layers: no dense layer; the model has no parameters to analyse");
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
-    const std::string where = "model.layers[" + std::to_string(i) + "]";
+    auto where = [i] { return "model.layers[" + std::to_string(i) + "]"; };  // only on failure
     if (l.kind == Layer::Kind::kDense) {
       if (l.out <= 0 || l.out > kMaxWidth)
-        invalid_argument(where + ".out: got " + std::to_string(l.out) +
+        invalid_argument(where() + ".out: got " + std::to_string(l.out) +
                          ", expected a positive integer <= " + std::to_string(kMaxWidth));
     } else if (l.activation == Activation::kLeakyRelu && !std::isfinite(l.alpha)) {
-      invalid_argument(where + ".alpha: expected a finite number");
+      invalid_argument(where() + ".alpha: expected a finite number");
     }
   }
   if (param_names.empty()) return;
@@ -141,7 +160,7 @@ Model parse_model_json(const std::string& text) {
     invalid_argument("model.layers: missing or not a list; expected [{\"type\": \"dense\", \"out\": 16}, ...]");
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (it.key() != "input_dim" && it.key() != "layers")
-      invalid_argument("model." + it.key() + ": unknown field; expected only input_dim and layers");
+      invalid_argument("model." + echo(it.key()) + ": unknown field; expected only input_dim and layers");
   const json& layers = doc["layers"];
   for (size_t i = 0; i < layers.size(); ++i) {
     const std::string where = "model.layers[" + std::to_string(i) + "]";
@@ -158,11 +177,11 @@ Model parse_model_json(const std::string& text) {
       }
       for (auto it = lj.begin(); it != lj.end(); ++it)
         if (it.key() != "type" && it.key() != "out" && it.key() != "bias")
-          invalid_argument(where + "." + it.key() + ": unknown field for a dense layer; expected out, bias");
+          invalid_argument(where + "." + echo(it.key()) + ": unknown field for a dense layer; expected out, bias");
     } else {
       Activation a;
       if (!activation_from_name(type, &a))
-        invalid_argument(where + ".type: unknown layer type '" + type + "'; expected one of " + kLayerTypes);
+        invalid_argument(where + ".type: unknown layer type '" + echo(type) + "'; expected one of " + kLayerTypes);
       layer = Layer::act(a);
       if (lj.contains("alpha")) {
         if (a != Activation::kLeakyRelu) invalid_argument(where + ".alpha: only leaky_relu takes alpha");
@@ -171,7 +190,7 @@ Model parse_model_json(const std::string& text) {
       }
       for (auto it = lj.begin(); it != lj.end(); ++it)
         if (it.key() != "type" && it.key() != "alpha")
-          invalid_argument(where + "." + it.key() + ": unknown field for an activation layer");
+          invalid_argument(where + "." + echo(it.key()) + ": unknown field for an activation layer");
     }
     model.layers.push_back(layer);
   }
@@ -199,9 +218,18 @@ std::string model_to_json(const Model& model) {
 }
 
 std::string describe(const Model& model) {
+  // First and last kDescribeEnds layers of a long model.
+  constexpr size_t kDescribeEnds = 8;
+  const size_t L = model.layers.size();
   std::ostringstream os;
   os << model.input_dim;
-  for (const Layer& l : model.layers) {
+  for (size_t i = 0; i < L; ++i) {
+    if (L > 2 * kDescribeEnds && i == kDescribeEnds) {
+      os << " -> … (" << L - 2 * kDescribeEnds << " more layers) …";
+      i = L - kDescribeEnds - 1;
+      continue;
+    }
+    const Layer& l = model.layers[i];
     if (l.kind == Layer::Kind::kDense)
       os << " -> dense(" << l.out << (l.bias ? "" : ", no bias") << ")";
     else

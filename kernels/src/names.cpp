@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "basin/analysis.hpp"
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 
 namespace basin {
@@ -76,7 +77,7 @@ Want parse_want(const std::string& list) {
     else if (word == "per_parameter") want.per_parameter = true;
     else if (word == "per_parameter") want.per_parameter = true;
     else
-      invalid_argument("want: unknown quantity '" + word +
+      invalid_argument("want: unknown quantity '" + echo(word) +
                        "'; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");
   }
   if (!any) invalid_argument("want: empty; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");

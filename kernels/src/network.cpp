@@ -10,12 +10,13 @@ namespace basin {
 template <class T>
 Network<T>::Network(Backend<T>& backend, const Model& model, const std::vector<double>& params,
                     const std::vector<double>& inputs, int64_t n, const std::atomic<bool>* cancel)
-    : be_(backend), model_(model), n_(n), cancel_(cancel) {
+    : be_(backend), model_(model), widths_(model.widths()), n_(n), cancel_(cancel) {
   int64_t offset = 0;
   max_width_ = model_.input_dim;
   for (int64_t i = 0; i < static_cast<int64_t>(model_.layers.size()); ++i) {
+    check_cancel();
     const Layer& l = model_.layers[i];
-    max_width_ = std::max(max_width_, model_.width_after(i));
+    max_width_ = std::max(max_width_, width_out(i));
     if (l.kind != Layer::Kind::kDense) continue;
     DenseInfo d{i, width_in(i), l.out, l.bias, offset, l.out * width_in(i) + (l.bias ? l.out : 0)};
     std::vector<T> w(params.begin() + offset, params.begin() + offset + d.d_out * d.d_in);
@@ -62,8 +63,9 @@ void Network<T>::forward() {
   act_.resize(1);
   size_t dense_index = 0;
   for (int64_t i = 0; i < static_cast<int64_t>(model_.layers.size()); ++i) {
+    check_cancel();  // per layer: a deep model must stop within one layer's work
     const Layer& l = model_.layers[i];
-    const int64_t d_in = width_in(i), d_out = model_.width_after(i);
+    const int64_t d_in = width_in(i), d_out = width_out(i);
     Buffer<T> out(be_, static_cast<size_t>(n_ * d_out));
     if (l.kind == Layer::Kind::kDense) {
       // act[i+1] = act[i] · Wᵀ + b
@@ -106,7 +108,7 @@ void Network<T>::backprop(const T* seeds, int64_t i0, int64_t count, int64_t r,
   for (int64_t i = static_cast<int64_t>(model_.layers.size()) - 1; i >= first_dense_layer; --i) {
     check_cancel();
     const Layer& l = model_.layers[i];
-    const int64_t d_out = model_.width_after(i), d_in = width_in(i);
+    const int64_t d_out = width_out(i), d_in = width_in(i);
     if (keep != nullptr) {  // ∂/∂act[i+1]
       (*keep)[i + 1] = Buffer<T>(be_, static_cast<size_t>(rows * d_out));
       be_.copy((*keep)[i + 1].get(), cur.get(), static_cast<size_t>(rows * d_out));
@@ -282,7 +284,7 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
   if (grad_out_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
   const int64_t N = num_params(), L = static_cast<int64_t>(model_.layers.size());
   int64_t width_sum = 0, max_weights = 0;
-  for (int64_t i = 0; i <= L; ++i) width_sum += model_.width_after(i - 1);
+  for (int64_t i = 0; i <= L; ++i) width_sum += width_in(i);
   for (const DenseInfo& d : dense_) max_weights = std::max(max_weights, d.d_out * d.d_in);
   Buffer<T> res(be_, static_cast<size_t>(N * N));
   // Work buffers sized for the largest block and reused by every block of every layer: on a VM
@@ -309,7 +311,7 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
     // ra[i] = R{act[i]} for i > m; for i <= m it is zero (independent of V) and left null.
     std::vector<T*> ra(static_cast<size_t>(L + 1), nullptr);
     for (int64_t i = dm.layer + 1; i <= L; ++i) {
-      ensure(ra_store[i], n_ * B * model_.width_after(i - 1));
+      ensure(ra_store[i], n_ * B * width_in(i));
       ra[i] = ra_store[i].get();
     }
     for (int64_t p0 = 0; p0 < dm.count; p0 += B) {
@@ -342,8 +344,9 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
       }
       size_t di = mi + 1;
       for (int64_t i = dm.layer + 1; i < L; ++i) {
+        check_cancel();
         const Layer& l = model_.layers[i];
-        const int64_t d_out = model_.width_after(i), d_in = width_in(i);
+        const int64_t d_out = width_out(i), d_in = width_in(i);
         if (l.kind == Layer::Kind::kDense) {
           be_.gemm(false, true, n_ * nb, d_out, d_in, T(1), ra[i], d_in, weights_[di].get(), d_in, T(0),
                    ra[i + 1], d_out);
@@ -359,8 +362,9 @@ Buffer<T> Network<T>::residual_hessian(uint64_t block_bytes) {
       be_.fill(rg.get(), static_cast<size_t>(n_ * nb * num_outputs()), T(0));
       int64_t dj = static_cast<int64_t>(dense_.size()) - 1;
       for (int64_t i = L - 1; i >= dense_.front().layer; --i) {
+        check_cancel();
         const Layer& l = model_.layers[i];
-        const int64_t d_out = model_.width_after(i), d_in = width_in(i);
+        const int64_t d_out = width_out(i), d_in = width_in(i);
         const T* g_out = grad_out_[i + 1].get();
         if (l.kind == Layer::Kind::kActivation) {
           const ActivationFn<T> fn{l.activation, T(l.alpha)};

@@ -28,7 +28,7 @@ class Network {
   void set_params(const std::vector<double>& params);
 
   int64_t num_examples() const { return n_; }
-  int64_t num_outputs() const { return model_.output_dim(); }
+  int64_t num_outputs() const { return widths_.back(); }
   int64_t num_params() const { return model_.num_params(); }
 
   // act[i+1] = layer_i(act[i]) for every layer.
@@ -103,10 +103,13 @@ class Network {
   void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
                        const std::function<void(int64_t rows)>& consume);
   void check_cancel() const;
-  int64_t width_in(int64_t layer) const { return model_.width_after(layer - 1); }
+  // Widths of act[layer] and act[layer + 1], from widths_ (computed once: O(1) per layer).
+  int64_t width_in(int64_t layer) const { return widths_[static_cast<size_t>(layer)]; }
+  int64_t width_out(int64_t layer) const { return widths_[static_cast<size_t>(layer) + 1]; }
 
   Backend<T>& be_;
   Model model_;
+  std::vector<int64_t> widths_;  // model_.widths(): act[i] is n × widths_[i]
   int64_t n_;
   const std::atomic<bool>* cancel_;
   std::vector<DenseInfo> dense_;

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "basin/echo.hpp"
 #include "basin/error.hpp"
 
 namespace basin {
@@ -136,7 +137,7 @@ NpyArray parse_npy(const std::vector<uint8_t>& file, const std::string& what) {
   else if (descr == "<i4") array.dtype = NpyDType::kInt32;
   else if (descr == "<i8") array.dtype = NpyDType::kInt64;
   else
-    invalid_argument(what + ": dtype '" + descr +
+    invalid_argument(what + ": dtype '" + echo(descr) +
                      "' is not supported; expected little-endian float32, float64, int32 or int64 "
                      "('<f4', '<f8', '<i4', '<i8')");
   const std::string fortran = header_value(header, "fortran_order", what);
@@ -152,7 +153,7 @@ NpyArray parse_npy(const std::vector<uint8_t>& file, const std::string& what) {
     if (b == std::string::npos) continue;
     item = item.substr(b, item.find_last_not_of(" \tL") - b + 1);
     if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 15)
-      invalid_argument(what + ": bad shape entry '" + item + "' in .npy header");
+      invalid_argument(what + ": bad shape entry '" + echo(item) + "' in .npy header");
     array.shape.push_back(std::stoll(item));
   }
   const size_t data_start = header_start + header_len;

@@ -186,6 +186,23 @@ def test_limits(make_server):
         assert r.hessian is None and r.ggn is not None
 
 
+def test_layer_limit_and_malformed_bytes(make_server):
+    """basind --max-layers: the limit is in info()["limits"] and a deeper model is
+    ResourceExhausted naming it; bytes that are not a request message are INVALID_ARGUMENT."""
+    s = make_server("--max-layers", "2")
+    with basin.Client(s.address) as c:
+        assert c.info()["limits"]["max_layers"] == 2
+        with pytest.raises(basin.ResourceExhausted, match="max_layers"):
+            c.analyze(small_model(), X, Y)  # 3 layers
+    with grpc.insecure_channel(s.address) as ch:
+        call = ch.unary_unary("/basin.v1.Basin/Analyze", request_serializer=lambda b: b,
+                              response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"\x0a\x64truncated", timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "basin.v1.AnalyzeRequest" in e.value.details()
+
+
 def test_authentication(make_server, tmp_path):
     tokens = os.path.join(tmp_path, "tokens")
     with open(tokens, "w") as f:

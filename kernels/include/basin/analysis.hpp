@@ -70,7 +70,18 @@ struct Limits {
   int64_t max_dense_dim = 30000;            // largest Gram / GᵀG / Hessian handed to a dense solver
   uint64_t max_memory_bytes = 8ull << 30;   // estimated working memory of one analysis
   uint64_t max_jacobian_bytes = 1ull << 30; // returning G itself
+  // Layers of a model (ONNX: graph nodes). Every step is linear in it, but each layer is
+  // a backend call per pass (forward, every back-propagation, every R-op block), so depth is
+  // what makes a small request slow. Real sequential networks have at most hundreds of layers
+  // (ResNet-152 exports to ~500 ONNX nodes); 10,000 leaves 20x headroom and keeps validating
+  // a model at the limit to about a millisecond.
+  int64_t max_layers = 10000;
 };
+
+// Refuses a model of more than limits.max_layers layers (kResourceExhausted naming the limit),
+// given only its count: call it before anything proportional to the model. `what` names the
+// field ("model.layers", "onnx_blob_id (...) nodes").
+void check_layer_count(int64_t count, const Limits& limits, const std::string& what);
 
 struct AnalysisRequest {
   Model model;

@@ -114,11 +114,16 @@ bool is_per_output(const ConstTensor& t, int64_t out) {
 
 class Importer {
  public:
-  Importer(const onnx::ModelProto& model, std::string what) : model_(model), g_(model.graph()), what_(std::move(what)) {}
+  Importer(const onnx::ModelProto& model, std::string what, const ImportBounds& bounds)
+      : model_(model), g_(model.graph()), what_(std::move(what)), bounds_(bounds) {}
 
   ImportedModel run() {
     read_opset();
     if (!model_.has_graph()) invalid_argument(what_ + ": the file holds no graph (truncated, or not an ONNX model)");
+    if (bounds_.max_nodes > 0 && g_.node_size() > bounds_.max_nodes) {
+      resource_exhausted(what_ + ": the graph has " + std::to_string(g_.node_size()) + " nodes, over the limit of " +
+                         std::to_string(bounds_.max_nodes) + " nodes (4 x max_layers; raise it with --max-layers)");
+    }
     index_values();
     find_input_and_output();
     walk();
@@ -171,6 +176,7 @@ class Importer {
     }
     used_.assign(static_cast<size_t>(g_.node_size()), false);
     for (int i = 0; i < g_.node_size(); ++i) {
+      poll_stop(i);
       const onnx::NodeProto& n = g_.node(i);
       if (n.op_type().empty()) node_error(ErrorCode::kInvalidArgument, i, "node has no op type (malformed model)");
       for (const std::string& o : n.output()) {
@@ -308,6 +314,11 @@ class Importer {
     }
   }
 
+  // The caller's stop test, every 4096 steps of a per-node loop.
+  void poll_stop(int step) const {
+    if (bounds_.check_stop && step % 4096 == 0) bounds_.check_stop();
+  }
+
   // ---- messages ----
 
   std::string node_ref(int i) const {
@@ -402,6 +413,7 @@ class Importer {
     // Every step consumes at least one node, so node_size() + 1 steps bound the walk (cycles stop
     // earlier: a used node is never taken again).
     for (int step = 0; step <= g_.node_size(); ++step) {
+      poll_stop(step);
       const std::vector<int>& cons = consumers(cur_);
       if (cur_ == output_) {
         if (!cons.empty()) {
@@ -787,6 +799,7 @@ class Importer {
   const onnx::ModelProto& model_;
   const onnx::GraphProto& g_;
   std::string what_;
+  const ImportBounds& bounds_;
   std::unordered_map<std::string, const onnx::TensorProto*> const_protos_;   // initialisers
   std::unordered_map<std::string, const onnx::TensorProto*> constant_nodes_;  // Constant(value=tensor)
   std::unordered_map<std::string, ConstTensor> consts_;                       // decoded, by value name
@@ -801,17 +814,18 @@ class Importer {
 
 }  // namespace
 
-ImportedModel import_onnx(const std::string& file_bytes, const std::string& what) {
+ImportedModel import_onnx(const std::string& file_bytes, const std::string& what, const ImportBounds& bounds) {
   if (file_bytes.empty()) invalid_argument(what + ": the file is empty");
   onnx::ModelProto model;
   // ParsePartial: ONNX's proto2 schema has no required fields, and this avoids protobuf logging.
   if (!model.ParsePartialFromString(file_bytes)) {
     invalid_argument(what + ": not a valid ONNX model (protobuf parsing failed: truncated or not an .onnx file)");
   }
-  return Importer(model, what).run();
+  if (bounds.check_stop) bounds.check_stop();  // parsing was linear; the walk below is too
+  return Importer(model, what, bounds).run();
 }
 
-ImportedModel import_onnx_file(const std::string& path) {
+ImportedModel import_onnx_file(const std::string& path, const ImportBounds& bounds) {
   std::ifstream f(path, std::ios::binary);
   if (!f) invalid_argument("cannot open ONNX model file '" + path + "'");
   std::ostringstream buf;
@@ -821,7 +835,7 @@ ImportedModel import_onnx_file(const std::string& path) {
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     invalid_argument("ONNX model file '" + path + "' is larger than protobuf's 2 GiB limit");
   }
-  return import_onnx(bytes, path);
+  return import_onnx(bytes, path, bounds);
 }
 
 }  // namespace basin

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,21 @@ struct ImportedModel {
   int64_t opset = 0;           // the default-domain opset the file declares
 };
 
+// Bounds on one import, so that a hostile file cannot tie a server thread up.
+struct ImportBounds {
+  // Graph nodes, refused (kResourceExhausted) right after parsing, before any per-node work.
+  // A layer is one to five nodes (Gemm; MatMul + Add; the Erf pattern of GELU), so the default
+  // is 4 x Limits::max_layers; the imported model is then held to max_layers by the engine.
+  int64_t max_nodes = 40000;
+  // Called every few thousand nodes of the import's linear passes; throws (basin::Error
+  // kCancelled / kDeadlineExceeded) to stop an import whose caller has gone.
+  std::function<void()> check_stop;
+};
+
 // `file_bytes` is the serialised ModelProto; `what` names it in error messages (a path, a blob id).
-ImportedModel import_onnx(const std::string& file_bytes, const std::string& what);
+ImportedModel import_onnx(const std::string& file_bytes, const std::string& what,
+                          const ImportBounds& bounds = {});
 // Reads `path` and imports it; an unreadable file is kInvalidArgument naming the path.
-ImportedModel import_onnx_file(const std::string& path);
+ImportedModel import_onnx_file(const std::string& path, const ImportBounds& bounds = {});
 
 }  // namespace basin
