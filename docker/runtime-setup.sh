@@ -20,4 +20,4 @@ rm -rf /var/lib/apt/lists/*
 groupadd --gid 10001 basin
 useradd --uid 10001 --gid basin --home-dir /var/lib/basin --no-create-home \
   --shell /usr/sbin/nologin basin
-install -d -o basin -g basin -m 0750 /var/lib/basin
+install -d -o basin -g basin -m 0700 /var/lib/basin

@@ -13,6 +13,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,6 +26,7 @@
 
 #include "auth.hpp"
 #include "basin/error.hpp"
+#include "data_dir.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
 #include "server_options.hpp"
@@ -88,6 +90,11 @@ int run(int argc, char** argv) {
     return 0;
   }
 
+  // Every file basind creates (database, WAL, uploads, blobs) is owner-only; SQLite gives the
+  // -wal/-shm files the database's mode.
+  umask(077);
+  if (opt.check) return check_data_dir(opt.data_dir, stdout);
+
   // Without --data-dir the state is ephemeral: a private temporary directory, removed at exit.
   std::string temp_dir;
   if (opt.data_dir.empty()) {
@@ -104,6 +111,9 @@ int run(int argc, char** argv) {
 
   Authenticator auth = opt.tokens_file.empty() ? Authenticator()
                                                : Authenticator::from_file(opt.tokens_file);
+  warn_about_exposure(opt);
+  guard_data_dir(opt.data_dir, opt.allow_new_database);
+  tighten_data_dir_modes(opt.data_dir);  // before SQLite opens (and copies the mode to -wal)
   Store store(opt.data_dir);
   BasinService service(opt, &auth, &store);
   JobManager::Options jopt;

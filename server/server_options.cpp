@@ -33,7 +33,14 @@ const char* server_usage() {
   return "usage: basind [options]\n"
          "  --listen HOST:PORT          gRPC address (default 127.0.0.1:50051 without --tokens,\n"
          "                              0.0.0.0:50051 with; port 0 picks a free port)\n"
-         "  --data-dir DIR              SQLite job database + blobs (default: temporary)\n"
+         "  --data-dir DIR              SQLite job database + blobs (default: temporary);\n"
+         "                              files 0600, directories 0700\n"
+         "  --allow-new-database        start with a new, empty job database although the data\n"
+         "                              dir was used before (its basin.db is missing, empty or\n"
+         "                              not SQLite; the old files are kept as *.lost-<time>)\n"
+         "  --check                     verify --data-dir (database integrity and schema, blobs\n"
+         "                              against their hashes, jobs' blobs) and exit: 0 clean,\n"
+         "                              1 problems found, 2 no such directory\n"
          "  --tokens FILE               'token user' per line; enables bearer-token auth\n"
          "  --workers N                 concurrent analyses (default 1)\n"
          "  --shutdown-timeout SECONDS  on SIGTERM, wait this long for running jobs (default 30)\n"
@@ -61,6 +68,14 @@ ServerOptions parse_server_options(const std::vector<std::string>& args, bool* h
     if (a == "--help" || a == "-h") {
       *help = true;
       return o;
+    }
+    if (a == "--check") {
+      o.check = true;
+      continue;
+    }
+    if (a == "--allow-new-database") {
+      o.allow_new_database = true;
+      continue;
     }
     if (i + 1 >= args.size()) invalid_argument(a + ": unknown flag or missing value");
     const std::string v = args[++i];
@@ -91,6 +106,7 @@ ServerOptions parse_server_options(const std::vector<std::string>& args, bool* h
       invalid_argument(a + ": unknown flag (see --help)");
     }
   }
+  if (o.check && o.data_dir.empty()) invalid_argument("--check: needs --data-dir DIR");
   if (o.listen.empty()) o.listen = o.tokens_file.empty() ? "127.0.0.1:50051" : "0.0.0.0:50051";
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     invalid_argument("--tls-cert and --tls-key: give both or neither");

@@ -25,6 +25,8 @@ struct ServerOptions {
   int max_attempts = 3;
   int64_t keep_finished_in_memory = 256;  // finished jobs held in memory; older: from SQLite
   Device default_device = Device::kAuto;
+  bool check = false;               // --check: verify --data-dir and exit (server/data_dir.hpp)
+  bool allow_new_database = false;  // start a new database in a used data dir (data_dir.hpp)
   Limits limits;
 };
 

@@ -14,8 +14,9 @@
 namespace basin::server {
 namespace {
 
+// Owner only: the job database and blobs hold every user's requests and results.
 void make_dir(const std::string& path) {
-  if (mkdir(path.c_str(), 0750) != 0 && errno != EEXIST) {
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Error(ErrorCode::kInternal, "cannot create directory " + path + ": " + strerror(errno));
   }
 }

@@ -538,6 +538,11 @@ grep -q '2 worker(s)' "$LOG" || fail "BASIN_WORKERS=2 did not reach basind: $(ca
 grep -q 'bearer-token auth' "$LOG" || fail "basind did not enable token auth: $(cat "$LOG")"
 [ -n "$(find "$ROOT/var/lib/basin" -mindepth 1 -maxdepth 1 -uid 10001)" ] ||
   fail "nothing written by uid 10001 in the VOLUME /var/lib/basin"
+for f in basin.db basin.db-wal; do
+  m=$(stat -c %a "$ROOT/var/lib/basin/$f") || fail "no $f in the VOLUME"
+  [ "$m" = 600 ] || fail "/var/lib/basin/$f has mode $m, expected 600 (owner only: every user's jobs)"
+done
+m=$(stat -c %a "$ROOT/var/lib/basin") && [ "$m" = 700 ] || fail "/var/lib/basin has mode $m, expected 700"
 say "[plain] VOLUME /var/lib/basin: $(find "$ROOT/var/lib/basin" -mindepth 1 -maxdepth 1 -printf '%f ')(owned by uid 10001)"
 # docker/README.md's online backup, run in the container as its user.
 client sqlite3 /var/lib/basin/basin.db ".backup /var/lib/basin/backup.db" ||
