@@ -782,6 +782,16 @@ void validate_request(const AnalysisRequest& r) {
   validate_request_except_params(r);
 }
 
+void validate_checkpoints(const AnalysisRequest& request, const std::vector<std::vector<double>>& checkpoints) {
+  if (checkpoints.empty())
+    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
+                     std::to_string(request.model.num_params()) + " values");
+  request.model.validate();
+  for (size_t b = 0; b < checkpoints.size(); ++b)
+    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
+  validate_request_except_params(request);
+}
+
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
   validate_request(request);
@@ -794,13 +804,7 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
                                                 const std::vector<std::vector<double>>& checkpoints,
                                                 const RunControl& control) {
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
-  if (checkpoints.empty())
-    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
-                     std::to_string(request.model.num_params()) + " values");
-  request.model.validate();
-  for (size_t b = 0; b < checkpoints.size(); ++b)
-    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
-  validate_request_except_params(request);
+  validate_checkpoints(request, checkpoints);
   if (request.dtype == DType::kFloat32) return run_with<float>(request, checkpoints, control);
   return run_with<double>(request, checkpoints, control);
 }
