@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target over the ONNX importer and runs it for a bounded time.
-#   fuzz/run_fuzz.sh BUILD_DIR SECONDS
-# Needs clang++ (14+) with libFuzzer, libonnx-dev, libprotobuf-dev, nlohmann-json3-dev; seeds are
-# generated with python3-onnx when available. Exits non-zero when the target crashes (the crashing
-# input is left in BUILD_DIR/fuzz/crash-*), 0 otherwise. Built directly with clang++ (not CMake)
-# because the fuzzer needs every source compiled with -fsanitize=fuzzer,address.
+# Builds a libFuzzer target and runs it for a bounded time.
+#   fuzz/run_fuzz.sh BUILD_DIR SECONDS [onnx|request]
+#   onnx     the ONNX importer (fuzz_onnx_import.cpp), seeds from make_seeds.py (python3-onnx)
+#   request  request decoding + validation + small analyses (fuzz_request.cpp), structure-aware;
+#            two binaries, AnalyzeRequest (2/3 of the time) and SubmitJobRequest (1/3), seeded
+#            from fuzz/seeds/{analyze_request,submit_job_request} in the repository
+# Needs clang++ (14+) with libFuzzer, libprotobuf-dev, protobuf-compiler, nlohmann-json3-dev,
+# libopenblas-dev, liblapacke-dev (and libonnx-dev for onnx; used by request when present).
+# Exits non-zero when a target crashes (the crashing input is left in BUILD_DIR/fuzz/crash-*),
+# 0 otherwise. Built directly with clang++ (not CMake) because every source must be compiled
+# with -fsanitize=fuzzer,address,undefined; ccache is used when it is on PATH.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 BUILD_DIR SECONDS" >&2
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  echo "usage: $0 BUILD_DIR SECONDS [onnx|request]" >&2
   exit 2
 fi
 BUILD_DIR=$1
 SECONDS_TO_RUN=$2
+TARGET=${3:-onnx}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$BUILD_DIR/fuzz"
-mkdir -p "$OUT/corpus" "$OUT/seeds"
+mkdir -p "$OUT"
 
 CXX=${CXX_FUZZ:-}
 if [[ -z "$CXX" ]]; then
@@ -27,33 +33,98 @@ if [[ -z "$CXX" ]]; then
   echo "run_fuzz.sh: no clang++ found (set CXX_FUZZ)" >&2
   exit 2
 fi
+LAUNCH=()
+if command -v ccache >/dev/null; then LAUNCH=(ccache); fi
+FLAGS=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+
+# run_target BINARY SECONDS CORPUS SEEDS EXTRA_FLAGS...: corpus/ collects what the fuzzer finds
+# (kept between runs); the seed folder is read-only input.
+run_target() {
+  local bin=$1 secs=$2 corpus=$3 seeds=$4
+  shift 4
+  mkdir -p "$corpus"
+  set +e
+  "$bin" "$corpus" "$seeds" -max_total_time="$secs" -print_final_stats=1 \
+    -artifact_prefix="$OUT/" "$@" 2>&1 | tail -n 40
+  local rc=${PIPESTATUS[0]}
+  set -e
+  echo "run_fuzz.sh: $(basename "$bin") fuzzed for $secs s, exit code $rc"
+  return "$rc"
+}
 
 start=$(date +%s)
-# The importer and the two engine files it uses (Model::validate, error names); nothing else.
-"$CXX" -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -DONNX_NAMESPACE=onnx -DONNX_ML=1 \
-  -I"$ROOT/kernels/include" -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" \
-  "$ROOT/fuzz/fuzz_onnx_import.cpp" \
-  "$ROOT/kernels/onnx/src/onnx_import.cpp" "$ROOT/kernels/onnx/src/onnx_tensor.cpp" \
-  "$ROOT/kernels/onnx/src/activation_patterns.cpp" \
-  "$ROOT/kernels/src/model.cpp" "$ROOT/kernels/src/error.cpp" \
-  -lonnx_proto -lprotobuf -lpthread \
-  -o "$OUT/fuzz_onnx_import"
-built=$(date +%s)
-echo "run_fuzz.sh: built $OUT/fuzz_onnx_import in $((built - start)) s"
-
-if /usr/bin/python3 -c "import onnx, numpy" 2>/dev/null; then
-  /usr/bin/python3 "$ROOT/fuzz/make_seeds.py" "$OUT/seeds"
-else
-  echo "run_fuzz.sh: python3-onnx not found; fuzzing without seeds" >&2
-fi
-
-# corpus/ collects what the fuzzer finds (kept between runs); seeds/ is read-only input.
-set +e
-"$OUT/fuzz_onnx_import" "$OUT/corpus" "$OUT/seeds" \
-  -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-  -print_final_stats=1 -artifact_prefix="$OUT/" 2>&1 | tail -n 40
-rc=${PIPESTATUS[0]}
-set -e
-echo "run_fuzz.sh: fuzzed for $(( $(date +%s) - built )) s, exit code $rc"
-exit "$rc"
+case "$TARGET" in
+onnx)
+  mkdir -p "$OUT/seeds"
+  # The importer and the two engine files it uses (Model::validate, error names); nothing else.
+  "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" \
+    -DONNX_NAMESPACE=onnx -DONNX_ML=1 \
+    -I"$ROOT/kernels/include" -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" \
+    "$ROOT/fuzz/fuzz_onnx_import.cpp" \
+    "$ROOT/kernels/onnx/src/onnx_import.cpp" "$ROOT/kernels/onnx/src/onnx_tensor.cpp" \
+    "$ROOT/kernels/onnx/src/activation_patterns.cpp" \
+    "$ROOT/kernels/src/model.cpp" "$ROOT/kernels/src/error.cpp" \
+    -lonnx_proto -lprotobuf -lpthread \
+    -o "$OUT/fuzz_onnx_import"
+  echo "run_fuzz.sh: built $OUT/fuzz_onnx_import in $(( $(date +%s) - start )) s"
+  if /usr/bin/python3 -c "import onnx, numpy" 2>/dev/null; then
+    /usr/bin/python3 "$ROOT/fuzz/make_seeds.py" "$OUT/seeds"
+  else
+    echo "run_fuzz.sh: python3-onnx not found; fuzzing without seeds" >&2
+  fi
+  run_target "$OUT/fuzz_onnx_import" "$SECONDS_TO_RUN" "$OUT/corpus" "$OUT/seeds" \
+    -timeout=10 -rss_limit_mb=2048 -max_len=16384
+  ;;
+request)
+  OBJ="$OUT/request_obj"
+  GEN="$OUT/request_gen"
+  mkdir -p "$OBJ" "$GEN"
+  protoc --proto_path="$ROOT/proto" --cpp_out="$GEN" "$ROOT/proto/basin/v1/basin.proto"
+  # The whole engine (CPU backend) plus the server's proto conversion; the ONNX importer when
+  # libonnx-dev is there, so that onnx_blob_id requests are decoded as basind decodes them.
+  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/server/proto_convert.cpp"
+        "$ROOT"/kernels/src/{error,model,npy,names,network,loss,spectrum,analysis,result_json,cuda_unavailable}.cpp
+        "$ROOT/kernels/cpu/cpu_backend.cpp")
+  defs=() libs=()
+  if [[ -f /usr/include/onnx/onnx_pb.h ]]; then
+    srcs+=("$ROOT"/kernels/onnx/src/{onnx_import,onnx_tensor,activation_patterns}.cpp)
+    defs=(-DBASIN_HAVE_ONNX=1 -DONNX_NAMESPACE=onnx -DONNX_ML=1)
+    libs=(-lonnx_proto)
+  fi
+  incs=(-I"$GEN" -I"$ROOT/server" -I"$ROOT/kernels/include" -I"$ROOT/kernels/src"
+        -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" -I/usr/include/openblas
+        -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+  # Objects without -fsanitize=fuzzer's main (only the link gets it), two at a time.
+  objs=()
+  for s in "${srcs[@]}"; do objs+=("$OBJ/$(basename "${s%.*}").o"); done
+  printf '%s\n' "${srcs[@]}" | xargs -P2 -I{} bash -c '
+    s={}; o="'"$OBJ"'/$(basename "${s%.*}").o"
+    '"${LAUNCH[*]} $CXX"' -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+      -fno-sanitize-recover=undefined '"${defs[*]} ${incs[*]}"' -c "$s" -o "$o"'
+  for variant in analyze submit; do
+    extra=()
+    [[ $variant == submit ]] && extra=(-DBASIN_FUZZ_SUBMIT=1)
+    "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" "${extra[@]}" "${defs[@]}" "${incs[@]}" \
+      -c "$ROOT/fuzz/fuzz_request.cpp" -o "$OBJ/fuzz_request_$variant.o"
+    "$CXX" "${FLAGS[@]}" "$OBJ/fuzz_request_$variant.o" "${objs[@]}" "${libs[@]}" \
+      -lprotobuf -llapacke -llapack -lopenblas -lpthread -o "$OUT/fuzz_request_$variant"
+  done
+  echo "run_fuzz.sh: built $OUT/fuzz_request_{analyze,submit} in $(( $(date +%s) - start )) s"
+  # One BLAS thread: the analyses are tiny and the fuzzer is the parallelism that matters.
+  # -timeout catches inputs that are slow to refuse (validation must be linear in the size).
+  export OPENBLAS_NUM_THREADS=1
+  common=(-timeout=10 -rss_limit_mb=2048 -max_len=131072 -malloc_limit_mb=1024)
+  rc=0
+  run_target "$OUT/fuzz_request_analyze" $(( SECONDS_TO_RUN * 2 / 3 )) "$OUT/corpus_analyze_request" \
+    "$ROOT/fuzz/seeds/analyze_request" "${common[@]}" || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    run_target "$OUT/fuzz_request_submit" $(( SECONDS_TO_RUN - SECONDS_TO_RUN * 2 / 3 )) \
+      "$OUT/corpus_submit_job_request" "$ROOT/fuzz/seeds/submit_job_request" "${common[@]}" || rc=$?
+  fi
+  exit "$rc"
+  ;;
+*)
+  echo "run_fuzz.sh: unknown target '$TARGET'; expected onnx or request" >&2
+  exit 2
+  ;;
+esac

@@ -419,11 +419,11 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   }
 
   // Everything else (want vs loss, limits, tolerances) is the engine's rule book; checking it
-  // here, before queueing, means a bad request fails at submit time, not minutes later.
-  r.params = out.checkpoints.front();
+  // here, before queueing, means a bad request fails at submit time, not minutes later. Every
+  // checkpoint, not just the first: a float32 job whose params[1] is out of range would
+  // otherwise be accepted and fail when it runs (found by fuzz/fuzz_request.cpp).
   if (check_stop) check_stop();
-  validate_request(r);
-  r.params.clear();
+  validate_checkpoints(r, out.checkpoints, check_stop);
   return out;
 }
 

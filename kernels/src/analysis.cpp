@@ -932,6 +932,21 @@ void validate_request(const AnalysisRequest& r) {
   validate_request_except_params(r);
 }
 
+void validate_checkpoints(const AnalysisRequest& request, const std::vector<std::vector<double>>& checkpoints,
+                          const std::function<void()>& check_stop) {
+  check_layer_count(static_cast<int64_t>(request.model.layers.size()), request.limits, "model.layers");
+  if (checkpoints.empty())
+    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
+                     std::to_string(request.model.num_params()) + " values");
+  request.model.validate();
+  for (size_t b = 0; b < checkpoints.size(); ++b) {
+    if (check_stop) check_stop();
+    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
+  }
+  if (check_stop) check_stop();
+  validate_request_except_params(request);
+}
+
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
   const auto started = std::chrono::system_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
@@ -950,23 +965,13 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   const auto started = std::chrono::system_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
   if (control.on_progress) control.on_progress(Stage::kValidate, 0);
-  check_layer_count(static_cast<int64_t>(request.model.layers.size()), request.limits, "model.layers");
-  if (checkpoints.empty())
-    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
-                     std::to_string(request.model.num_params()) + " values");
-  request.model.validate();
   // Validation is linear in the request, but a batch can be large: stop between checkpoints
   // when the caller cancels (a worker's flag is set by a client's deadline or a shutdown).
   auto stop_if_cancelled = [&] {
     if (control.cancel != nullptr && control.cancel->load(std::memory_order_relaxed))
       throw Error(ErrorCode::kCancelled, "analysis cancelled");
   };
-  for (size_t b = 0; b < checkpoints.size(); ++b) {
-    stop_if_cancelled();
-    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
-  }
-  stop_if_cancelled();
-  validate_request_except_params(request);
+  validate_checkpoints(request, checkpoints, stop_if_cancelled);
   stop_if_cancelled();
   validate_vectors(request, checkpoints.size());
   std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)

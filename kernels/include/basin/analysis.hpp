@@ -274,6 +274,12 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
 
 // Checks everything that can be checked without computing (shapes, values, labels, limits).
 void validate_request(const AnalysisRequest& request);
+// The same for analyze_checkpoints: every checkpoint's values (finite, in range for the dtype;
+// errors name params[b]) and the rest of `request` (whose `params` is not used). `check_stop`,
+// when set, is called between checkpoints (it throws to stop: a deadline, a cancel).
+void validate_checkpoints(const AnalysisRequest& request,
+                          const std::vector<std::vector<double>>& checkpoints,
+                          const std::function<void()>& check_stop = {});
 
 // The single JSON object of the CLI contract (see README). `indent` < 0: one line.
 std::string result_to_json(const AnalysisResult& result, int indent = -1);
