@@ -14,6 +14,21 @@ def load(name):
     return np.load(os.path.join(DATA, name))
 
 
+def remote_and_local(server, basin_bin, common):
+    """`basin analyze --server` and `--local --device cpu` on the same flags: {where: [JSON lines]},
+    volatile fields dropped (skips when the build has no ONNX importer and the model is ONNX)."""
+    import subprocess
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        if p.returncode != 0 and "no ONNX importer" in p.stderr:
+            pytest.skip("this basin build has no ONNX importer")
+        assert p.returncode == 0, p.stderr
+        out[where[0]] = [drop_volatile(json.loads(line)) for line in p.stdout.strip().splitlines()]
+    return out
+
+
+
 @pytest.fixture(scope="module")
 def regression():
     m = basin.Sequential.from_json(os.path.join(DATA, "regression_model.json"),
@@ -133,8 +148,6 @@ def test_onnx_model(client, basin_bin, tmp_path):
 def test_remote_cli_onnx_equals_local_cli(server, basin_bin, tmp_path):
     """`basin analyze --server --model x.onnx` prints the same JSON as `--local` (issue: ONNX import,
     local and remote)."""
-    import json
-    import subprocess
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)
     net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.GELU(), torch.nn.Linear(5, 2)).double()
@@ -146,14 +159,7 @@ def test_remote_cli_onnx_equals_local_cli(server, basin_bin, tmp_path):
     np.save(os.path.join(tmp_path, "Y.npy"), rng.normal(size=(7, 2)))
     common = ["--model", path, "--inputs", os.path.join(tmp_path, "X.npy"),
               "--targets", os.path.join(tmp_path, "Y.npy"), "--loss", "mse", "--json"]
-    out = {}
-    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
-        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
-        if p.returncode != 0 and "no ONNX importer" in p.stderr:
-            pytest.skip("this basin build has no ONNX importer")
-        assert p.returncode == 0, p.stderr
-        d = drop_volatile(json.loads(p.stdout))
-        out[where[0]] = d
+    out = {k: v[0] for k, v in remote_and_local(server, basin_bin, common).items()}
     assert out["--server"] == out["--local"]
     assert out["--local"]["hessian"] is not None
 
@@ -177,7 +183,6 @@ def test_auto_refinement_is_reported_remotely_as_locally(client, basin_bin, tmp_
 def test_remote_cli_checkpoints_equal_local_cli(server, client, basin_bin, tmp_path, regression):
     """`basin analyze --params P.npy` with P of shape (B, N): `--server` and `--local` print the same B JSON
     lines, in order, and each equals the Python client's result for that checkpoint."""
-    import subprocess
     m, X, Y = regression
     rng = np.random.default_rng(5)
     P = np.stack([m.params + 0.02 * i * rng.normal(size=m.params.size) for i in range(4)])
@@ -187,15 +192,9 @@ def test_remote_cli_checkpoints_equal_local_cli(server, client, basin_bin, tmp_p
     common = ["--model", os.path.join(DATA, "regression_model.json"), "--params", os.path.join(tmp_path, "P.npy"),
               "--inputs", os.path.join(tmp_path, "X.npy"), "--targets", os.path.join(tmp_path, "Y.npy"),
               "--loss", "mse", "--want", "jacobian,ggn", "--json"]
-    out = {}
-    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
-        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr
-        lines = [json.loads(line) for line in p.stdout.strip().splitlines()]
-        assert len(lines) == len(P), f"{where[0]}: {len(lines)} JSON lines for {len(P)} checkpoints"
-        for d in lines:
-            drop_volatile(d)
-        out[where[0]] = lines
+    out = remote_and_local(server, basin_bin, common)
+    for where, lines in out.items():
+        assert len(lines) == len(P), f"{where}: {len(lines)} JSON lines for {len(P)} checkpoints"
     assert out["--server"] == out["--local"]
     results = client.analyze(m.with_params(P), X, Y, loss="mse", want=("jacobian", "ggn"))
     for r, line in zip(results, out["--local"]):
@@ -238,11 +237,7 @@ def test_per_parameter_remote_cli_equals_local_cli(server, client, basin_bin, tm
               "--params", os.path.join(DATA, "regression_params.npy"),
               "--inputs", os.path.join(tmp_path, "X.npy"), "--targets", os.path.join(tmp_path, "Y.npy"),
               "--loss", "mse", "--want", "jacobian,hessian,per_parameter", "--json"]
-    out = {}
-    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
-        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr
-        out[where[0]] = drop_volatile(json.loads(p.stdout))
+    out = {k: v[0] for k, v in remote_and_local(server, basin_bin, common).items()}
     assert out["--server"] == out["--local"]
     pp = out["--local"]["per_parameter"]
     assert [t["name"] for t in pp][:2] == ["0.weight", "0.bias"]
@@ -274,7 +269,6 @@ def test_per_parameter_names_of_a_torch_module(client):
 def test_per_parameter_names_of_an_onnx_model(server, client, basin_bin, tmp_path):
     """An ONNX model's tensors carry the initialiser names the importer saw (named_parameters() for a
     torch export), locally and on the server."""
-    import subprocess
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
@@ -285,13 +279,7 @@ def test_per_parameter_names_of_an_onnx_model(server, client, basin_bin, tmp_pat
     common = ["--model", path, "--inputs", os.path.join(tmp_path, "X.npy"), "--loss", "none",
               "--want", "jacobian,per_parameter", "--json"]
     names = [name for name, _ in net.named_parameters()]
-    out = {}
-    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
-        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
-        if p.returncode != 0 and "no ONNX importer" in p.stderr:
-            pytest.skip("this basin build has no ONNX importer")
-        assert p.returncode == 0, p.stderr
-        out[where[0]] = drop_volatile(json.loads(p.stdout))
+    out = {k: v[0] for k, v in remote_and_local(server, basin_bin, common).items()}
     assert out["--server"] == out["--local"]
     assert [t["name"] for t in out["--local"]["per_parameter"]] == names
     r = client.analyze(path, np.load(os.path.join(tmp_path, "X.npy")), loss="none", want="per_parameter")
