@@ -82,9 +82,18 @@ request)
   protoc --proto_path="$ROOT/proto" --cpp_out="$GEN" "$ROOT/proto/basin/v1/basin.proto"
   # The whole engine (CPU backend) plus the server's proto conversion; the ONNX importer when
   # libonnx-dev is there, so that onnx_blob_id requests are decoded as basind decodes them.
-  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/server/proto_convert.cpp"
-        "$ROOT"/kernels/src/{error,model,npy,names,network,loss,spectrum,analysis,result_json,cuda_unavailable}.cpp
-        "$ROOT/kernels/cpu/cpu_backend.cpp")
+  # Every engine source but the CUDA loader (cuda_unavailable.cpp stands in), so a new file in
+  # kernels/src needs no edit here; the build info is the build's, or a stand-in.
+  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/server/proto_convert.cpp" "$ROOT/kernels/cpu/cpu_backend.cpp")
+  for s in "$ROOT"/kernels/src/*.cpp; do
+    [[ $(basename "$s") == cuda_loader.cpp ]] || srcs+=("$s")
+  done
+  if [[ -f "$BUILD_DIR/generated/build_info.cpp" ]]; then
+    srcs+=("$BUILD_DIR/generated/build_info.cpp")
+  else
+    cmake -DSRC="$ROOT" -DOUT="$GEN/build_info.cpp" -DVERSION=fuzz -P "$ROOT/cmake/write_build_info.cmake"
+    srcs+=("$GEN/build_info.cpp")
+  fi
   defs=() libs=()
   if [[ -f /usr/include/onnx/onnx_pb.h ]]; then
     srcs+=("$ROOT"/kernels/onnx/src/{onnx_import,onnx_tensor,activation_patterns}.cpp)
@@ -107,7 +116,7 @@ request)
     "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" "${extra[@]}" "${defs[@]}" "${incs[@]}" \
       -c "$ROOT/fuzz/fuzz_request.cpp" -o "$OBJ/fuzz_request_$variant.o"
     "$CXX" "${FLAGS[@]}" "$OBJ/fuzz_request_$variant.o" "${objs[@]}" "${libs[@]}" \
-      -lprotobuf -llapacke -llapack -lopenblas -lpthread -o "$OUT/fuzz_request_$variant"
+      -lprotobuf -llapacke -llapack -lopenblas -lcrypto -lpthread -o "$OUT/fuzz_request_$variant"
   done
   echo "run_fuzz.sh: built $OUT/fuzz_request_{analyze,submit} in $(( $(date +%s) - start )) s"
   # One BLAS thread: the analyses are tiny and the fuzzer is the parallelism that matters.
