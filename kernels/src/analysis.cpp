@@ -948,15 +948,8 @@ void validate_checkpoints(const AnalysisRequest& request, const std::vector<std:
 }
 
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
-  const auto started = std::chrono::system_clock::now();
-  const auto t0 = std::chrono::steady_clock::now();
-  if (control.on_progress) control.on_progress(Stage::kValidate, 0);
-  validate_request(request);
-  const std::vector<std::vector<double>> one{request.params};
-  std::vector<AnalysisResult> results =
-      request.dtype == DType::kFloat32 ? run_with<float>(request, one, control) : run_with<double>(request, one, control);
-  fill_provenance(request, one, started, ms_since(t0), results);
-  return std::move(results.front());
+  // A batch of one: the same validation (errors name "params"), engine and provenance.
+  return std::move(analyze_checkpoints(request, {request.params}, control).front());
 }
 
 std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,

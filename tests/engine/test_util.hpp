@@ -129,6 +129,12 @@ inline std::vector<double> explicit_cross_entropy_ggn(const std::vector<double>&
   return ggn;
 }
 
+// The same for a cross-entropy request, from G materialised by the Network at r.params.
+inline std::vector<double> explicit_cross_entropy_ggn(const AnalysisRequest& r) {
+  return explicit_cross_entropy_ggn(forward(r.model, r.params, r.inputs, r.num_examples), materialised_jacobian(r),
+                                    r.num_examples, r.model.output_dim(), r.model.num_params());
+}
+
 const Activation kAllActivations[] = {Activation::kIdentity, Activation::kRelu,    Activation::kLeakyRelu,
                                       Activation::kTanh,     Activation::kSigmoid, Activation::kGelu,
                                       Activation::kSoftplus, Activation::kSilu};
