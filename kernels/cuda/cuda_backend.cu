@@ -33,6 +33,7 @@
 #include "check.hpp"
 #include "device_context.hpp"
 #include "elementwise.hpp"
+#include "ops/cuda_op_kernels.hpp"
 
 namespace basin {
 namespace cuda {
@@ -254,7 +255,8 @@ class SyevjParams {
 template <class T>
 class CudaBackend final : public Backend<T> {
  public:
-  explicit CudaBackend(int device) : ctx_(device) {}
+  explicit CudaBackend(int device) : ctx_(device), op_kernels_(ctx_) {}
+  const OpKernels<T>& op_kernels() override { return op_kernels_; }
 
   BackendInfo info() const override {
     BackendInfo info;
@@ -710,6 +712,7 @@ class CudaBackend final : public Backend<T> {
   }
 
   DeviceContext ctx_;
+  CudaOpKernels<T> op_kernels_;  // after ctx_: they launch on its stream
 };
 
 #undef BASIN_LAUNCH

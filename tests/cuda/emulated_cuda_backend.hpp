@@ -33,6 +33,7 @@
 #include "blas_mapping.hpp"
 #include "column_major_reference.hpp"
 #include "elementwise.hpp"
+#include "../../kernels/cpu/ops/cpu_op_kernels.hpp"
 
 namespace basin {
 namespace test {
@@ -67,6 +68,9 @@ struct EmulatedMemory {
 template <class T>
 class EmulatedCudaBackend final : public Backend<T> {
  public:
+  // STUB: the CPU's loops (host memory is the emulated device's); to become shuffled-order loops
+  // over the same element bodies, as for the primitives.
+  const OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
   BackendInfo info() const override {
     BackendInfo i;
     i.name = "cuda";  // stands in for the CUDA backend wherever "cuda" is expected

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "basin/activation.hpp"
+#include "basin/op_kernels.hpp"
 
 namespace basin {
 
@@ -36,6 +37,9 @@ class Backend {
   virtual BackendInfo info() const = 0;
   // Waits for queued work (a no-op on the CPU); called before reading a clock for timings.
   virtual void synchronize() {}
+  // The per-op device kernels (im2col, pooling, strided copies, broadcast arithmetic) the
+  // graph's primitive ops are written in: op_kernels.hpp.
+  virtual const OpKernels<T>& op_kernels() = 0;
 
   // ---- memory (count = number of T elements) ----
   virtual T* allocate(size_t count) = 0;  // zero-filled; throws kResourceExhausted
