@@ -11,10 +11,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "basin/graph.hpp"
 #include "basin/model.hpp"
 
 namespace basin {
@@ -84,10 +86,14 @@ struct Limits {
 void check_layer_count(int64_t count, const Limits& limits, const std::string& what);
 
 struct AnalysisRequest {
+  // The network: an operation graph (basin/graph.hpp: ONNX files, torch modules, any DAG of
+  // primitive ops), or, when graph is null, the chain shorthand `model` (the JSON layer list),
+  // which the engine turns into a graph itself (graph_from_model).
+  std::shared_ptr<const Graph> graph;
   Model model;
   std::vector<double> params;   // N values (float32 inputs are widened exactly)
   int64_t num_examples = 0;     // n
-  std::vector<double> inputs;   // n × input_dim, row-major
+  std::vector<double> inputs;   // n × input_dim (graph: n × numel(per-example input shape)), row-major
   std::vector<double> targets;  // n × k, for mse
   std::vector<int64_t> labels;  // n, for cross_entropy (0 <= label < k)
   Loss loss = Loss::kNone;
