@@ -15,7 +15,8 @@ PACKAGES=(
 )
 if [ "${BASIN_WITH_TORCH:-1}" = "1" ]; then
   # Reference tests and benchmarks compare against PyTorch (float64) and ONNX export.
-  PACKAGES+=(python3-torch python3-onnx python3-matplotlib)
+  # torchvision: real architectures (resnet18); sklearn: the bundled 8×8 digits data set.
+  PACKAGES+=(python3-torch python3-onnx python3-matplotlib python3-torchvision python3-sklearn)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
