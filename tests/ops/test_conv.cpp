@@ -3,6 +3,7 @@
 // (adjointness), and its shape errors.
 #include <map>
 
+#include "ops/kernels/conv.hpp"
 #include "ops/op_check.hpp"
 
 namespace basin {
@@ -234,7 +235,8 @@ TEST(ConvKernels, Col2imIsTheTransposeOfIm2col) {
   std::normal_distribution<double> nd;
   struct G { int64_t C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw; };
   for (const G& s : {G{2, 5, 6, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1}, G{3, 7, 5, 2, 3, 2, 1, 1, 0, 2, 1, 2, 1},
-                     G{1, 1, 9, 1, 4, 1, 3, 0, 2, 0, 1, 1, 2}, G{2, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}}) {
+                     G{1, 1, 9, 1, 4, 1, 3, 0, 2, 0, 1, 1, 2}, G{2, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+                     G{2, 5, 7, 2, 3, 3, 3, 2, 4, 3, 1, 2, 2}, G{1, 3, 3, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1}}) {
     WindowGeometry g;
     g.channels = s.C, g.height = s.H, g.width = s.W, g.kernel_h = s.kh, g.kernel_w = s.kw;
     g.stride_h = s.sh, g.stride_w = s.sw, g.pad_top = s.pt, g.pad_left = s.pl, g.dilation_h = s.dh, g.dilation_w = s.dw;
@@ -260,6 +262,12 @@ TEST(ConvKernels, Col2imIsTheTransposeOfIm2col) {
     for (int64_t i = 0; i < cn; ++i) lhs += u[i] * cols[i];
     for (int64_t i = 0; i < xn; ++i) rhs += (back[i] - back0[i]) * x[i];
     EXPECT_NEAR(lhs, rhs, 1e-10 * std::max(1.0, std::fabs(lhs)));
+    // The CPU loops give exactly what the per-index element bodies (the CUDA kernels' code) give.
+    std::vector<double> cols_body(cn), back_body = back0;
+    for (int64_t i = 0; i < cn; ++i) conv_kernels::im2col_element(g, i, x.data(), cols_body.data());
+    for (int64_t i = 0; i < xn; ++i) conv_kernels::col2im_element(g, i, u.data(), back_body.data());
+    EXPECT_EQ(cols, cols_body) << "im2col: CPU loop vs element body";
+    EXPECT_EQ(back, back_body) << "col2im: CPU loop vs element body";
     // Zero padding: a padded position reads 0 (the first tap of the first output with pad_top/left).
     if (s.pt > 0 && s.pl > 0) EXPECT_EQ(cols[0], 0.0);
   }

@@ -60,6 +60,17 @@ BASIN_HD inline int64_t conv_source(int64_t p, int64_t t, int64_t stride, int64_
   return o;
 }
 
+// The output positions o ∈ [*lo, *hi) whose input position o·stride + offset lies in [0, in)
+// (offset = tap·dilation − pad): the valid span of one cols row, for row-wise loops.
+BASIN_HD inline void conv_valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_t* lo,
+                                      int64_t* hi) {
+  const int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t last = in - 1 - offset < 0 ? 0 : (in - 1 - offset) / stride + 1;
+  *lo = first < out ? first : out;
+  *hi = last < out ? last : out;
+  if (*hi < *lo) *hi = *lo;
+}
+
 // Σ of the cols entries of example b that im2col read from x[b, c, y, xx].
 template <class T>
 BASIN_HD inline T col2im_sum(const WindowGeometry& g, const T* cols, int64_t b, int64_t c, int64_t y, int64_t xx) {
