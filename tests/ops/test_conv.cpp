@@ -301,7 +301,7 @@ TEST(ConvOp, RefusesWrongRanks) {
 
 TEST(ConvOp, RefusesChannelMismatchAndGroups) {
   expect_error(conv_case({3, 5, 5}, {4, 2, 3, 3}, {}, false), ErrorCode::kInvalidArgument,
-               {"channel mismatch", "C = 3", "expects C/group·group = 2"});
+               {"channel mismatch", "C = 3", "expects C = 2", "C/group = 2"});
   expect_error(conv_case({4, 5, 5}, {4, 2, 3, 3}, {}, false), ErrorCode::kInvalidArgument, {"channel mismatch"});
   expect_error(conv_case({3, 5, 5}, {4, 1, 3, 3}, {{}, {}, {}, 2}, false), ErrorCode::kInvalidArgument,
                {"C = 3", "not divisible by group = 2"});

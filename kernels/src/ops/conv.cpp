@@ -19,7 +19,7 @@ namespace basin {
 namespace {
 
 // Elements of cols scratch per batch of im2col / col2im (bounds the memory of a pass).
-constexpr int64_t kColsBudget = int64_t(1) << 22;
+constexpr int64_t kColsBudget = int64_t(1) << 20;
 
 struct ConvDims {
   int spatial = 2;  // 1 or 2
@@ -87,8 +87,8 @@ ConvDims dims_of(const GraphNode& node, const std::vector<const GraphValue*>& in
                        ") are not divisible by group = " + std::to_string(d.groups));
   if (d.Cg * d.groups != d.C)
     op_error(node, "channel mismatch: x has C = " + std::to_string(d.C) + " channels but w " + shape_string(ws) +
-                       " with group = " + std::to_string(d.groups) + " expects C/group·group = " +
-                       std::to_string(d.Cg * d.groups));
+                       " with group = " + std::to_string(d.groups) + " expects C = " + std::to_string(d.Cg * d.groups) +
+                       " (w's C/group = " + std::to_string(d.Cg) + " times group)");
   d.Coutg = d.Cout / d.groups;
 
   const Shape kernel(ws.begin() + 2, ws.end());
