@@ -141,7 +141,19 @@ TEST(ConvOp, TwoDDepthwise) {
   check_conv({3, 6, 6}, {6, 1, 3, 3}, {{2, 2}, {1, 1, 1, 1}, {}, 3}, false, {6, 3, 3});  // multiplier 2
 }
 
-TEST(ConvOp, OneByOneKernel) { check_conv({4, 3, 3}, {5, 4, 1, 1}, {}, true, {5, 3, 3}); }
+TEST(ConvOp, OneByOneKernel) {  // pointwise (cols = x) and the strided / padded 1×1 kernels that are not
+  check_conv({4, 3, 3}, {5, 4, 1, 1}, {}, true, {5, 3, 3});
+  check_conv({4, 3, 3}, {6, 2, 1, 1}, {{}, {}, {}, 2}, false, {6, 3, 3});
+  check_conv({4, 5, 5}, {5, 4, 1, 1}, {{2, 2}, {}, {}}, true, {5, 3, 3});  // ResNet projection shortcut
+  check_conv({4, 3, 3}, {5, 4, 1, 1}, {{}, {1, 0, 0, 1}, {}}, false, {5, 4, 4});
+  check_conv({3, 7}, {2, 3, 1}, {}, true, {2, 7});  // 1-D
+  OpCase c = conv_case({4, 3, 3}, {4, 2, 1, 1}, {{}, {}, {}, 2}, true);
+  c.R = 3;
+  check_op(c);
+  c = conv_case({2, 3, 3}, {3, 2, 1, 1}, {}, false);
+  c.inputs[1].batched = true;  // both batched
+  check_op(c);
+}
 
 TEST(ConvOp, ManyDirections) {  // R larger than the per-group rows: the row-stacked GEMMs
   OpCase c = conv_case({4, 4, 4}, {4, 2, 2, 2}, {{}, {}, {}, 2}, true);

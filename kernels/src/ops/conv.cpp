@@ -32,6 +32,11 @@ struct ConvDims {
   int64_t CK() const { return C * geo.kernel_h * geo.kernel_w; }       // cols rows
   int64_t x_size() const { return C * geo.height * geo.width; }
   int64_t cols_size() const { return CK() * P(); }
+  // A 1×1 kernel at stride 1 without padding reads x as it is: cols(x) = x [C × H·W].
+  bool pointwise() const {
+    return geo.kernel_h == 1 && geo.kernel_w == 1 && geo.stride_h == 1 && geo.stride_w == 1 && geo.pad_top == 0 &&
+           geo.pad_left == 0 && geo.out_h == geo.height && geo.out_w == geo.width;
+  }
 };
 
 std::string dim_name(int spatial) { return spatial == 1 ? "1-D" : "2-D"; }
@@ -185,6 +190,18 @@ class Conv final : public BilinearOp<T> {
   void transpose_a(const OpCall<T>& c, const Tensor<T>& g, const Tensor<T>& w, Tensor<T> gx) override {
     const int64_t E = max_examples<T>({&g, &w, &gx}), R = max_rows<T>({&g, &w, &gx});
     const int64_t P = d_.P(), CgK = d_.CgK(), csize = d_.cols_size(), xsize = d_.x_size();
+    if (d_.pointwise()) {  // gx[e, r] += W_gᵀ · g_g[e, r] directly (cols are x itself)
+      for (int64_t q = 0; q < E * R; ++q) {
+        const int64_t e = q / R, r = q % R;
+        const T* W = w.at(w.E == 1 ? 0 : e, w.R == 1 ? 0 : r);
+        const T* G = g.at(g.E == 1 ? 0 : e, g.R == 1 ? 0 : r);
+        T* GX = gx.at(gx.E == 1 ? 0 : e, gx.R == 1 ? 0 : r);
+        for (int64_t gi = 0; gi < d_.groups; ++gi)
+          c.be.gemm(true, false, CgK, P, d_.Coutg, T(1), W + gi * d_.Coutg * CgK, CgK, G + gi * d_.Coutg * P, P, T(1),
+                    GX + gi * CgK * P, P);
+      }
+      return;
+    }
     const int64_t pairs = E * R, chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / csize));
     Buffer<T> scratch(c.be, static_cast<size_t>(chunk * csize));
     const bool contiguous = gx.E == E && gx.R == R;  // pair q = e·R + r is row q of gx
@@ -249,6 +266,10 @@ class Conv final : public BilinearOp<T> {
   template <class F>
   void for_each_cols(const OpCall<T>& c, const Tensor<T>& x, F f) const {
     const int64_t entries = x.E * x.R, csize = d_.cols_size();
+    if (d_.pointwise()) {
+      for (int64_t q = 0; q < entries; ++q) f(q / x.R, q % x.R, x.data + q * csize);
+      return;
+    }
     const int64_t chunk = std::max<int64_t>(1, std::min(entries, kColsBudget / csize));
     Buffer<T> scratch(c.be, static_cast<size_t>(chunk * csize));
     for (int64_t q0 = 0; q0 < entries; q0 += chunk) {
