@@ -1,8 +1,10 @@
 // conv against finite differences (op_check.hpp) for every attribute combination, its forward
 // against a direct convolution loop written here, the im2col/col2im pair against each other
-// (adjointness), and its shape errors.
+// (adjointness) and against their element bodies, a small CNN through the graph executor
+// against finite differences, and its shape errors.
 #include <map>
 
+#include "graph/executor.hpp"
 #include "ops/kernels/conv.hpp"
 #include "ops/op_check.hpp"
 
@@ -283,6 +285,99 @@ TEST(ConvKernels, Col2imIsTheTransposeOfIm2col) {
     // Zero padding: a padded position reads 0 (the first tap of the first output with pad_top/left).
     if (s.pt > 0 && s.pl > 0) EXPECT_EQ(cols[0], 0.0);
   }
+}
+
+// ---- a small CNN through the executor ----
+
+// x [2, 7, 7] → conv 3×3 stride 2 pad 1 (+b) → tanh → depthwise 2×2 dilation 2 (+b) → softplus →
+// 1×1 conv (no bias): the Jacobian against finite differences of the outputs, the Gram against
+// G Gᵀ and the residual Hessian against finite differences of the gradient.
+TEST(ConvOp, SmallCnnThroughTheExecutor) {
+  Graph g;
+  int h = g.add_input("x", {2, 7, 7});
+  const int w1 = g.add_parameter("w1", {4, 2, 3, 3}), b1 = g.add_parameter("b1", {4});
+  const int w2 = g.add_parameter("w2", {4, 1, 2, 2}), b2 = g.add_parameter("b2", {4});
+  const int w3 = g.add_parameter("w3", {2, 4, 1, 1});
+  h = g.add_node("conv", {h, w1, b1}, attrs_of({{2, 2}, {1, 1, 1, 1}, {}}), "conv1");
+  Attributes fn;
+  fn["fn"] = attr_of(std::string("tanh"));
+  h = g.add_node("unary", {h}, fn, "act1");
+  h = g.add_node("conv", {h, w2, b2}, attrs_of({{}, {}, {2, 2}, 4}), "conv2");
+  fn["fn"] = attr_of(std::string("softplus"));
+  h = g.add_node("unary", {h}, fn, "act2");
+  h = g.add_node("conv", {h, w3}, {}, "conv3");
+  g.set_output(h);
+  g.validate(100);
+  auto graph = std::make_shared<const Graph>(g);
+  ASSERT_EQ(graph->value(h).shape, (Shape{2, 2, 2}));
+  const int64_t n = 3, k = graph->output_dim(), N = graph->num_params();
+  ASSERT_EQ(N, 4 * 2 * 9 + 4 + 4 * 4 + 4 + 2 * 4);
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> nd(0.0, 0.6);
+  std::vector<double> params(static_cast<size_t>(N)), xs(static_cast<size_t>(n * 2 * 49));
+  for (double& v : params) v = nd(rng);
+  for (double& v : xs) v = nd(rng) / 0.6;
+  auto be = make_cpu_backend<double>();
+  auto outputs_at = [&](const std::vector<double>& p) {
+    GraphNetwork<double> net(*be, graph, p, xs, n, nullptr);
+    net.forward();
+    return net.outputs();
+  };
+  GraphNetwork<double> net(*be, graph, params, xs, n, nullptr);
+  net.forward();
+  std::vector<double> id(static_cast<size_t>(n * k * k), 0.0);
+  for (int64_t row = 0; row < n * k; ++row) id[row * k + row % k] = 1;
+  std::vector<double> G(static_cast<size_t>(n * k * N));
+  {
+    Buffer<double> gb = net.jacobian(id, k);
+    be->download(G.data(), gb.get(), G.size());
+  }
+  const double step = 1e-6;
+  std::vector<double> fd(G.size());
+  for (int64_t p = 0; p < N; ++p) {
+    std::vector<double> pp = params, pm = params;
+    pp[p] += step;
+    pm[p] -= step;
+    const std::vector<double> fp = outputs_at(pp), fm = outputs_at(pm);
+    for (int64_t row = 0; row < n * k; ++row) fd[row * N + p] = (fp[row] - fm[row]) / (2 * step);
+  }
+  detail::expect_close(G, fd, 1e-8, "CNN jacobian vs finite differences");
+  const int64_t m = n * k;
+  std::vector<double> gram(static_cast<size_t>(m * m));
+  {
+    Buffer<double> gg = net.gram(id, k);
+    be->download(gram.data(), gg.get(), gram.size());
+  }
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double want = 0;
+      for (int64_t p = 0; p < N; ++p) want += G[i * N + p] * G[j * N + p];
+      worst = std::max(worst, std::fabs(gram[i * m + j] - want));
+      scale = std::max(scale, std::fabs(want));
+    }
+  EXPECT_LE(worst, 1e-12 * scale) << "CNN gram vs G Gᵀ";
+  std::vector<double> r(static_cast<size_t>(n * k));
+  for (double& v : r) v = nd(rng);
+  auto grad_at = [&](const std::vector<double>& p) {
+    GraphNetwork<double> nn(*be, graph, p, xs, n, nullptr);
+    nn.forward();
+    return nn.gradient(r, false);
+  };
+  net.gradient(r, true);
+  std::vector<double> H(static_cast<size_t>(N * N)), hfd(H.size());
+  {
+    Buffer<double> hb = net.residual_hessian(4000);
+    be->download(H.data(), hb.get(), H.size());
+  }
+  for (int64_t p = 0; p < N; ++p) {
+    std::vector<double> pp = params, pm = params;
+    pp[p] += step;
+    pm[p] -= step;
+    const std::vector<double> gp = grad_at(pp), gm = grad_at(pm);
+    for (int64_t q = 0; q < N; ++q) hfd[p * N + q] = (gp[q] - gm[q]) / (2 * step);
+  }
+  detail::expect_close(H, hfd, 1e-7, "CNN residual hessian vs finite differences");
 }
 
 // ---- bad input ----
