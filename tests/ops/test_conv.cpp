@@ -167,6 +167,15 @@ TEST(ConvOp, ManyDirections) {  // R larger than the per-group rows: the row-sta
   check_op(c);
 }
 
+TEST(ConvOp, ScratchInSeveralBatches) {
+  // cols of one (e, r) are 4·9 × 30·30 = 32,400 elements: n·R = 40 of them exceed the op's 2^20
+  // scratch, so im2col (tangents of x) and col2im (cotangents of x) run in two batches.
+  OpCase c = conv_case({4, 32, 32}, {3, 4, 3, 3}, {}, true);
+  c.n = 8;
+  c.R = 5;
+  EXPECT_EQ(check_op(c), (Shape{3, 30, 30}));
+}
+
 // ---- 1-D ----
 
 TEST(ConvOp, OneDPlain) { check_conv({2, 9}, {3, 2, 3}, {}, false, {3, 7}); }
