@@ -9,7 +9,8 @@
 // Bilinear in (x, w) (BilinearOp) plus the affine bias. Every product is im2col + GEMM per group
 // (docs/ARCHITECTURE.md "Ops"): cols(x) [C·kh·kw × oh·ow] once per stored x entry, shared by every
 // direction r and every example that uses it, and the R directions of a weight-shaped operand stacked
-// into one GEMM where the strides allow (gw[e, 0..R) = g[e, 0..R) · cols(x[e])ᵀ).
+// into one GEMM where the strides allow (gw[e, 0..R) = g[e, 0..R) · cols(x[e])ᵀ). A pointwise conv
+// (1×1, stride 1, no padding) uses x as its own cols. Scratch for cols is bounded (kColsBudget).
 #include <algorithm>
 
 #include "basin/error.hpp"
