@@ -197,10 +197,18 @@ void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_
   for (int64_t i = 0; i < count; ++i) kernels::reduce_sum_element(i, out_map, in_map, reduce_rank, alpha, beta, src, dst);
 }
 
+template <class T>
+void reduce_max(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, const T* src, T* dst) {
+  const int64_t count = out_map.count();
+  for (int64_t i = 0; i < count; ++i) kernels::reduce_max_element(i, out_map, in_map, reduce_rank, src, dst);
+}
+
 template void binary<double>(BinaryKind, const StridedMap&, const StridedMap&, const StridedMap&, double, double, const double*, const double*, double*);
 template void reduce_sum<double>(const StridedMap&, const StridedMap&, int, double, double, const double*, double*);
 template void binary<float>(BinaryKind, const StridedMap&, const StridedMap&, const StridedMap&, float, float, const float*, const float*, float*);
 template void reduce_sum<float>(const StridedMap&, const StridedMap&, int, float, float, const float*, float*);
+template void reduce_max<double>(const StridedMap&, const StridedMap&, int, const double*, double*);
+template void reduce_max<float>(const StridedMap&, const StridedMap&, int, const float*, float*);
 
 }  // namespace cpu
 }  // namespace basin

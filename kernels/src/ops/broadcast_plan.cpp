@@ -112,23 +112,42 @@ int folded_rank(const std::vector<const Shape*>& dims) {
   return runs;
 }
 
-template <class T>
-void accumulate(const OpCall<T>& c, T alpha, const T* src, const Layout& ls, T beta, T* dst, const Layout& ld) {
-  if (ls.dims.size() != ld.dims.size()) mismatch("accumulate: ranks of the");
-  if (count_of(ld) == 0) return;
+namespace {
+// The maps of a reduce_sum / reduce_max from src (layout ls) into dst (layout ld).
+struct ReducePlan {
+  StridedMap out, in;
+  int reduce_rank = 0;
+};
+ReducePlan plan_reduce(const GraphNode& node, const Layout& ls, const Layout& ld) {
+  if (ls.dims.size() != ld.dims.size()) mismatch("reduce: ranks of the");
   const Sizes s = sizes_of(ls), d = sizes_of(ld);
   std::vector<Axis<2>> axes(s.n.size());
   for (size_t i = 0; i < axes.size(); ++i) {
-    if (s.n[i] != d.n[i] && s.n[i] != 1 && d.n[i] != 1) mismatch("accumulate: source and destination");
+    if (s.n[i] != d.n[i] && s.n[i] != 1 && d.n[i] != 1) mismatch("reduce: source and destination");
     axes[i].n = std::max(s.n[i], d.n[i]);
     axes[i].stride[0] = d.stride[i];
     axes[i].stride[1] = s.stride[i];
     axes[i].reduced = d.n[i] == 1 && s.n[i] != 1;
   }
-  const std::vector<Axis<2>> f = fold(axes, c.node);
-  int reduce_rank = 0;
-  for (const Axis<2>& a : f) reduce_rank += a.reduced;
-  kernels_of(c).reduce_sum(map_of(f, 0, true), map_of(f, 1, false), reduce_rank, alpha, beta, src, dst);
+  const std::vector<Axis<2>> f = fold(axes, node);
+  ReducePlan p{map_of(f, 0, true), map_of(f, 1, false), 0};
+  for (const Axis<2>& a : f) p.reduce_rank += a.reduced;
+  return p;
+}
+}  // namespace
+
+template <class T>
+void accumulate(const OpCall<T>& c, T alpha, const T* src, const Layout& ls, T beta, T* dst, const Layout& ld) {
+  if (count_of(ld) == 0) return;
+  const ReducePlan p = plan_reduce(c.node, ls, ld);
+  kernels_of(c).reduce_sum(p.out, p.in, p.reduce_rank, alpha, beta, src, dst);
+}
+
+template <class T>
+void maximum(const OpCall<T>& c, const T* src, const Layout& ls, T* dst, const Layout& ld) {
+  if (count_of(ld) == 0) return;
+  const ReducePlan p = plan_reduce(c.node, ls, ld);
+  kernels_of(c).reduce_max(p.out, p.in, p.reduce_rank, src, dst);
 }
 
 template <class T>
@@ -172,6 +191,7 @@ void combine(const OpCall<T>& c, BinaryKind kind, T alpha, const T* a, const Lay
 
 #define BASIN_INSTANTIATE(T)                                                                                     \
   template void accumulate<T>(const OpCall<T>&, T, const T*, const Layout&, T, T*, const Layout&);              \
+  template void maximum<T>(const OpCall<T>&, const T*, const Layout&, T*, const Layout&);                      \
   template void combine<T>(const OpCall<T>&, BinaryKind, T, const T*, const Layout&, const T*, const Layout&, T, \
                            T*, const Layout&);
 BASIN_INSTANTIATE(double)

@@ -39,6 +39,11 @@ int folded_rank(const std::vector<const Shape*>& dims);
 template <class T>
 void accumulate(const OpCall<T>& c, T alpha, const T* src, const Layout& ls, T beta, T* dst, const Layout& ld);
 
+// dst = the maximum of src over the axes where dst is 1 and src is not (reduce_max's forward;
+// no broadcast: every other axis has the same size in both).
+template <class T>
+void maximum(const OpCall<T>& c, const T* src, const Layout& ls, T* dst, const Layout& ld);
+
 // dst = beta·dst + alpha·Σ (a ∘ b): a and b broadcast to their common layout (the largest size
 // on every axis, dst's included), summed into dst where it is 1 (through a scratch buffer of the
 // full layout only when dst is smaller than it).

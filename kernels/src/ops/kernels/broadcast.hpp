@@ -1,4 +1,4 @@
-// Element bodies of the broadcast family (OpKernels::binary, OpKernels::reduce_sum): each takes
+// Element bodies of the broadcast family (OpKernels::binary, reduce_sum, reduce_max): each takes
 // the index of ONE output element and writes that element only (no atomics), so the CPU loops
 // (kernels/cpu/ops/broadcast.cpp) and the CUDA grid-stride loops run the same logic
 // (docs/ARCHITECTURE.md "Op kernels").
@@ -7,6 +7,7 @@
 // an uninitialised output do not survive), as BLAS does.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "basin/activation.hpp"  // BASIN_HD
@@ -71,6 +72,38 @@ BASIN_HD inline void reduce_sum_element(int64_t idx, const StridedMap& out_map, 
     }
   }
   store(dst + oo, alpha, beta, sum);
+}
+
+// Output element idx of reduce_max: the same traversal as reduce_sum_element, the maximum
+// instead of the sum (a NaN anywhere gives NaN; an empty reduction −∞).
+template <class T>
+BASIN_HD inline void reduce_max_element(int64_t idx, const StridedMap& out_map, const StridedMap& in_map,
+                                        int reduce_rank, const T* src, T* dst) {
+  const int kept = in_map.rank - reduce_rank;
+  int64_t i = idx, oo = out_map.offset, oi = in_map.offset;
+  for (int d = kept - 1; d >= 0; --d) {
+    const int64_t n = in_map.dims[d];
+    const int64_t q = i / n, k = i - q * n;
+    oo += k * out_map.strides[d];
+    oi += k * in_map.strides[d];
+    i = q;
+  }
+  int64_t inner = 1;
+  for (int d = kept; d < in_map.rank; ++d) inner *= in_map.dims[d];
+  int64_t counter[kMaxRank] = {};
+  T m = T(-INFINITY);
+  for (int64_t j = 0; j < inner; ++j) {
+    const T v = src[oi];
+    if (v > m || v != v) m = v;
+    if (m != m) break;
+    for (int d = in_map.rank - 1; d >= kept; --d) {
+      oi += in_map.strides[d];
+      if (++counter[d] < in_map.dims[d]) break;
+      oi -= in_map.strides[d] * in_map.dims[d];
+      counter[d] = 0;
+    }
+  }
+  dst[oo] = m;
 }
 
 }  // namespace kernels
