@@ -18,6 +18,7 @@
 #include "basin/error.hpp"
 #include "op_util.hpp"
 #include "ops/kernels/layout.hpp"
+#include "strided_add.hpp"
 
 namespace basin {
 namespace {
@@ -28,18 +29,7 @@ using Inputs = std::vector<const GraphValue*>;
 // E and R take two of the maps' kMaxRank dimensions.
 constexpr size_t kMaxOpRank = kMaxRank - 2;
 
-// The op kernels of a call. OpCall holds them const but their methods are not (they are
-// stateless); see the report on docs/ARCHITECTURE.md "Op kernels".
-template <class T>
-OpKernels<T>& kernels_of(const OpCall<T>& c) {
-  return const_cast<OpKernels<T>&>(c.kernels);
-}
-
-Ints strides_of(const Shape& s) {
-  Ints st(s.size(), 1);
-  for (size_t d = s.size(); d-- > 1;) st[d - 1] = st[d] * s[d];
-  return st;
-}
+Ints strides_of(const Shape& s) { return contiguous_strides(s); }
 
 std::string str(int64_t v) { return std::to_string(v); }
 std::string ints_string(const Ints& v) { return shape_string(v); }
@@ -77,44 +67,6 @@ struct Plan {
   Shape out;
   std::vector<View> views;  // one per input
 };
-
-// dst[e, r][d_off + Σ i·d_strides] += src[e', r'][s_off + Σ i·s_strides] for every index i of
-// dims, under the broadcast contract (op.hpp): an operand with E == 1 (R == 1) is used for every
-// e (r); a destination with E == 1 < src.E gets the sum over the examples.
-template <class T>
-void strided_add(const OpCall<T>& c, const Tensor<T>& src, const Ints& s_strides, int64_t s_off, const Tensor<T>& dst,
-                 const Ints& d_strides, int64_t d_off, const Shape& dims) {
-  if (!src || !dst || shape_numel(dims) == 0) return;
-  const int64_t E = std::max(src.E, dst.E), R = std::max(src.R, dst.R);
-  if (dst.R != R) throw Error(ErrorCode::kInternal, "node '" + c.node.name + "': output with fewer directions than its input");
-  if (dst.E != E) {  // dst.E == 1 < E: per-example results, then summed over the examples
-    Buffer<T> storage;
-    Tensor<T> tmp = tensor_in(storage, c.be, E, R, dst.shape);
-    strided_add(c, src, s_strides, s_off, tmp, d_strides, d_off, dims);
-    add_into(c.be, tmp, dst);
-    return;
-  }
-  const int64_t ss = src.size(), ds = dst.size();
-  Ints dm{E, R}, so{R * ds, ds}, si{src.E == 1 ? 0 : src.R * ss, src.R == 1 ? 0 : ss};
-  dm.insert(dm.end(), dims.begin(), dims.end());
-  so.insert(so.end(), d_strides.begin(), d_strides.end());
-  si.insert(si.end(), s_strides.begin(), s_strides.end());
-  int rank = static_cast<int>(dm.size());
-  int64_t* strides[2] = {so.data(), si.data()};
-  kernels::coalesce(&rank, dm.data(), 2, strides);
-  if (rank > kMaxRank)
-    op_error(c.node, "the copy needs " + str(rank) + " axes after folding; at most " + str(kMaxRank) + " are supported", true);
-  StridedMap om, im;
-  om.rank = im.rank = rank;
-  om.offset = d_off;
-  im.offset = s_off;
-  for (int d = 0; d < rank; ++d) {
-    om.dims[d] = im.dims[d] = dm[d];
-    om.strides[d] = so[d];
-    im.strides[d] = si[d];
-  }
-  kernels_of(c).strided_copy(om, im, T(1), T(1), src.data, dst.data);
-}
 
 // The ops whose every input is one View: apply copies along it, transpose back.
 template <class T, Plan (*PlanOf)(const GraphNode&, const Inputs&)>
