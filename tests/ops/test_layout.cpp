@@ -3,6 +3,7 @@
 // here, the CPU loop against the element body, and bad input.
 #include <numeric>
 
+#include "ops/broadcast_check.hpp"
 #include "ops/kernels/layout.hpp"
 #include "ops/op_check.hpp"
 
@@ -348,6 +349,31 @@ TEST(LayoutPad, BeginsEndsAndCrops) {
       });
     }
   }
+}
+
+// ---- tangents and cotangents shared across examples or directions ----
+
+TEST(LayoutBroadcast, SharedTangentsAndSummedCotangents) {
+  OpCase r = make("reshape", {{{2, 3}}});
+  r.attrs["shape"] = attr_of(Ints{3, 2});
+  check_broadcast_paths(r);
+  OpCase t = make("transpose", {{{2, 3, 4}}});
+  t.attrs["perm"] = attr_of(Ints{1, 2, 0});
+  check_broadcast_paths(t);
+  OpCase c = make("concat", {{{2, 3}}, {{2, 2}, false, false}, {{2, 1}}});
+  c.attrs["axis"] = attr_of(int64_t{1});
+  check_broadcast_paths(c);
+  OpCase s = make("slice", {{{4, 5}}});
+  s.attrs["starts"] = attr_of(Ints{1, 0});
+  s.attrs["ends"] = attr_of(Ints{4, 5});
+  s.attrs["steps"] = attr_of(Ints{2, 2});
+  check_broadcast_paths(s);
+  OpCase e = make("expand", {{{3, 1}}});
+  e.attrs["shape"] = attr_of(Ints{2, 3, 4});
+  check_broadcast_paths(e);
+  OpCase p = make("pad", {{{3, 4}}});
+  p.attrs["pads"] = attr_of(Ints{1, -1, 0, 2});
+  check_broadcast_paths(p);
 }
 
 // ---- float ----

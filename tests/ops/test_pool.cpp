@@ -1,6 +1,7 @@
 // The pool family (max_pool, avg_pool): derivatives against finite differences (op_check.hpp)
 // for every attribute combination, forward against naive window loops written here and
 // against values PyTorch computed (float64), tie-breaking of the arg-max, and bad input.
+#include "ops/broadcast_check.hpp"
 #include "ops/op_check.hpp"
 
 namespace basin {
@@ -239,6 +240,13 @@ TEST(PoolAvg, DefaultsUnbatchedAndLargePads) {
   // pads ≥ the kernel (ONNX allows it): windows entirely in the padding average to 0
   check_pool("avg_pool", {2, 3}, {{2}, {1}, {2, 2}, {}, false, false});
   check_pool("avg_pool", {2, 3}, {{2}, {1}, {2, 2}, {}, false, true});
+}
+
+TEST(PoolBroadcast, SharedTangentsAndSummedCotangents) {
+  check_broadcast_paths(pool_case("max_pool", {2, 5, 6}, {{3, 2}, {2, 1}, {1, 0, 1, 1}, {1, 2}, true}));
+  check_broadcast_paths(pool_case("max_pool", {3, 7}, {{2}, {2}, {1, 1}}));
+  check_broadcast_paths(pool_case("avg_pool", {2, 5, 6}, {{3, 2}, {2, 1}, {1, 0, 1, 1}, {}, true, true}));
+  check_broadcast_paths(pool_case("avg_pool", {3, 7}, {{3}, {2}, {1, 1}, {}, false, false}));
 }
 
 TEST(PoolFloat, MatchesDouble) {
