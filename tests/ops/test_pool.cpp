@@ -1,6 +1,7 @@
 // The pool family (max_pool, avg_pool): derivatives against finite differences (op_check.hpp)
 // for every attribute combination, forward against naive window loops written here and
 // against values PyTorch computed (float64), tie-breaking of the arg-max, and bad input.
+#include "graph/executor.hpp"
 #include "ops/broadcast_check.hpp"
 #include "ops/op_check.hpp"
 
@@ -291,6 +292,139 @@ TEST(PoolFloat, MatchesDouble) {
     bf->download(yf.data(), yfb.get(), yf.size());
     for (size_t i = 0; i < yd.size(); ++i) EXPECT_NEAR(yf[i], yd[i], 1e-6) << op << " " << i;
   }
+}
+
+// ---- layout and pooling through the executor ----
+
+// x [2, 6, 6] → (rows · W0) → tanh → max_pool 2×2 s2 and avg_pool 3×3 s2 p1 (ceil, pads
+// counted) → slice → concat → transpose → pad → reshape → dense (W1, b1) → concat with a
+// parameter P expanded: the Jacobian against finite differences of the outputs, the Gram
+// against G Gᵀ and the residual Hessian against finite differences of the gradient.
+TEST(PoolGraph, SmallNetworkThroughTheExecutor) {
+  auto ints = [](Ints v) { return attr_of(std::move(v)); };
+  Graph g;
+  int h = g.add_input("x", {2, 6, 6});
+  const int w0 = g.add_parameter("w0", {6, 6}), w1 = g.add_parameter("w1", {3, 60}), b1 = g.add_parameter("b1", {3});
+  const int p = g.add_parameter("p", {1});
+  Attributes a;
+  a["shape"] = ints({12, 6});
+  h = g.add_node("reshape", {h}, a, "rows");
+  h = g.add_node("matmul", {h, w0}, {}, "mix");
+  a["shape"] = ints({2, 6, 6});
+  h = g.add_node("reshape", {h}, a, "image");
+  Attributes fn;
+  fn["fn"] = attr_of(std::string("tanh"));
+  h = g.add_node("unary", {h}, fn, "act");
+  Attributes mp;
+  mp["kernel_shape"] = ints({2, 2});
+  mp["strides"] = ints({2, 2});
+  const int e = g.add_node("max_pool", {h}, mp, "maxpool");
+  Attributes ap;
+  ap["kernel_shape"] = ints({3, 3});
+  ap["strides"] = ints({2, 2});
+  ap["pads"] = ints({1, 1, 1, 1});
+  ap["ceil_mode"] = attr_of(int64_t{1});
+  ap["count_include_pad"] = attr_of(int64_t{1});
+  int f = g.add_node("avg_pool", {h}, ap, "avgpool");
+  ASSERT_EQ(g.value(f).shape, (Shape{2, 4, 4}));
+  Attributes sl;
+  sl["starts"] = ints({0, 1});
+  sl["ends"] = ints({3, 4});
+  sl["axes"] = ints({1, 2});
+  f = g.add_node("slice", {f}, sl, "crop");
+  Attributes cat;
+  cat["axis"] = attr_of(int64_t{0});
+  h = g.add_node("concat", {e, f}, cat, "stack");
+  Attributes tr;
+  tr["perm"] = ints({2, 0, 1});
+  h = g.add_node("transpose", {h}, tr, "perm");
+  Attributes pd;
+  pd["pads"] = ints({0, 1, 0, 0, 0, 1});
+  h = g.add_node("pad", {h}, pd, "pad");
+  ASSERT_EQ(g.value(h).shape, (Shape{3, 5, 4}));
+  a["shape"] = ints({60});
+  h = g.add_node("reshape", {h}, a, "flatten");
+  Attributes dense;
+  dense["trans_b"] = attr_of(int64_t{1});
+  h = g.add_node("matmul", {h, w1, b1}, dense, "fc");
+  fn["fn"] = attr_of(std::string("softplus"));
+  h = g.add_node("unary", {h}, fn, "act2");
+  Attributes ex;
+  ex["shape"] = ints({2});
+  const int q = g.add_node("expand", {p}, ex, "bias2");
+  h = g.add_node("concat", {h, q}, cat, "out");
+  g.set_output(h);
+  g.validate(100);
+  auto graph = std::make_shared<const Graph>(g);
+  ASSERT_EQ(graph->value(h).shape, (Shape{5}));
+  const int64_t n = 3, k = graph->output_dim(), N = graph->num_params();
+  ASSERT_EQ(N, 36 + 180 + 3 + 1);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd(0.0, 0.5);
+  std::vector<double> params(static_cast<size_t>(N)), xs(static_cast<size_t>(n * 72));
+  for (double& v : params) v = nd(rng);
+  for (double& v : xs) v = 2 * nd(rng);
+  auto be = make_cpu_backend<double>();
+  auto outputs_at = [&](const std::vector<double>& pv) {
+    GraphNetwork<double> net(*be, graph, pv, xs, n, nullptr);
+    net.forward();
+    return net.outputs();
+  };
+  GraphNetwork<double> net(*be, graph, params, xs, n, nullptr);
+  net.forward();
+  std::vector<double> id(static_cast<size_t>(n * k * k), 0.0);
+  for (int64_t row = 0; row < n * k; ++row) id[row * k + row % k] = 1;
+  std::vector<double> G(static_cast<size_t>(n * k * N));
+  {
+    Buffer<double> gb = net.jacobian(id, k);
+    be->download(G.data(), gb.get(), G.size());
+  }
+  const double step = 1e-6;
+  std::vector<double> fd(G.size());
+  for (int64_t i = 0; i < N; ++i) {
+    std::vector<double> pp = params, pm = params;
+    pp[i] += step;
+    pm[i] -= step;
+    const std::vector<double> fp = outputs_at(pp), fm = outputs_at(pm);
+    for (int64_t row = 0; row < n * k; ++row) fd[row * N + i] = (fp[row] - fm[row]) / (2 * step);
+  }
+  detail::expect_close(G, fd, 1e-8, "jacobian vs finite differences");
+  const int64_t m = n * k;
+  std::vector<double> gram(static_cast<size_t>(m * m));
+  {
+    Buffer<double> gg = net.gram(id, k);
+    be->download(gram.data(), gg.get(), gram.size());
+  }
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double want = 0;
+      for (int64_t c = 0; c < N; ++c) want += G[i * N + c] * G[j * N + c];
+      worst = std::max(worst, std::fabs(gram[i * m + j] - want));
+      scale = std::max(scale, std::fabs(want));
+    }
+  EXPECT_LE(worst, 1e-12 * scale) << "gram vs G Gᵀ";
+  std::vector<double> r(static_cast<size_t>(n * k));
+  for (double& v : r) v = nd(rng);
+  auto grad_at = [&](const std::vector<double>& pv) {
+    GraphNetwork<double> nn(*be, graph, pv, xs, n, nullptr);
+    nn.forward();
+    return nn.gradient(r, false);
+  };
+  net.gradient(r, true);
+  std::vector<double> H(static_cast<size_t>(N * N)), hfd(H.size());
+  {
+    Buffer<double> hb = net.residual_hessian(4000);
+    be->download(H.data(), hb.get(), H.size());
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    std::vector<double> pp = params, pm = params;
+    pp[i] += step;
+    pm[i] -= step;
+    const std::vector<double> gp = grad_at(pp), gm = grad_at(pm);
+    for (int64_t c = 0; c < N; ++c) hfd[i * N + c] = (gp[c] - gm[c]) / (2 * step);
+  }
+  detail::expect_close(H, hfd, 1e-7, "residual hessian vs finite differences");
 }
 
 // ---- bad input ----
