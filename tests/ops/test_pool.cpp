@@ -3,6 +3,7 @@
 // against values PyTorch computed (float64), tie-breaking of the arg-max, and bad input.
 #include "graph/executor.hpp"
 #include "ops/broadcast_check.hpp"
+#include "ops/kernels/pool.hpp"
 #include "ops/op_check.hpp"
 
 namespace basin {
@@ -425,6 +426,63 @@ TEST(PoolGraph, SmallNetworkThroughTheExecutor) {
     for (int64_t c = 0; c < N; ++c) hfd[i * N + c] = (gp[c] - gm[c]) / (2 * step);
   }
   detail::expect_close(H, hfd, 1e-7, "residual hessian vs finite differences");
+}
+
+// ---- the element bodies (what CUDA runs) against the CPU loops, bit for bit ----
+
+TEST(PoolKernels, ElementBodiesMatchCpuLoops) {
+  struct Geo {
+    int64_t H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw;
+    bool ceil, include;
+  };
+  auto be = make_cpu_backend<double>();
+  auto& k = const_cast<OpKernels<double>&>(be->op_kernels());
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd;
+  for (const Geo& q : {Geo{5, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, false, false}, Geo{5, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true, true},
+                       Geo{7, 5, 3, 2, 2, 1, 1, 0, 1, 1, 2, 2, true, false}, Geo{1, 9, 1, 3, 1, 2, 0, 1, 0, 1, 1, 3, false, true},
+                       Geo{6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 1, 1, true, true}}) {
+    WindowGeometry g;
+    g.channels = 3, g.height = q.H, g.width = q.W, g.kernel_h = q.kh, g.kernel_w = q.kw, g.stride_h = q.sh;
+    g.stride_w = q.sw, g.pad_top = q.pt, g.pad_left = q.pl, g.pad_bottom = q.pb, g.pad_right = q.pr;
+    const Axis h{q.H, q.kh, q.sh, q.pt, q.pb, q.dh}, w{q.W, q.kw, q.sw, q.pl, q.pr, q.dw};
+    g.out_h = h.out(q.ceil), g.out_w = w.out(q.ceil);
+    const int64_t E = 2, R = 3, in = g.channels * q.H * q.W, out = g.channels * g.out_h * g.out_w;
+    auto randv = [&](int64_t count) {
+      std::vector<double> v(static_cast<size_t>(count));
+      for (double& e : v) e = nd(rng);
+      return v;
+    };
+    const std::vector<double> x = randv(E * in), xr = randv(E * R * in), gy = randv(E * R * out);
+    for (bool avg : {false, true}) {
+      g.dilation_h = avg ? 1 : q.dh, g.dilation_w = avg ? 1 : q.dw;
+      g.count_include_pad = avg && q.include;
+      if (!avg) {
+        std::vector<double> y(static_cast<size_t>(E * out)), a(y.size()), y2(y.size()), a2(y.size());
+        k.max_pool_forward(g, E, x.data(), y.data(), a.data());
+        for (int64_t i = 0; i < E * out; ++i) kernels::max_pool_forward_element(i, g, x.data(), y2.data(), a2.data());
+        EXPECT_EQ(y, y2);
+        EXPECT_EQ(a, a2);
+        std::vector<double> z(static_cast<size_t>(E * R * out), 0.5), z2 = z;
+        k.max_pool_apply(g, E, R, a.data(), xr.data(), z.data());
+        for (int64_t i = 0; i < E * R * out; ++i) kernels::max_pool_apply_element(i, g, R, a.data(), xr.data(), z2.data());
+        EXPECT_EQ(z, z2);
+        std::vector<double> gx(static_cast<size_t>(E * R * in), 0.25), gx2 = gx;
+        k.max_pool_transpose(g, E, R, a.data(), gy.data(), gx.data());
+        for (int64_t i = 0; i < E * R * in; ++i) kernels::max_pool_transpose_element(i, g, R, a.data(), gy.data(), gx2.data());
+        EXPECT_EQ(gx, gx2);
+      } else {
+        std::vector<double> z(static_cast<size_t>(E * R * out), 0.5), z2 = z;
+        k.avg_pool(g, E * R, xr.data(), z.data());
+        for (int64_t i = 0; i < E * R * out; ++i) kernels::avg_pool_element(i, g, xr.data(), z2.data());
+        EXPECT_EQ(z, z2);
+        std::vector<double> gx(static_cast<size_t>(E * R * in), 0.25), gx2 = gx;
+        k.avg_pool_transpose(g, E * R, gy.data(), gx.data());
+        for (int64_t i = 0; i < E * R * in; ++i) kernels::avg_pool_transpose_element(i, g, gy.data(), gx2.data());
+        EXPECT_EQ(gx, gx2);
+      }
+    }
+  }
 }
 
 // ---- bad input ----
