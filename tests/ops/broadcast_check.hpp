@@ -52,7 +52,8 @@ inline void check_broadcast_paths(const OpCase& c) {
     const std::vector<double> t2 = randv(n * size);  // shared by the directions
     detail::expect_close(jvp(t2, n, 1), jvp(tile(t2, n, 1, n, R, size), n, R), 1e-14, what + ": jvp, tangent R = 1");
     const std::vector<double> g1 = randv(Eo * osize);  // cotangent shared by the directions
-    detail::expect_close(vjp(g1, 1, n), vjp(tile(g1, Eo, 1, Eo, R, osize), R, n), 1e-14, what + ": vjp, cotangent R = 1");
+    detail::expect_close(vjp(g1, 1, n), vjp(tile(g1, Eo, 1, Eo, R, osize), R, n), 1e-14,
+                         what + ": vjp, cotangent R = 1");
     const std::vector<double> g = randv(Eo * R * osize);
     const std::vector<double> per = vjp(g, R, n), summed = vjp(g, R, 1);
     std::vector<double> want(static_cast<size_t>(R * size), 0.0);

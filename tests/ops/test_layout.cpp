@@ -196,14 +196,17 @@ TEST(LayoutTranspose, EveryPermutationOfRankThree) {
 TEST(LayoutTranspose, DefaultReversesAndUnbatched) {
   OpCase c = make("transpose", {{{2, 3, 5}}});
   EXPECT_EQ(check_op(c), (Shape{5, 3, 2}));
-  expect_forward(c, {5, 3, 2}, [&](const auto& x, int64_t e, const Ints& i) { return at(c, x, 0, e, {i[2], i[1], i[0]}); });
+  expect_forward(c, {5, 3, 2}, [&](const auto& x, int64_t e, const Ints& i) {
+    return at(c, x, 0, e, {i[2], i[1], i[0]});
+  });
   OpCase w = make("transpose", {{{3, 5}, false}});  // a weight transposed
   EXPECT_EQ(check_op(w), (Shape{5, 3}));
   OpCase k = make("transpose", {{{2, 3, 4, 5}}});  // NCHW-like [C, H, W, X] → [W, C, X, H]
   k.attrs["perm"] = attr_of(Ints{2, 0, 3, 1});
   EXPECT_EQ(check_op(k), (Shape{4, 2, 5, 3}));
-  expect_forward(k, {4, 2, 5, 3},
-                 [&](const auto& x, int64_t e, const Ints& i) { return at(k, x, 0, e, {i[1], i[3], i[0], i[2]}); });
+  expect_forward(k, {4, 2, 5, 3}, [&](const auto& x, int64_t e, const Ints& i) {
+    return at(k, x, 0, e, {i[1], i[3], i[0], i[2]});
+  });
 }
 
 // ---- concat ----
@@ -303,9 +306,9 @@ TEST(LayoutExpand, Broadcasts) {
   struct Case {
     Shape in, to, out;
   };
-  for (const Case& k : {Case{{3, 1}, {3, 4}, {3, 4}}, Case{{1, 4}, {2, 3, 4}, {2, 3, 4}}, Case{{2, 1, 3}, {4, 1}, {2, 4, 3}},
-                        Case{{3}, {2, 3}, {2, 3}}, Case{{2, 3}, {2, 3}, {2, 3}}, Case{{1, 1}, {2, 2, 3}, {2, 2, 3}},
-                        Case{{2, 1, 1}, {2, 3, 5}, {2, 3, 5}}}) {
+  for (const Case& k : {Case{{3, 1}, {3, 4}, {3, 4}}, Case{{1, 4}, {2, 3, 4}, {2, 3, 4}},
+                        Case{{2, 1, 3}, {4, 1}, {2, 4, 3}}, Case{{3}, {2, 3}, {2, 3}}, Case{{2, 3}, {2, 3}, {2, 3}},
+                        Case{{1, 1}, {2, 2, 3}, {2, 2, 3}}, Case{{2, 1, 1}, {2, 3, 5}, {2, 3, 5}}}) {
     for (bool batched : {true, false}) {
       OpCase c = make("expand", {{k.in, batched}});
       c.attrs["shape"] = attr_of(Ints(k.to));

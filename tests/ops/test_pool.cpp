@@ -65,8 +65,10 @@ std::vector<double> naive_pool(bool is_max, const std::vector<double>& x, int64_
             sum += v;
             ++in_count;
           }
-        if (is_max) y.push_back(best);
-        else y.push_back(in_count == 0 ? 0.0 : sum / static_cast<double>(include_pad ? padded_count : in_count));
+        if (is_max)
+          y.push_back(best);
+        else
+          y.push_back(in_count == 0 ? 0.0 : sum / static_cast<double>(include_pad ? padded_count : in_count));
       }
   return y;
 }
@@ -132,11 +134,11 @@ TEST(PoolTorch, AvgPool2d) {
                        {6.0, 8.166666666666666, 7.0, 10.166666666666666, 10.666666666666666, 11.166666666666666, 8.5,
                         12.333333333333334, 9.5},
                        tol, "ceil_mode, pads excluded");
-  detail::expect_close(forward_of(torch_case("avg_pool", {{2, 3}, {1, 2}, {1, 1, 1, 1}, {}, false, true})),
-                       {1.1666666666666667, 3.6666666666666665, 1.5, 4.0, 8.166666666666666, 4.666666666666667,
-                        7.333333333333333, 9.833333333333334, 8.0, 7.333333333333333, 11.5, 8.0, 2.8333333333333335,
-                        6.166666666666667, 3.1666666666666665},
-                       tol, "count_include_pad");
+  detail::expect_close(
+      forward_of(torch_case("avg_pool", {{2, 3}, {1, 2}, {1, 1, 1, 1}, {}, false, true})),
+      {1.1666666666666667, 3.6666666666666665, 1.5, 4.0, 8.166666666666666, 4.666666666666667, 7.333333333333333,
+       9.833333333333334, 8.0, 7.333333333333333, 11.5, 8.0, 2.8333333333333335, 6.166666666666667, 3.1666666666666665},
+      tol, "count_include_pad");
   detail::expect_close(forward_of(torch_case("avg_pool", {{2, 3}, {1, 2}, {1, 1, 1, 1}, {}, false, false})),
                        {3.5, 7.333333333333333, 4.5, 6.0, 8.166666666666666, 7.0, 11.0, 9.833333333333334, 12.0, 11.0,
                         11.5, 12.0, 8.5, 12.333333333333334, 9.5},
@@ -212,7 +214,7 @@ TEST(PoolMax, OneDimensionalCombinations) {
 }
 
 TEST(PoolMax, DefaultsUnbatchedAndFoldedChannels) {
-  check_pool("max_pool", {2, 4, 4}, {{2, 2}});            // strides, pads, dilations by default
+  check_pool("max_pool", {2, 4, 4}, {{2, 2}});                 // strides, pads, dilations by default
   check_pool("max_pool", {2, 4, 5}, {{2, 2}, {2, 2}}, false);  // a function of a parameter alone
   check_pool("max_pool", {3, 6}, {{3}, {2}, {1, 1}}, false);
   check_pool("max_pool", {2, 2, 4, 5}, {{3, 2}, {1, 2}, {1, 0, 1, 1}});  // [D, C, H, W]: D·C planes
@@ -439,9 +441,10 @@ TEST(PoolKernels, ElementBodiesMatchCpuLoops) {
   auto& k = const_cast<OpKernels<double>&>(be->op_kernels());
   std::mt19937_64 rng(9);
   std::normal_distribution<double> nd;
-  for (const Geo& q : {Geo{5, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, false, false}, Geo{5, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true, true},
-                       Geo{7, 5, 3, 2, 2, 1, 1, 0, 1, 1, 2, 2, true, false}, Geo{1, 9, 1, 3, 1, 2, 0, 1, 0, 1, 1, 3, false, true},
-                       Geo{6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 1, 1, true, true}}) {
+  for (const Geo& q :
+       {Geo{5, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, false, false}, Geo{5, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true, true},
+        Geo{7, 5, 3, 2, 2, 1, 1, 0, 1, 1, 2, 2, true, false}, Geo{1, 9, 1, 3, 1, 2, 0, 1, 0, 1, 1, 3, false, true},
+        Geo{6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 1, 1, true, true}}) {
     WindowGeometry g;
     g.channels = 3, g.height = q.H, g.width = q.W, g.kernel_h = q.kh, g.kernel_w = q.kw, g.stride_h = q.sh;
     g.stride_w = q.sw, g.pad_top = q.pt, g.pad_left = q.pl, g.pad_bottom = q.pb, g.pad_right = q.pr;
@@ -465,11 +468,13 @@ TEST(PoolKernels, ElementBodiesMatchCpuLoops) {
         EXPECT_EQ(a, a2);
         std::vector<double> z(static_cast<size_t>(E * R * out), 0.5), z2 = z;
         k.max_pool_apply(g, E, R, a.data(), xr.data(), z.data());
-        for (int64_t i = 0; i < E * R * out; ++i) kernels::max_pool_apply_element(i, g, R, a.data(), xr.data(), z2.data());
+        for (int64_t i = 0; i < E * R * out; ++i)
+          kernels::max_pool_apply_element(i, g, R, a.data(), xr.data(), z2.data());
         EXPECT_EQ(z, z2);
         std::vector<double> gx(static_cast<size_t>(E * R * in), 0.25), gx2 = gx;
         k.max_pool_transpose(g, E, R, a.data(), gy.data(), gx.data());
-        for (int64_t i = 0; i < E * R * in; ++i) kernels::max_pool_transpose_element(i, g, R, a.data(), gy.data(), gx2.data());
+        for (int64_t i = 0; i < E * R * in; ++i)
+          kernels::max_pool_transpose_element(i, g, R, a.data(), gy.data(), gx2.data());
         EXPECT_EQ(gx, gx2);
       } else {
         std::vector<double> z(static_cast<size_t>(E * R * out), 0.5), z2 = z;

@@ -89,11 +89,11 @@ void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* 
   }
 }
 
-#define BASIN_INSTANTIATE(T)                                                                                  \
-  template void max_pool_forward<T>(const WindowGeometry&, int64_t, const T*, T*, T*);                        \
-  template void max_pool_apply<T>(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*);           \
-  template void max_pool_transpose<T>(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*);       \
-  template void avg_pool<T>(const WindowGeometry&, int64_t, const T*, T*);                                    \
+#define BASIN_INSTANTIATE(T)                                                                            \
+  template void max_pool_forward<T>(const WindowGeometry&, int64_t, const T*, T*, T*);                  \
+  template void max_pool_apply<T>(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*);     \
+  template void max_pool_transpose<T>(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*); \
+  template void avg_pool<T>(const WindowGeometry&, int64_t, const T*, T*);                              \
   template void avg_pool_transpose<T>(const WindowGeometry&, int64_t, const T*, T*);
 BASIN_INSTANTIATE(double)
 BASIN_INSTANTIATE(float)

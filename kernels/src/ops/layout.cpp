@@ -3,8 +3,8 @@
 // says which index space the op walks and where each index sits in the output's and in the
 // input's per-example block; apply copies input → output along it, transpose output → input
 // (every view is injective on both sides). expand's transpose sums the broadcast axes (a copy
-// that puts them last, then one GEMM with a ones vector). docs/ARCHITECTURE.md ("Ops") has the design; attribute axes are the axes of the
-// shape the op sees (per-example for batched values).
+// that puts them last, then one GEMM with a ones vector). docs/ARCHITECTURE.md ("Ops") has the
+// design; attribute axes are the axes of the shape the op sees (per-example for batched values).
 //
 //   reshape    x           shape (ints, resolved: no -1 or 0)
 //   transpose  x           perm (default: reversed axes)
@@ -36,8 +36,9 @@ std::string ints_string(const Ints& v) { return shape_string(v); }
 
 void check_rank(const GraphNode& node, const Shape& s, const std::string& what) {
   if (s.size() > kMaxOpRank)
-    op_error(node, what + " has rank " + str(static_cast<int64_t>(s.size())) + " " + shape_string(s) +
-                       "; Basin's layout ops take at most " + str(kMaxOpRank) + " axes",
+    op_error(node,
+             what + " has rank " + str(static_cast<int64_t>(s.size())) + " " + shape_string(s) +
+                 "; Basin's layout ops take at most " + str(kMaxOpRank) + " axes",
              true);
 }
 
@@ -122,8 +123,8 @@ Plan plan_transpose(const GraphNode& node, const Inputs& in) {
     for (size_t d = 0; d < r; ++d) perm[d] = static_cast<int64_t>(r - 1 - d);
   }
   if (perm.size() != r)
-    op_error(node, "perm " + ints_string(perm) + " has " + str(perm.size()) + " entries for an input of rank " + str(r) +
-                       " " + shape_string(s));
+    op_error(node, "perm " + ints_string(perm) + " has " + str(perm.size()) + " entries for an input of rank " +
+                       str(r) + " " + shape_string(s));
   std::vector<bool> seen(r, false);
   for (int64_t p : perm) {
     if (p < 0 || p >= static_cast<int64_t>(r) || seen[static_cast<size_t>(p)])
@@ -253,12 +254,14 @@ Plan plan_pad(const GraphNode& node, const Inputs& in) {
   const std::string mode = attr_string(node.attrs, "mode", "constant");
   if (mode != "constant") op_error(node, "mode '" + mode + "' is not supported (only constant zero padding)", true);
   if (attr_float(node.attrs, "value", 0.0) != 0.0)
-    op_error(node, "padding value " + std::to_string(attr_float(node.attrs, "value", 0.0)) +
-                       " is not supported (only zero: the op is linear)", true);
+    op_error(node,
+             "padding value " + std::to_string(attr_float(node.attrs, "value", 0.0)) +
+                 " is not supported (only zero: the op is linear)",
+             true);
   const Ints pads = attr_ints(node.attrs, "pads");
   if (pads.size() != 2 * r)
-    op_error(node, "pads " + ints_string(pads) + " must have 2 × rank = " + str(2 * r) + " entries (begins…, ends…) for " +
-                       shape_string(s));
+    op_error(node, "pads " + ints_string(pads) + " must have 2 × rank = " + str(2 * r) +
+                       " entries (begins…, ends…) for " + shape_string(s));
   const Ints xs = strides_of(s);
   Shape out(r);
   for (size_t d = 0; d < r; ++d) {
@@ -310,7 +313,8 @@ Expansion expansion_of(const GraphNode& node, const Inputs& in) {
     const int64_t a = has_x ? s[d + s.size() - ro] : 1, b = has_t ? t[d + t.size() - ro] : 1;
     if (a != b && a != 1 && b != 1)
       op_error(node, "cannot broadcast " + shape_string(s) + (in[0]->batched ? " (per example)" : "") + " to " +
-                         shape_string(t) + ": axis " + str(static_cast<int64_t>(d)) + " has " + str(a) + " and " + str(b));
+                         shape_string(t) + ": axis " + str(static_cast<int64_t>(d)) + " has " + str(a) + " and " +
+                         str(b));
     x.out[d] = std::max(a, b);
     if (has_x && a == x.out[d]) {
       x.in_strides[d] = xs[d + s.size() - ro];
@@ -339,7 +343,8 @@ class Expand final : public LinearOp<T> {
   void transpose(const OpCall<T>& c, int, const Tensor<T>& g, Tensor<T> gx) override {
     if (!g || !gx) return;
     const int64_t E = std::max(g.E, gx.E), R = std::max(g.R, gx.R);
-    if (gx.R != R) throw Error(ErrorCode::kInternal, "node '" + c.node.name + "': output with fewer directions than its input");
+    if (gx.R != R)
+      throw Error(ErrorCode::kInternal, "node '" + c.node.name + "': output with fewer directions than its input");
     const int64_t gs = g.size();
     Ints kd, k_in, rd, r_in;  // kept and reduced: dims and g strides
     if (gx.E == E) {
@@ -350,8 +355,10 @@ class Expand final : public LinearOp<T> {
     kd.push_back(R), k_in.push_back(g.R == 1 ? 0 : gs);
     const Ints os = strides_of(x_.out);
     for (size_t d = 0; d < x_.out.size(); ++d) {
-      if (x_.broadcast[d]) rd.push_back(x_.out[d]), r_in.push_back(os[d]);
-      else kd.push_back(x_.out[d]), k_in.push_back(os[d]);
+      if (x_.broadcast[d])
+        rd.push_back(x_.out[d]), r_in.push_back(os[d]);
+      else
+        kd.push_back(x_.out[d]), k_in.push_back(os[d]);
     }
     const int64_t K = shape_numel(kd), Rd = shape_numel(rd);
     if (Rd == 1 && g.E == E && g.R == R) {  // nothing broadcast: gx += g
@@ -367,8 +374,9 @@ class Expand final : public LinearOp<T> {
     int64_t* strides[2] = {out.data(), in.data()};
     kernels::coalesce(&rank, dims.data(), 2, strides);
     if (rank > kMaxRank)
-      op_error(c.node, "the reduction needs " + str(rank) + " axes after folding; at most " + str(kMaxRank) +
-                           " are supported", true);
+      op_error(c.node,
+               "the reduction needs " + str(rank) + " axes after folding; at most " + str(kMaxRank) + " are supported",
+               true);
     StridedMap om, im;
     om.rank = im.rank = rank;
     for (int d = 0; d < rank; ++d) {
@@ -386,9 +394,8 @@ class Expand final : public LinearOp<T> {
   Expansion x_;
 };
 
-#define BASIN_VIEW_OP(var, name, plan)                                                        \
-  const OpDef var{name, &infer_of<&plan>, &make_op_as<ViewOp<double, &plan>>,                \
-                  &make_op_as<ViewOp<float, &plan>>};
+#define BASIN_VIEW_OP(var, name, plan) \
+  const OpDef var{name, &infer_of<&plan>, &make_op_as<ViewOp<double, &plan>>, &make_op_as<ViewOp<float, &plan>>};
 BASIN_VIEW_OP(kReshape, "reshape", plan_reshape)
 BASIN_VIEW_OP(kTranspose, "transpose", plan_transpose)
 BASIN_VIEW_OP(kConcat, "concat", plan_concat)

@@ -38,8 +38,10 @@ void strided_add(const OpCall<T>& c, const Tensor<T>& src, const std::vector<int
   int64_t* strides[2] = {so.data(), si.data()};
   kernels::coalesce(&rank, dm.data(), 2, strides);
   if (rank > kMaxRank)
-    op_error(c.node, "the copy needs " + std::to_string(rank) + " axes after folding; at most " +
-                         std::to_string(kMaxRank) + " are supported", true);
+    op_error(c.node,
+             "the copy needs " + std::to_string(rank) + " axes after folding; at most " + std::to_string(kMaxRank) +
+                 " are supported",
+             true);
   StridedMap om, im;
   om.rank = im.rank = rank;
   om.offset = d_off;
@@ -52,7 +54,7 @@ void strided_add(const OpCall<T>& c, const Tensor<T>& src, const std::vector<int
   kernels_of(c).strided_copy(om, im, T(1), T(1), src.data, dst.data);
 }
 
-#define BASIN_INSTANTIATE(T)                                                                           \
+#define BASIN_INSTANTIATE(T)                                                                             \
   template void strided_add<T>(const OpCall<T>&, const Tensor<T>&, const std::vector<int64_t>&, int64_t, \
                                const Tensor<T>&, const std::vector<int64_t>&, int64_t, const Shape&);
 BASIN_INSTANTIATE(double)

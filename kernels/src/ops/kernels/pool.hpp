@@ -58,7 +58,8 @@ BASIN_HD inline T max_window(const WindowGeometry& g, int64_t plane, int64_t oh,
   taps_inside(oh, g.kernel_h, g.stride_h, g.pad_top, g.dilation_h, g.height, &h0, &h1);
   taps_inside(ow, g.kernel_w, g.stride_w, g.pad_left, g.dilation_w, g.width, &w0, &w1);
   // the window's origin (possibly in the padding: an offset, never a pointer, until a tap is inside)
-  const int64_t base = plane * g.height * g.width + (oh * g.stride_h - g.pad_top) * g.width + (ow * g.stride_w - g.pad_left);
+  const int64_t base =
+      plane * g.height * g.width + (oh * g.stride_h - g.pad_top) * g.width + (ow * g.stride_w - g.pad_left);
   T best = T(0);
   int64_t a = -1;
   for (int64_t kh = h0; kh < h1; ++kh)
