@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "basin/error.hpp"
+
 namespace basin {
 
 constexpr int kMaxRank = 8;
@@ -71,6 +73,14 @@ class OpKernels {
   // out_map.rank == in_map.rank − reduce_rank (the ops permute the reduced axes last via the strides).
   virtual void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, T alpha, T beta,
                           const T* src, T* dst) = 0;
+  // The same maps, the maximum instead of the sum: dst[out_map(o)] = max_rest src[in_map(o, rest)]
+  // (NaN propagates; an empty reduction gives −∞). Used by reduce_max, a stop-gradient (the
+  // shift of Softmax), so it is forward-only. Not pure: a backend without it refuses reduce_max.
+  virtual void reduce_max(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, const T* src,
+                          T* dst) {
+    (void)out_map, (void)in_map, (void)reduce_rank, (void)src, (void)dst;
+    throw Error(ErrorCode::kUnimplemented, "op kernel reduce_max is not available on this backend");
+  }
 
   // ---- convolution (kernels/src/ops/kernels/conv.hpp) ----
   // cols [batch, C·kh·kw, out_h·out_w] from x [batch, C, H, W] (zero padding); overwrites cols.
