@@ -39,7 +39,10 @@ struct WindowGeometry {
   int64_t channels = 0, height = 0, width = 0;
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_top = 0, pad_left = 0;  // (bottom/right padding only changes out_h/out_w)
+  int64_t pad_top = 0, pad_left = 0;
+  // Bottom/right padding: besides out_h/out_w it bounds the window that average pooling with
+  // count_include_pad divides by (PyTorch clips a ceil_mode window at the padded extent).
+  int64_t pad_bottom = 0, pad_right = 0;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t out_h = 0, out_w = 0;
   bool count_include_pad = false;  // average pooling: divide by the whole window, pads included
