@@ -181,7 +181,7 @@ std::vector<double> random_values(int64_t count, unsigned seed) {
 
 TEST(BinaryKernel, FastPathsMatchTheElementBody) {
   auto be = make_cpu_backend<double>();
-  auto& k = const_cast<OpKernels<double>&>(be->op_kernels());
+  OpKernels<double>& k = be->op_kernels();
   // dims, then strides of out, a, b.
   const std::vector<MapCase> cases = {
       {{24}, {{1}, {1}, {1}}},                        // flat residual add
@@ -217,7 +217,7 @@ TEST(BinaryKernel, FastPathsMatchTheElementBody) {
 
 TEST(ReduceKernel, FastPathsMatchTheElementBody) {
   auto be = make_cpu_backend<double>();
-  auto& k = const_cast<OpKernels<double>&>(be->op_kernels());
+  OpKernels<double>& k = be->op_kernels();
   struct RCase {
     std::vector<int64_t> dims, in_strides, out_strides;
     int reduce_rank;
