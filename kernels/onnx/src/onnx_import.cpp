@@ -28,6 +28,7 @@
 #include "basin/error.hpp"
 #include "basin/model.hpp"
 #include "src/graph/graph_builder.hpp"
+#include "chain_model.hpp"
 #include "onnx_tensor.hpp"
 
 namespace basin {
@@ -171,6 +172,7 @@ class Importer {
     find_activation_blocks();
     choose_parameters();
     build();
+    result_.model = onnx_import_detail::chain_model_of(result_.graph);
     return std::move(result_);
   }
 
@@ -319,7 +321,18 @@ class Importer {
       unimplemented(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank) +
                     "; Basin expects [batch, ...] with at least one axis per example");
     }
-    if (!data.empty() && static_cast<int>(data.size()) != rank - 1)
+    bool all_static = true;
+    int64_t static_numel = 1;
+    for (int d = 1; d < rank; ++d) {
+      all_static = all_static && shape.dim(d).has_dim_value();
+      static_numel *= shape.dim(d).has_dim_value() ? shape.dim(d).dim_value() : 1;
+    }
+    // Data given flattened ([n, d1·d2·...]) for a fully static input: the file's shape holds.
+    const bool flattened = !data.empty() && static_cast<int>(data.size()) != rank - 1 && all_static &&
+                           shape_numel(data) == static_numel;
+    const Shape no_data;
+    const Shape& data_used = flattened ? no_data : data;
+    if (!data_used.empty() && static_cast<int>(data_used.size()) != rank - 1)
       invalid_argument(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank) +
                        " (batch + " + std::to_string(rank - 1) + " axes) but the data's examples have shape " +
                        shape_string(data));
@@ -330,13 +343,13 @@ class Importer {
         if (dim.dim_value() <= 0 || dim.dim_value() > (int64_t{1} << 31))
           invalid_argument(what_ + ": graph input " + quoted(input_) + " has dimension " + std::to_string(d) + " = " +
                            std::to_string(dim.dim_value()));
-        if (!data.empty() && data[static_cast<size_t>(d - 1)] != dim.dim_value())
+        if (!data_used.empty() && data_used[static_cast<size_t>(d - 1)] != dim.dim_value())
           invalid_argument(what_ + ": graph input " + quoted(input_) + " has dimension " + std::to_string(d) + " = " +
                            std::to_string(dim.dim_value()) + " but the data's examples have shape " +
-                           shape_string(data));
+                           shape_string(data_used));
         input_shape_.push_back(dim.dim_value());
-      } else if (!data.empty()) {
-        input_shape_.push_back(data[static_cast<size_t>(d - 1)]);
+      } else if (!data_used.empty()) {
+        input_shape_.push_back(data_used[static_cast<size_t>(d - 1)]);
       } else {
         const std::string sym = dim.has_dim_param() ? " ('" + printable(dim.dim_param()) + "')" : "";
         invalid_argument(what_ + ": graph input " + quoted(input_) + " has a dynamic dimension " + std::to_string(d) +

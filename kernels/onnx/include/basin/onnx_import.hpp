@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "basin/graph.hpp"
+#include "basin/model.hpp"
 
 namespace basin {
 
@@ -46,6 +47,10 @@ struct ImportedModel {
   Graph graph;
   std::vector<double> params;  // graph.num_params() values, θ order
   int64_t opset = 0;           // the default-domain opset the file declares
+  // The chain shorthand of the same network with the same θ (dense layers and activations,
+  // matmul trans_b = 1), for the routes that still take a Model; layers is empty when the graph
+  // is not such a chain.
+  Model model;
 };
 
 // Bounds and choices of one import.
