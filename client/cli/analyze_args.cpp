@@ -188,18 +188,87 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   return o;
 }
 
+namespace {
+// "3, 32, 32" for messages that print (n, 3, 32, 32).
+std::string per_example_dims(const Shape& s) {
+  std::string out;
+  for (int64_t d : s) out += (out.empty() ? "" : ", ") + std::to_string(d);
+  return out;
+}
+}  // namespace
+
 void load_request_files(AnalyzeOptions& o) {
   AnalysisRequest& r = o.request;
   std::vector<double> onnx_params;
   // The inputs first: their per-example shape resolves an ONNX model's dynamic dimensions.
+  const NpyArray x = read_npy(o.inputs_path, "--inputs");
+  if (!x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
+  if (!o.constants.empty() && !ends_with(o.model_path, ".onnx"))
+    invalid_argument("--constants: only with an .onnx --model (a JSON spec's parameters are its dense layers)");
+  if (ends_with(o.model_path, ".onnx")) {
+#ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
+    ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
+    bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
+    bounds.constant_names = o.constants;
+    if (x.shape.size() >= 2) bounds.input_shape.assign(x.shape.begin() + 1, x.shape.end());
+    ImportedModel imported = import_onnx_file(o.model_path, bounds);
+    r.model = imported.model;  // the chain form, while the engine still takes it (empty otherwise)
+    onnx_params = std::move(imported.params);
+    r.graph = std::make_shared<const Graph>(std::move(imported.graph));
+#else
+    throw Error(ErrorCode::kUnimplemented, "--model " + o.model_path + ": this build of basin has no ONNX importer");
+#endif
+  } else {
+    try {
+      r.model = parse_model_json(read_text_file(o.model_path, "--model"));
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      throw Error(e.code(), what.rfind("--model", 0) == 0 ? what : "--model " + o.model_path + ": " + what);
+    }
+  }
+  const int64_t N = r.graph ? r.graph->num_params() : r.model.num_params();
+  const int64_t d = r.graph ? r.graph->input_size() : r.model.input_dim;
+  const int64_t k = r.graph ? r.graph->output_dim() : r.model.output_dim();
+
+  if (!o.params_path.empty()) {
+    const NpyArray p = read_npy(o.params_path, "--params");
+    if (!p.is_float())
+      invalid_argument("--params " + o.params_path + ": dtype " + npy_dtype_name(p.dtype) + ", expected float32 or float64");
+    if (p.shape.size() != 1 && p.shape.size() != 2)
+      invalid_argument("--params " + o.params_path + ": shape " + p.shape_string() + ", expected a 1-D vector of " +
+                       std::to_string(N) + " values, or checkpoints of shape (B, " + std::to_string(N) + ")");
+    if (p.shape.size() == 2 && (p.shape[0] < 1 || p.shape[1] != N))
+      invalid_argument("--params " + o.params_path + ": shape " + p.shape_string() + ", expected checkpoints of shape (B, " +
+                       std::to_string(N) + ") with B >= 1 (N = the parameter count of the model)");
+    r.params = p.to_double();
+    if (p.shape.size() == 2) {
+      const int64_t B = p.shape[0];
+      if (B > 1 && !o.save_jacobian.empty())
+        invalid_argument("--save-jacobian: writes G for one parameter vector, but --params holds " + std::to_string(B) +
+                         " checkpoints; pass one row");
+      if (B > 1 && !o.save_dir.empty())
+        invalid_argument("--save-dir: writes the result (and --vectors) of one parameter vector, but --params holds " +
+                         std::to_string(B) + " checkpoints; pass one row");
+      o.checkpoints.resize(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) o.checkpoints[b].assign(r.params.begin() + b * N, r.params.begin() + (b + 1) * N);
+      r.params = o.checkpoints.front();
+      if (B == 1) o.checkpoints.clear();
+    }
+  } else if (!onnx_params.empty()) {
+    r.params = std::move(onnx_params);
+  } else {
+    invalid_argument("--params: missing; expected an .npy vector of " + std::to_string(N) +
+                     " parameters (PyTorch parameters_to_vector order)");
+  }
+
   // (n, d), or for a graph (n, per-example shape...) as its input declares.
   const bool as_graph = r.graph && x.shape.size() >= 2 &&
                         std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == r.graph->input_shape();
   if (!as_graph && (x.shape.size() != 2 || x.shape[1] != d))
-    invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " +
-                     (r.graph ? shape_string(r.graph->input_shape()).substr(1, shape_string(r.graph->input_shape()).size() - 2)
-                              : std::to_string(d)) +
-                     ") to match the model's input");
+    invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
+                     ")" + (r.graph ? " or (n, " + per_example_dims(r.graph->input_shape()) + ")" : std::string()) +
+                     " to match the model's input_dim");
   r.num_examples = x.shape[0];
   r.inputs = x.to_double();
 
