@@ -120,16 +120,18 @@ TEST(OnnxGraph, BatchNormOnVectorsAndFolding) {
   m.init("b", {4}, ramp(4, 0.25));
   m.init("mean", {4}, ramp(4, 0.1));
   m.init("var", {4}, ramp(4, 0.3));
-  m.node("BatchNormalization", {"x", "s", "b", "mean", "var"}, {"y"}, "bn");
-  m.output("y", {kBatch, 4});
+  m.node("BatchNormalization", {"x", "s", "b", "mean", "var"}, {"h"}, "bn");
+  m.init("W", {2, 4}, ramp(8));
+  onnx_test::set_int(m.node("Gemm", {"h", "W"}, {"y"}, "fc"), "transB", 1);
+  m.output("y", {kBatch, 2});
   const ImportedModel r = import_onnx(m.bytes(), "t");
-  EXPECT_EQ(r.graph.parameter_names(), (std::vector<std::string>{"s", "b"}));
-  EXPECT_EQ(ops_of(r.graph), (std::vector<std::string>{"sub", "mul", "mul", "add"}));
-  EXPECT_EQ(r.graph.nodes().back().name, "bn");
+  EXPECT_EQ(r.graph.parameter_names(), (std::vector<std::string>{"s", "b", "W"}));
+  EXPECT_EQ(ops_of(r.graph), (std::vector<std::string>{"sub", "mul", "mul", "add", "matmul"}));
+  EXPECT_EQ(r.graph.nodes()[3].name, "bn");
   ImportBounds c;
   c.constant_names = {"s", "b"};
   const ImportedModel f = import_onnx(m.bytes(), "t", c);
-  ASSERT_EQ(ops_of(f.graph), (std::vector<std::string>{"mul", "add"}));
+  ASSERT_EQ(ops_of(f.graph), (std::vector<std::string>{"mul", "add", "matmul"}));
   const GraphValue& scale = f.graph.value(f.graph.nodes()[0].inputs[1]);
   EXPECT_DOUBLE_EQ(scale.data[1], 1.0 / std::sqrt(0.6 + 1e-5));  // γ₁/√(var₁ + ε), γ₁ = 1
 }
@@ -413,7 +415,9 @@ TEST(OnnxGraph, LayoutOpsOnPerExampleAxes) {
   m.node("Pad", {"s", "pads"}, {"p"}, "pad");  // [b, 3, 5]
   m.init_ints("uaxes", {1}, {1});
   m.node("Unsqueeze", {"p", "uaxes"}, {"u"}, "unsq");  // [b, 1, 3, 5]
-  m.node("Squeeze", {"u", "uaxes"}, {"y"}, "sq");      // [b, 3, 5]
+  m.node("Squeeze", {"u", "uaxes"}, {"q"}, "sq");      // [b, 3, 5]
+  m.init("scale", {5}, ramp(5));
+  m.node("Mul", {"q", "scale"}, {"y"}, "scale");
   m.output("y", {kBatch, 3, 5});
   const ImportedModel r = import_onnx(m.bytes(), "t");
   EXPECT_EQ(attr_ints(node_named(r.graph, "tr")->attrs, "perm"), (std::vector<int64_t>{1, 0}));
@@ -441,7 +445,9 @@ TEST(OnnxGraph, ElementwiseFunctionsAndConstants) {
   m.node("Neg", {"f"}, {"g"}, "neg");
   m.constant("three", 3.0);
   m.node("Div", {"g", "three"}, {"h"}, "div");
-  m.node("Sub", {"h", "x"}, {"y"}, "sub");
+  m.node("Sub", {"h", "x"}, {"z"}, "sub");
+  m.init("scale", {3}, ramp(3));
+  m.node("Mul", {"z", "scale"}, {"y"}, "scale");
   m.output("y", {kBatch, 3});
   const ImportedModel r = import_onnx(m.bytes(), "t");
   EXPECT_EQ(attr_string(node_named(r.graph, "elu")->attrs, "fn"), "elu");

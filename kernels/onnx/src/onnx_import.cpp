@@ -909,11 +909,9 @@ class Importer {
     }
     if (op == "Gelu") {
       const std::string approx = attr_string(i, "approximate", "none");
-      if (approx == "tanh")
-        node_error(ErrorCode::kUnimplemented, i,
-                   "approximate=\"tanh\" GELU is not supported (Basin's gelu is the exact erf form)");
-      if (approx != "none") node_error(ErrorCode::kInvalidArgument, i, "unknown approximate=" + quoted(approx));
-      set_out(i, b_.unary(data(i), "gelu", name));
+      if (approx != "none" && approx != "tanh")
+        node_error(ErrorCode::kInvalidArgument, i, "unknown approximate=" + quoted(approx) + " (expected none or tanh)");
+      set_out(i, b_.unary(data(i), approx == "tanh" ? "gelu_tanh" : "gelu", name));
       return true;
     }
     return false;

@@ -115,8 +115,7 @@ int GraphBuilder::inv_std(int var, double eps, const std::string& name) {
     return constant(name + ":inv_std", shape(var), std::move(r));
   }
   const int ve = add(var, scalar(name + ":eps", eps), name + ":add_eps");
-  const int sd = unary(ve, unary_fn::kSqrt, name + ":sqrt");
-  return unary(sd, unary_fn::kReciprocal, name + ":inv_std");
+  return unary(ve, unary_fn::kRsqrt, name + ":inv_std");
 }
 
 int GraphBuilder::batch_norm_inference(int x, int gamma, int beta, int mean, int var, double eps,
@@ -232,7 +231,7 @@ int GraphBuilder::pow_constant(int x, double p, const std::string& name) {
   if (p == 3) return mul(mul(x, x, name + ":square"), x, name);
   if (p == 0.5) return unary(x, unary_fn::kSqrt, name);
   if (p == -1) return unary(x, unary_fn::kReciprocal, name);
-  if (p == -0.5) return unary(unary(x, unary_fn::kSqrt, name + ":sqrt"), unary_fn::kReciprocal, name);
+  if (p == -0.5) return unary(x, unary_fn::kRsqrt, name);
   return unary(x, unary_fn::kPow, name, p, 0.0, true);
 }
 

@@ -27,6 +27,7 @@ inline constexpr const char* kExp = "exp";
 inline constexpr const char* kLog = "log";
 inline constexpr const char* kSqrt = "sqrt";
 inline constexpr const char* kReciprocal = "reciprocal";
+inline constexpr const char* kRsqrt = "rsqrt";
 inline constexpr const char* kErf = "erf";
 inline constexpr const char* kPow = "pow";  // alpha = exponent
 }  // namespace unary_fn
@@ -86,7 +87,7 @@ class GraphBuilder {
   // reshape to [numel].
   int flatten(int x, const std::string& name);
   // x (power) p for a constant exponent: 1 → x, 2 → x·x, 3 → x·x·x, 0.5 → sqrt, -1 → reciprocal,
-  // -0.5 → reciprocal(sqrt), else unary pow.
+  // -0.5 → rsqrt, else unary pow.
   int pow_constant(int x, double p, const std::string& name);
   // x·s for a scalar s (nothing when s == 1).
   int scale(int x, double s, const std::string& name);
