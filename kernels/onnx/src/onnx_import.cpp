@@ -596,7 +596,7 @@ class Importer {
     if (!bounds_.parameter_names.empty()) {
       std::unordered_set<std::string> seen;
       for (const std::string& p : bounds_.parameter_names) {
-        auto it = inits_.find(p);
+        auto it = inits_.find(identity_source(p));
         if (it == inits_.end())
           invalid_argument(what_ + ": parameter " + quoted(p) + " is not an initialiser of the file (initialisers: " +
                            initialiser_list() + ")");
@@ -620,6 +620,19 @@ class Importer {
     for (const auto& t : g_.initializer())
       if (in_slot.count(t.name()) && is_float_type(t.data_type()) && !constants.count(t.name()))
         theta_.push_back(t.name());
+  }
+
+  // torch.onnx.export writes parameters whose values equal an earlier one's (two fresh LayerNorms)
+  // as Identity nodes of that initialiser, named after the parameter: the name's initialiser.
+  std::string identity_source(const std::string& name) const {
+    std::string cur = name;
+    for (int step = 0; step < 8 && !inits_.count(cur); ++step) {
+      auto p = producer_.find(cur);
+      if (p == producer_.end() || g_.node(p->second).op_type() != "Identity" || g_.node(p->second).input_size() != 1)
+        break;
+      cur = g_.node(p->second).input(0);
+    }
+    return cur;
   }
 
   // ---- values ----
@@ -788,7 +801,7 @@ class Importer {
     Graph& graph = result_.graph;
     vals_[input_].id = graph.add_input(input_, input_shape_);
     for (const std::string& p : theta_) {
-      const HostPtr h = raw_constant(p);
+      const HostPtr h = raw_constant(identity_source(p));
       for (double v : h->values)
         if (!std::isfinite(v)) invalid_argument(what_ + ": parameter " + quoted(p) + " contains NaN or Inf");
       vals_[p].id = graph.add_parameter(p, h->dims);
@@ -798,6 +811,8 @@ class Importer {
       poll_stop(static_cast<int>(k));
       const int i = order_[k];
       if (absorbed_[static_cast<size_t>(i)] || !live_[static_cast<size_t>(i)]) continue;
+      if (g_.node(i).op_type() == "Identity" && g_.node(i).output_size() == 1 && vals_.count(g_.node(i).output(0)))
+        continue;  // a parameter of its own (identity_source)
       try {
         map_node(i);
       } catch (const Error& e) {
