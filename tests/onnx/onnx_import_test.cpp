@@ -172,8 +172,12 @@ TEST(OnnxImport, MatMulPlusAddIsOneMatmulWithBiasEitherOrder) {
     const ImportedModel r = import_onnx(m.bytes(), "t");
     ASSERT_EQ(ops_of(r.graph), std::vector<std::string>{"matmul"});
     EXPECT_EQ(r.graph.nodes()[0].inputs.size(), 3u);
+    EXPECT_EQ(attr_int(r.graph.nodes()[0].attrs, "trans_b", 0), 1);
     EXPECT_EQ(r.graph.parameter_names(), (std::vector<std::string>{"W", "b"}));
-    EXPECT_EQ(r.params, concat(transpose(weight_values(2, 3), 2, 3), bias_values(2)));  // as stored
+    // W [in, out] is θ as [out, in] (torch's layout of the Linear that exports as Wᵀ).
+    EXPECT_EQ(r.graph.value(r.graph.nodes()[0].inputs[1]).shape, (Shape{2, 3}));
+    EXPECT_EQ(r.params, concat(weight_values(2, 3), bias_values(2)));
+    EXPECT_EQ(r.model.layers.size(), 1u);
   }
 }
 
@@ -199,7 +203,7 @@ TEST(OnnxImport, MatMulWithoutAddHasNoBias) {
   m.output("y", {kBatch, 2});
   const ImportedModel r = import_onnx(m.bytes(), "t");
   EXPECT_EQ(r.graph.nodes()[0].inputs.size(), 2u);
-  EXPECT_EQ(r.params, transpose(weight_values(2, 3), 2, 3));
+  EXPECT_EQ(r.params, weight_values(2, 3));
 }
 
 TEST(OnnxImport, InitialisersRawOrTypedFloatOrDouble) {

@@ -585,7 +585,30 @@ class Importer {
     return list.empty() ? "none" : list;
   }
 
+  // θ holds a MatMul weight B [in, out] transposed, as [out, in] — how torch stores the Linear
+  // weight that torch.onnx.export writes as Wᵀ for bias-free layers — when B is rank 2 and every
+  // use of it is a MatMul's B. Then parameters_to_vector order holds for those exports too.
+  void find_transposed_weights() {
+    for (const std::string& p : theta_) {
+      auto it = inits_.find(p);
+      if (it == inits_.end() || it->second->dims_size() != 2) continue;
+      bool only_matmul_b = true;
+      for (int c : consumers(p)) {
+        const onnx::NodeProto& n = g_.node(c);
+        if (!live_[static_cast<size_t>(c)]) continue;
+        bool ok = n.op_type() == "MatMul" && n.input_size() == 2 && n.input(1) == p && n.input(0) != p;
+        only_matmul_b = only_matmul_b && ok;
+      }
+      if (only_matmul_b && !consumers(p).empty() && p != output_) transposed_.insert(p);
+    }
+  }
+
   void choose_parameters() {
+    choose_parameter_names();
+    find_transposed_weights();
+  }
+
+  void choose_parameter_names() {
     std::unordered_set<std::string> constants;
     for (const std::string& c : bounds_.constant_names) {
       if (!inits_.count(c))
@@ -804,6 +827,13 @@ class Importer {
       const HostPtr h = raw_constant(identity_source(p));
       for (double v : h->values)
         if (!std::isfinite(v)) invalid_argument(what_ + ": parameter " + quoted(p) + " contains NaN or Inf");
+      if (transposed_.count(p)) {
+        const int64_t rows = h->dims[0], cols = h->dims[1];
+        vals_[p].id = graph.add_parameter(p, {cols, rows});
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t r = 0; r < rows; ++r) result_.params.push_back(h->values[static_cast<size_t>(r * cols + c)]);
+        continue;
+      }
       vals_[p].id = graph.add_parameter(p, h->dims);
       result_.params.insert(result_.params.end(), h->values.begin(), h->values.end());
     }
@@ -1405,6 +1435,8 @@ class Importer {
       if (ra > rb) mixing(i, "A " + shape_string(va.shape) + " has more axes than B");
       if (ra == rb) a = drop_batch_facing(i, a, rb, name + ":a");
     }
+    // A weight stored transposed in θ (transposed_): the product reads it with trans_b = 1.
+    const bool b_transposed = transposed_.count(g_.node(i).input(1)) > 0;
     // MatMul followed by the Add of a per-output bias: one matmul node with the bias input.
     int bias = -1;
     const std::string& out = g_.node(i).output(0);
@@ -1419,7 +1451,7 @@ class Importer {
         const bool known = it != vals_.end() || inits_.count(an.input(other));
         if (known) {
           Val& cv = val(add, other);
-          if (!batched(cv) && full_shape(cv) == Shape{vb.shape[1]}) {
+          if (!batched(cv) && full_shape(cv) == Shape{vb.shape[b_transposed ? 0 : 1]}) {
             bias = gid(add, other);
             absorbed_[static_cast<size_t>(add)] = 1;
             fused_[out] = an.output(0);
@@ -1429,7 +1461,9 @@ class Importer {
     }
     std::vector<int> in = {a, b};
     if (bias >= 0) in.push_back(bias);
-    const int y = b_.node("matmul", in, {}, name);
+    Attributes at;
+    if (b_transposed) at["trans_b"] = attr_of(int64_t{1});
+    const int y = b_.node("matmul", in, at, name);
     set_out(i, y);
     if (auto f = fused_.find(out); f != fused_.end()) vals_[f->second].id = y;
   }
@@ -1897,6 +1931,7 @@ class Importer {
   std::vector<int> order_;
   std::vector<char> live_, absorbed_;
   std::vector<std::string> theta_;
+  std::unordered_set<std::string> transposed_;  // MatMul weights held as Bᵀ in θ
   std::string input_, output_;
   Shape input_shape_;
   int64_t static_batch_ = -1;

@@ -22,9 +22,12 @@
 // otherwise the float initialisers used in differentiable slots (weights, biases, γ/β, ...), in
 // the file's initialiser order, less ImportBounds::constant_names. BatchNormalization's running
 // statistics and initialisers used only in shape arithmetic are constants. θ is each
-// initialiser's values row-major as stored (PyTorch's parameters_to_vector order for a torch
-// export); a parameter used by several nodes is one parameter. Graph parameter names are the
-// initialiser names.
+// initialiser's values row-major as stored, except a rank-2 weight used only as MatMul's B
+// [in, out], which θ holds transposed ([out, in], as torch stores the Linear that exports as
+// MatMul(x, Wᵀ)): PyTorch's parameters_to_vector order for a torch export. A parameter used by
+// several nodes is one parameter. Graph parameter names are the initialiser names; a parameter
+// name may also be an Identity of an initialiser (torch writes a parameter equal to an earlier
+// one that way).
 //
 // Failures throw basin::Error whose message starts with `what` and names the node, its op type
 // and the reason: kUnimplemented for a valid graph using something Basin does not support (an
