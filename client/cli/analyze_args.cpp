@@ -213,9 +213,11 @@ void load_request_files(AnalyzeOptions& o) {
     bounds.constant_names = o.constants;
     if (x.shape.size() >= 2) bounds.input_shape.assign(x.shape.begin() + 1, x.shape.end());
     ImportedModel imported = import_onnx_file(o.model_path, bounds);
-    r.model = imported.model;  // the chain form, while the engine still takes it (empty otherwise)
     onnx_params = std::move(imported.params);
-    r.graph = std::make_shared<const Graph>(std::move(imported.graph));
+    // A dense chain travels as its chain form (the same θ), as the JSON spec and the server's
+    // layer list do; any other network as the graph.
+    if (!imported.model.layers.empty()) r.model = std::move(imported.model);
+    else r.graph = std::make_shared<const Graph>(std::move(imported.graph));
 #else
     throw Error(ErrorCode::kUnimplemented, "--model " + o.model_path + ": this build of basin has no ONNX importer");
 #endif

@@ -308,9 +308,10 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
       }
       ImportedModel imported = import_onnx(std::string(bytes.begin(), bytes.end()), what, bounds);
       check_layer_count(static_cast<int64_t>(imported.graph.nodes().size()), limits, what + " nodes");
-      r.model = std::move(imported.model);  // the chain form (empty when the graph is not a chain)
       onnx_params = std::move(imported.params);
-      r.graph = std::make_shared<const Graph>(std::move(imported.graph));
+      // A dense chain as its chain form (the same θ, as the layer list would be), else the graph.
+      if (!imported.model.layers.empty()) r.model = std::move(imported.model);
+      else r.graph = std::make_shared<const Graph>(std::move(imported.graph));
       break;
 #else
       (void)bytes;
