@@ -240,6 +240,7 @@ def test_reference_checks_itself(fam):
     # at an MSE minimum (targets = outputs) the Hessian is exactly Gᵀ M G
     at_min = GraphReference(m, X, ref.outputs.copy(), loss="mse", reduction="sum", hessian=True)
     at_min.check_gauss_newton_identity()
+    at_min.check_hessian_routes()
 
 
 # --------------------------------------------------------------------------------------------------
