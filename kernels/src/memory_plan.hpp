@@ -1,6 +1,6 @@
 // The memory plan (internal): the method auto resolves to, the working-memory estimate of each
 // method on the host and on a device, and the plan that fits a request into the free memory a
-// device reports (docs/ARCHITECTURE.md, "Memory plan"). Pure functions of the request's sizes:
+// device reports (docs/ARCHITECTURE.md, "The memory plan"). Pure functions of the request's sizes:
 // nothing here allocates or computes a spectrum.
 #pragma once
 
@@ -28,7 +28,7 @@ std::string human_bytes(double b);
 Method resolve_method(const AnalysisRequest& r);
 
 // The widths of the activations act[0..L]: their sum and the largest (one O(L) pass).
-std::pair<double, double> activation_widths(const Model& model);
+std::pair<double, double> activation_widths(const AnalysisRequest& r);
 
 // Memory every method needs: activations, parameters, back-propagation buffers, seeds; plus
 // G itself on the host when it is returned.
