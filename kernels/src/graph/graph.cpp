@@ -63,7 +63,7 @@ int Graph::add_input(const std::string& name, Shape per_example, bool integer) {
   v.kind = ValueKind::kInput;
   v.shape = std::move(per_example);
   v.batched = true;
-  v.differentiable = !integer;
+  v.differentiable = false;  // nothing is differentiated with respect to the data
   v.integer = integer;
   input_ = add_value(std::move(v));
   return input_;
@@ -158,7 +158,8 @@ void Graph::validate(int64_t max_nodes, const std::function<void()>& check_stop)
   if (!out.batched)
     invalid_argument("model: the output '" + out.name + "' does not depend on the input '" + values_[input_].name +
                      "'");
-  if (!out.differentiable) invalid_argument("model: the output '" + out.name + "' is not differentiable");
+  if (!out.differentiable)
+    invalid_argument("model: the output '" + out.name + "' does not depend on any parameter");
   // Every parameter must reach the output (an unused parameter is a zero column of G; allowed
   // but usually a mistake of the exporter, so it is named).
   std::vector<char> live(values_.size(), 0);
