@@ -24,12 +24,16 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "basin/analysis.hpp"
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
 #include "basin/model.hpp"
+#include "basin/op_kernels.hpp"
+#include "op_kernel_cases.hpp"
 
 namespace basin {
 namespace {
@@ -478,6 +482,129 @@ TYPED_TEST(CudaPrimitives, NonFiniteInputToTheSolversIsTheSameErrorOnBoth) {
       }
     }
     EXPECT_EQ(messages[0], messages[1]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Op kernels (basin/op_kernels.hpp): kernels/cuda/ops/*.cu against kernels/cpu/ops/*.cpp on the
+// cases of op_kernel_cases.hpp (permuted, padded, offset and broadcast maps; window geometries
+// with strides, pads, dilations, 1-D and 2-D), every (alpha, beta) kind.
+// ---------------------------------------------------------------------------------------------
+
+// The tables are stateless and handed out const (as to the ops, which cast the same way).
+template <class T>
+OpKernels<T>& kernels_of(Backend<T>& be) {
+  return const_cast<OpKernels<T>&>(be.op_kernels());
+}
+
+const std::pair<double, double> kOpScales[] = {{1.0, 0.0}, {-2.0, 0.0}, {1.0, 1.0}, {0.5, -1.5}};
+
+TYPED_TEST(CudaPrimitives, OpKernelStridedCopy) {
+  using T = TypeParam;
+  for (const test::CopyCase& k : test::strided_copy_cases(31))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.src_size, 70), random_values<T>(k.dst_size, 71)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).strided_copy(k.out, k.in, T(alpha), T(beta), x[0], x[1]);
+                    },
+                    "strided_copy " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelBinary) {
+  using T = TypeParam;
+  for (const test::BinaryCase& k : test::binary_cases(32))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.a_size, 72), random_values<T>(k.b_size, 73), random_values<T>(k.dst_size, 74)},
+                    {2},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).binary(k.kind, k.out, k.a, k.b, T(alpha), T(beta), x[0], x[1], x[2]);
+                    },
+                    "binary " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelReduceSum) {
+  using T = TypeParam;
+  for (const test::ReduceCase& k : test::reduce_sum_cases(33))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.src_size, 75), random_values<T>(k.dst_size, 76)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).reduce_sum(k.out, k.in, k.reduce_rank, T(alpha), T(beta), x[0], x[1]);
+                    },
+                    "reduce_sum " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelIm2colCol2im) {
+  using T = TypeParam;
+  for (const test::WindowCase& k : test::window_cases()) {
+    const WindowGeometry& g = k.g;
+    const size_t x_size = static_cast<size_t>(k.batch * g.channels * g.height * g.width);
+    const size_t c_size = static_cast<size_t>(k.batch * g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w);
+    // im2col overwrites cols (prefilled with garbage); col2im accumulates into x.
+    this->compare({random_values<T>(x_size, 77), random_values<T>(c_size, 78)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { kernels_of(be).im2col(g, k.batch, x[0], x[1]); },
+                  "im2col " + k.name);
+    this->compare({random_values<T>(c_size, 79), random_values<T>(x_size, 80)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { kernels_of(be).col2im(g, k.batch, x[0], x[1]); },
+                  "col2im " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelBadLaunchIsTheSameErrorKindOnBoth) {
+  using T = TypeParam;
+  size_t n = 0;
+  const StridedMap a = test::strided_view({2, 3}, {0, 1}, {false, false}, 0, 0, &n);
+  const StridedMap b = test::strided_view({3, 2}, {0, 1}, {false, false}, 0, 0, &n);
+  Backend<T>* backends[2] = {this->cpu.get(), this->gpu.get()};
+  for (int i = 0; i < 2; ++i) {
+    Buffer<T> buf(*backends[i], 16);
+    try {
+      kernels_of(*backends[i]).strided_copy(a, b, T(1), T(0), buf.get(), buf.get());
+      ADD_FAILURE() << (i == 0 ? "cpu" : "cuda") << " accepted maps of different dims";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInternal) << e.what();
+    }
+  }
+}
+
+// One device context per GPU, shared by concurrent jobs (kernels/cuda/device_context.hpp): jobs
+// on several threads at once, each with its own backend (its own leased stream and handles),
+// get the CPU's results; and backends made one after another keep working (a stream returned
+// by one job is reused by the next).
+TEST(GpuParityDeviceContext, ConcurrentBackendsOnOneDeviceMatchCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  constexpr int kJobs = 4;
+  const int64_t m = 96, n = 80, k = 64;
+  const std::vector<double> a = random_values<double>(m * k, 90), b = random_values<double>(k * n, 91);
+  std::vector<double> expected(m * n);
+  {
+    auto cpu = make_cpu_backend<double>();
+    cpu->gemm(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, expected.data(), n);
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::vector<double>> results(kJobs);
+    std::vector<std::string> errors(kJobs);
+    std::vector<std::thread> threads;
+    for (int j = 0; j < kJobs; ++j)
+      threads.emplace_back([&, j] {
+        try {
+          auto gpu = make_cuda_backend<double>(0);
+          Buffer<double> da(*gpu, a.size()), db(*gpu, b.size()), dc(*gpu, expected.size());
+          gpu->upload(da.get(), a.data(), a.size());
+          gpu->upload(db.get(), b.data(), b.size());
+          for (int rep = 0; rep < 20; ++rep)  // keep the streams busy at the same time
+            gpu->gemm(false, false, m, n, k, 1.0, da.get(), k, db.get(), n, 0.0, dc.get(), n);
+          results[j].resize(expected.size());
+          gpu->download(results[j].data(), dc.get(), expected.size());
+        } catch (const std::exception& e) {
+          errors[j] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int j = 0; j < kJobs; ++j) {
+      ASSERT_TRUE(errors[j].empty()) << "job " << j << ": " << errors[j];
+      expect_close(expected, results[j], 1e-12,
+                   "round " + std::to_string(round) + " job " + std::to_string(j) + " gemm on a shared device");
+    }
   }
 }
 
