@@ -6,15 +6,13 @@
 // the CPU backend's own loops (test_cuda_op_kernels.cpp, basin_gpu_parity_emulated).
 #pragma once
 
-#include <string>
-
-#include "basin/error.hpp"
 #include "basin/op_kernels.hpp"
 #include "ops/op_launch_plan.hpp"
 #include "shuffled_index.hpp"
 #include "../../kernels/src/ops/kernels/broadcast.hpp"
 #include "../../kernels/src/ops/kernels/conv.hpp"
 #include "../../kernels/src/ops/kernels/layout.hpp"
+#include "../../kernels/src/ops/kernels/pool.hpp"
 
 namespace basin {
 namespace test {
@@ -36,10 +34,15 @@ class EmulatedOpKernels final : public OpKernels<T> {
   }
   void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, T alpha, T beta, const T* src,
                   T* dst) override {
-    const int64_t count = cuda::ops::reduce_sum_count(out_map, in_map, reduce_rank);
+    const int64_t count = cuda::ops::reduction_count("reduce_sum", out_map, in_map, reduce_rank);
     for_each_index(count, [&](int64_t i) {
       kernels::reduce_sum_element(i, out_map, in_map, reduce_rank, alpha, beta, src, dst);
     });
+  }
+  void reduce_max(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, const T* src,
+                  T* dst) override {
+    const int64_t count = cuda::ops::reduction_count("reduce_max", out_map, in_map, reduce_rank);
+    for_each_index(count, [&](int64_t i) { kernels::reduce_max_element(i, out_map, in_map, reduce_rank, src, dst); });
   }
   void im2col(const WindowGeometry& g, int64_t batch, const T* x, T* cols) override {
     cuda::ops::check_geometry("im2col", g, batch);
@@ -49,20 +52,31 @@ class EmulatedOpKernels final : public OpKernels<T> {
     cuda::ops::check_geometry("col2im", g, batch);
     for_each_index(cuda::ops::image_count(g, batch), [&](int64_t i) { conv_kernels::col2im_element(g, i, cols, x); });
   }
-  // Pooling: as kernels/cuda/ops/pool.cu (a stub until the pool bodies exist).
-  void max_pool_forward(const WindowGeometry&, int64_t, const T*, T*, T*) override { unimplemented("max_pool_forward"); }
-  void max_pool_apply(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*) override {
-    unimplemented("max_pool_apply");
+  void max_pool_forward(const WindowGeometry& g, int64_t batch, const T* x, T* y, T* argmax) override {
+    cuda::ops::check_geometry("max_pool_forward", g, batch);
+    for_each_index(cuda::ops::window_output_count(g, batch),
+                   [&](int64_t i) { kernels::max_pool_forward_element(i, g, x, y, argmax); });
   }
-  void max_pool_transpose(const WindowGeometry&, int64_t, int64_t, const T*, const T*, T*) override {
-    unimplemented("max_pool_transpose");
+  void max_pool_apply(const WindowGeometry& g, int64_t examples, int64_t rows_per_example, const T* argmax, const T* x,
+                      T* y) override {
+    const int64_t rows = cuda::ops::pooled_rows("max_pool_apply", g, examples, rows_per_example);
+    for_each_index(cuda::ops::window_output_count(g, rows),
+                   [&](int64_t i) { kernels::max_pool_apply_element(i, g, rows_per_example, argmax, x, y); });
   }
-  void avg_pool(const WindowGeometry&, int64_t, const T*, T*) override { unimplemented("avg_pool"); }
-  void avg_pool_transpose(const WindowGeometry&, int64_t, const T*, T*) override { unimplemented("avg_pool_transpose"); }
-
- private:
-  [[noreturn]] static void unimplemented(const char* what) {
-    throw Error(ErrorCode::kUnimplemented, std::string("CUDA op kernel ") + what + " is not written yet");
+  void max_pool_transpose(const WindowGeometry& g, int64_t examples, int64_t rows_per_example, const T* argmax,
+                          const T* gy, T* gx) override {
+    const int64_t rows = cuda::ops::pooled_rows("max_pool_transpose", g, examples, rows_per_example);
+    for_each_index(cuda::ops::image_count(g, rows),
+                   [&](int64_t i) { kernels::max_pool_transpose_element(i, g, rows_per_example, argmax, gy, gx); });
+  }
+  void avg_pool(const WindowGeometry& g, int64_t batch, const T* x, T* y) override {
+    cuda::ops::check_geometry("avg_pool", g, batch);
+    for_each_index(cuda::ops::window_output_count(g, batch), [&](int64_t i) { kernels::avg_pool_element(i, g, x, y); });
+  }
+  void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* gx) override {
+    cuda::ops::check_geometry("avg_pool_transpose", g, batch);
+    for_each_index(cuda::ops::image_count(g, batch),
+                   [&](int64_t i) { kernels::avg_pool_transpose_element(i, g, gy, gx); });
   }
 };
 

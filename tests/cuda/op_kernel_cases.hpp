@@ -180,6 +180,8 @@ inline WindowGeometry window(int64_t c, int64_t h, int64_t w, int64_t kh, int64_
   g.stride_w = sw;
   g.pad_top = pt;
   g.pad_left = pl;
+  g.pad_bottom = pb;
+  g.pad_right = pr;
   g.dilation_h = dh;
   g.dilation_w = dw;
   g.out_h = window_out(h, kh, sh, pt, pb, dh);
@@ -200,6 +202,52 @@ inline std::vector<WindowCase> window_cases() {
       {"1-D dilation 3", window(2, 1, 13, 1, 3, 1, 1, 0, 0, 0, 0, 1, 3), 2},
       {"1x1 conv", window(4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1), 2},
   };
+}
+
+// ceil_mode's output size (PyTorch): ⌈…⌉ + 1, less one when the last window would start in the
+// end padding.
+inline int64_t window_out_ceil(int64_t in, int64_t k, int64_t s, int64_t pad_begin, int64_t pad_end, int64_t dil) {
+  const int64_t span = in + pad_begin + pad_end - dil * (k - 1) - 1;
+  int64_t out = (span + s - 1) / s + 1;
+  if ((out - 1) * s >= in + pad_begin) --out;
+  return out;
+}
+
+struct PoolCase {
+  std::string name;
+  WindowGeometry g;
+  int64_t examples = 1, rows_per_example = 1;  // max_pool_apply / _transpose: (E·R) rows
+};
+
+// Every window holds at least one input element (the ops refuse other geometries); average
+// pooling has dilation 1.
+inline std::vector<PoolCase> pool_cases() {
+  std::vector<PoolCase> cases = {
+      {"2x2 stride 2", window(2, 6, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1), 2, 3},
+      {"3x3 stride 2 pad 1", window(3, 7, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1), 2, 2},
+      {"3x3 stride 1 pad 1 (overlapping)", window(1, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), 3, 1},
+      {"asymmetric 2x3 stride (1,2) pads", window(2, 5, 7, 2, 3, 1, 2, 1, 0, 0, 1, 1, 1), 1, 4},
+      {"1-D kernel 3 stride 2 pad 1", window(3, 1, 10, 1, 3, 1, 2, 0, 1, 0, 1, 1, 1), 2, 2},
+      {"1-D kernel 2 stride 2", window(2, 1, 9, 1, 2, 1, 2, 0, 0, 0, 0, 1, 1), 3, 1},
+  };
+  // ceil_mode: the last window runs past the padded input and is clipped.
+  WindowGeometry c = window(2, 7, 7, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1);
+  c.out_h = window_out_ceil(7, 2, 2, 0, 0, 1);
+  c.out_w = window_out_ceil(7, 2, 2, 0, 0, 1);
+  cases.push_back({"ceil_mode 2x2 stride 2 on 7x7", c, 2, 2});
+  WindowGeometry c2 = window(1, 6, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+  c2.out_h = window_out_ceil(6, 3, 2, 1, 1, 1);
+  c2.out_w = window_out_ceil(5, 3, 2, 1, 1, 1);
+  cases.push_back({"ceil_mode 3x3 stride 2 pad 1", c2, 1, 3});
+  return cases;
+}
+
+// Max pooling also with dilation (average pooling has none).
+inline std::vector<PoolCase> max_pool_cases() {
+  std::vector<PoolCase> cases = pool_cases();
+  cases.push_back({"3x3 dilation 2 pad 2", window(2, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2), 2, 2});
+  cases.push_back({"1-D dilation 3", window(1, 1, 12, 1, 3, 1, 2, 0, 1, 0, 1, 1, 3), 2, 1});
+  return cases;
 }
 
 }  // namespace test

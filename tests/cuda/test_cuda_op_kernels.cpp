@@ -8,6 +8,7 @@
 // Plus the adjoint identity of im2col / col2im, bad launches, and the plans' folding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -193,6 +194,147 @@ TYPED_TEST(CudaOpKernels, Im2colCol2imMatchReferenceCpuAndAreAdjoint) {
   }
 }
 
+TYPED_TEST(CudaOpKernels, ReduceMaxMatchesReferenceAndCpu) {
+  using T = TypeParam;
+  for (const test::ReduceCase& k : test::reduce_sum_cases(14)) {
+    std::vector<T> src = random_values<T>(k.src_size, 15);
+    for (T& v : src) v = std::round(v * T(4)) / T(4);  // ties: any maximum is the same value
+    const bool with_nan = k.name.find("case 3 ") != std::string::npos;
+    if (with_nan) src[static_cast<size_t>(offset_of(k.in, 0))] = std::numeric_limits<T>::quiet_NaN();
+    const std::vector<T> init = random_values<T>(k.dst_size, 16);
+    std::vector<T> ref = init, emu = init, cpu = init;
+    int64_t inner = 1;
+    for (int d = k.in.rank - k.reduce_rank; d < k.in.rank; ++d) inner *= k.in.dims[d];
+    for (int64_t o = 0; o < k.out.count(); ++o) {
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < inner; ++j) {
+        const T v = src[offset_of(k.in, o * inner + j)];
+        if (std::isnan(v) || v > m) m = std::isnan(m) ? m : v;
+      }
+      ref[offset_of(k.out, o)] = m;
+    }
+    this->emulated.reduce_max(k.out, k.in, k.reduce_rank, src.data(), emu.data());
+    this->cpu.reduce_max(k.out, k.in, k.reduce_rank, src.data(), cpu.data());
+    expect_near_all(ref, emu, 0.0, "reduce_max emulated vs reference, " + k.name);
+    expect_near_all(cpu, emu, 0.0, "reduce_max emulated vs cpu, " + k.name);
+  }
+}
+
+bool inside(int64_t p, int64_t n) { return p >= 0 && p < n; }
+
+TYPED_TEST(CudaOpKernels, MaxPoolForwardApplyTransposeMatchReferenceAndCpu) {
+  using T = TypeParam;
+  for (const test::PoolCase& k : test::max_pool_cases()) {
+    const WindowGeometry& g = k.g;
+    const int64_t E = k.examples, R = k.rows_per_example, C = g.channels, P = g.out_h * g.out_w;
+    const size_t x_size = static_cast<size_t>(E * C * g.height * g.width), y_size = static_cast<size_t>(E * C * P);
+    std::vector<T> x = random_values<T>(x_size, 17);
+    for (T& v : x) v = std::round(v * T(3)) / T(3);  // many ties: the FIRST maximum must win
+    // Reference forward: first maximum in (kh, kw) order.
+    std::vector<T> y_ref(y_size), a_ref(y_size);
+    for (int64_t b = 0; b < E * C; ++b)
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          T best = T(0);
+          int64_t arg = -1;
+          for (int64_t i = 0; i < g.kernel_h; ++i)
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+              const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+              if (!inside(ih, g.height) || !inside(iw, g.width)) continue;
+              const T v = x[static_cast<size_t>((b * g.height + ih) * g.width + iw)];
+              if (arg < 0 || v > best) best = v, arg = i * g.kernel_w + j;
+            }
+          ASSERT_GE(arg, 0) << k.name << ": a window without input";
+          y_ref[static_cast<size_t>(b * P + oh * g.out_w + ow)] = best;
+          a_ref[static_cast<size_t>(b * P + oh * g.out_w + ow)] = T(arg);
+        }
+    std::vector<T> y_emu(y_size, T(5)), a_emu(y_size, T(5)), y_cpu(y_size, T(5)), a_cpu(y_size, T(5));
+    this->emulated.max_pool_forward(g, E, x.data(), y_emu.data(), a_emu.data());
+    this->cpu.max_pool_forward(g, E, x.data(), y_cpu.data(), a_cpu.data());
+    expect_near_all(y_ref, y_emu, 0.0, "max_pool_forward y emulated vs reference, " + k.name);
+    expect_near_all(a_ref, a_emu, 0.0, "max_pool_forward argmax emulated vs reference, " + k.name);
+    expect_near_all(y_cpu, y_emu, 0.0, "max_pool_forward y emulated vs cpu, " + k.name);
+    expect_near_all(a_cpu, a_emu, 0.0, "max_pool_forward argmax emulated vs cpu, " + k.name);
+
+    // apply: rows [(E·R), C, H, W] → [(E·R), C, oh, ow] at each row's example's arg-max;
+    // transpose: the scatter back (reference), gather-form in the bodies.
+    const size_t xr_size = static_cast<size_t>(E * R * C * g.height * g.width);
+    const size_t yr_size = static_cast<size_t>(E * R * C * P);
+    const std::vector<T> xr = random_values<T>(xr_size, 18), gy = random_values<T>(yr_size, 19);
+    std::vector<T> apply_ref = random_values<T>(yr_size, 20), gx_ref = random_values<T>(xr_size, 21);
+    const std::vector<T> apply_init = apply_ref, gx_init = gx_ref;
+    for (int64_t row = 0; row < E * R; ++row)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t oh = 0; oh < g.out_h; ++oh)
+          for (int64_t ow = 0; ow < g.out_w; ++ow) {
+            const int64_t e = row / R;
+            const int64_t a = static_cast<int64_t>(a_ref[static_cast<size_t>((e * C + c) * P + oh * g.out_w + ow)]);
+            const int64_t ih = oh * g.stride_h - g.pad_top + (a / g.kernel_w) * g.dilation_h;
+            const int64_t iw = ow * g.stride_w - g.pad_left + (a % g.kernel_w) * g.dilation_w;
+            const size_t xi = static_cast<size_t>(((row * C + c) * g.height + ih) * g.width + iw);
+            const size_t yi = static_cast<size_t>((row * C + c) * P + oh * g.out_w + ow);
+            apply_ref[yi] += xr[xi];
+            gx_ref[xi] += gy[yi];
+          }
+    std::vector<T> apply_emu = apply_init, apply_cpu = apply_init, gx_emu = gx_init, gx_cpu = gx_init;
+    this->emulated.max_pool_apply(g, E, R, a_ref.data(), xr.data(), apply_emu.data());
+    this->cpu.max_pool_apply(g, E, R, a_ref.data(), xr.data(), apply_cpu.data());
+    this->emulated.max_pool_transpose(g, E, R, a_ref.data(), gy.data(), gx_emu.data());
+    this->cpu.max_pool_transpose(g, E, R, a_ref.data(), gy.data(), gx_cpu.data());
+    expect_near_all(apply_ref, apply_emu, this->tol, "max_pool_apply emulated vs reference, " + k.name);
+    expect_near_all(apply_cpu, apply_emu, this->tol, "max_pool_apply emulated vs cpu, " + k.name);
+    expect_near_all(gx_ref, gx_emu, this->tol * 10, "max_pool_transpose emulated vs reference, " + k.name);
+    expect_near_all(gx_cpu, gx_emu, this->tol * 10, "max_pool_transpose emulated vs cpu, " + k.name);
+  }
+}
+
+TYPED_TEST(CudaOpKernels, AvgPoolAndTransposeMatchReferenceAndCpu) {
+  using T = TypeParam;
+  for (const test::PoolCase& base : test::pool_cases())
+    for (bool include_pad : {false, true}) {
+      test::PoolCase k = base;
+      k.g.count_include_pad = include_pad;
+      const WindowGeometry& g = k.g;
+      const int64_t B = k.examples * k.rows_per_example, C = g.channels, P = g.out_h * g.out_w;
+      const size_t x_size = static_cast<size_t>(B * C * g.height * g.width), y_size = static_cast<size_t>(B * C * P);
+      const std::vector<T> x = random_values<T>(x_size, 22), gy = random_values<T>(y_size, 23);
+      std::vector<T> y_ref = random_values<T>(y_size, 24), gx_ref = random_values<T>(x_size, 25);
+      const std::vector<T> y_init = y_ref, gx_init = gx_ref;
+      for (int64_t b = 0; b < B * C; ++b)
+        for (int64_t oh = 0; oh < g.out_h; ++oh)
+          for (int64_t ow = 0; ow < g.out_w; ++ow) {
+            // The window clipped to the padded extent, then to the input (PyTorch's avg_pool).
+            const int64_t hs = oh * g.stride_h - g.pad_top, ws = ow * g.stride_w - g.pad_left;
+            const int64_t he = std::min(hs + g.kernel_h, g.height + g.pad_bottom);
+            const int64_t we = std::min(ws + g.kernel_w, g.width + g.pad_right);
+            const int64_t h0 = std::max<int64_t>(hs, 0), w0 = std::max<int64_t>(ws, 0);
+            const int64_t h1 = std::min(he, g.height), w1 = std::min(we, g.width);
+            const int64_t div = include_pad ? (he - hs) * (we - ws) : (h1 - h0) * (w1 - w0);
+            ASSERT_GT((h1 - h0) * (w1 - w0), 0) << k.name;
+            double sum = 0;
+            const size_t yi = static_cast<size_t>(b * P + oh * g.out_w + ow);
+            for (int64_t ih = h0; ih < h1; ++ih)
+              for (int64_t iw = w0; iw < w1; ++iw) {
+                const size_t xi = static_cast<size_t>((b * g.height + ih) * g.width + iw);
+                sum += static_cast<double>(x[xi]);
+                gx_ref[xi] += gy[yi] / T(div);
+              }
+            y_ref[yi] += T(sum / double(div));
+          }
+      std::vector<T> y_emu = y_init, y_cpu = y_init, gx_emu = gx_init, gx_cpu = gx_init;
+      this->emulated.avg_pool(g, B, x.data(), y_emu.data());
+      this->cpu.avg_pool(g, B, x.data(), y_cpu.data());
+      this->emulated.avg_pool_transpose(g, B, gy.data(), gx_emu.data());
+      this->cpu.avg_pool_transpose(g, B, gy.data(), gx_cpu.data());
+      const std::string what = k.name + (include_pad ? " count_include_pad" : "");
+      expect_near_all(y_ref, y_emu, this->tol * 10, "avg_pool emulated vs reference, " + what);
+      expect_near_all(y_cpu, y_emu, this->tol, "avg_pool emulated vs cpu, " + what);
+      expect_near_all(gx_ref, gx_emu, this->tol * 10, "avg_pool_transpose emulated vs reference, " + what);
+      expect_near_all(gx_cpu, gx_emu, this->tol, "avg_pool_transpose emulated vs cpu, " + what);
+    }
+}
+
 // ---- the launch plans ----
 
 TEST(CudaOpLaunchPlan, ContiguousCopyFoldsToOneDimensionAndKeepsEveryOffset) {
@@ -242,10 +384,10 @@ TEST(CudaOpLaunchPlan, BadLaunchesAreInternalErrorsNamingTheKernel) {
   expect_internal([&] { cuda::ops::plan_strided_copy(a, b); }, "strided_copy");
   expect_internal([&] { cuda::ops::plan_strided_copy(a, bad_rank); }, "rank");
   expect_internal([&] { cuda::ops::plan_binary(a, a, b); }, "binary");
-  expect_internal([&] { cuda::ops::reduce_sum_count(a, a, 1); }, "reduce_sum");   // out rank must be 1
-  expect_internal([&] { cuda::ops::reduce_sum_count(r1, b, 1); }, "kept dims");   // 2 ≠ 3
-  expect_internal([&] { cuda::ops::reduce_sum_count(r1, a, 3); }, "reduce_rank");
-  EXPECT_EQ(cuda::ops::reduce_sum_count(r1, a, 1), 2);
+  expect_internal([&] { cuda::ops::reduction_count("reduce_sum", a, a, 1); }, "reduce_sum");   // out rank must be 1
+  expect_internal([&] { cuda::ops::reduction_count("reduce_max", r1, b, 1); }, "kept dims");   // 2 ≠ 3
+  expect_internal([&] { cuda::ops::reduction_count("reduce_sum", r1, a, 3); }, "reduce_rank");
+  EXPECT_EQ(cuda::ops::reduction_count("reduce_sum", r1, a, 1), 2);
   WindowGeometry g = test::window(1, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
   g.stride_w = 0;
   expect_internal([&] { cuda::ops::check_geometry("im2col", g, 1); }, "im2col");
@@ -254,6 +396,9 @@ TEST(CudaOpLaunchPlan, BadLaunchesAreInternalErrorsNamingTheKernel) {
   std::vector<double> buf(64);
   expect_internal([&] { emu.strided_copy(a, b, 1.0, 0.0, buf.data(), buf.data()); }, "strided_copy");
   expect_internal([&] { emu.im2col(g, 1, buf.data(), buf.data()); }, "strides");
+  const WindowGeometry ok = test::window(1, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1);
+  expect_internal([&] { emu.max_pool_apply(ok, 1, 0, buf.data(), buf.data(), buf.data()); }, "rows_per_example");
+  expect_internal([&] { emu.reduce_max(a, a, 1, buf.data(), buf.data()); }, "reduce_max");
 }
 
 }  // namespace

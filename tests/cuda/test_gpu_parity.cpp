@@ -549,6 +549,66 @@ TYPED_TEST(CudaPrimitives, OpKernelIm2colCol2im) {
   }
 }
 
+TYPED_TEST(CudaPrimitives, OpKernelReduceMax) {
+  using T = TypeParam;
+  for (const test::ReduceCase& k : test::reduce_sum_cases(34)) {
+    std::vector<T> src = random_values<T>(k.src_size, 81);
+    for (T& v : src) v = std::round(v * T(4)) / T(4);  // ties
+    this->compare({src, random_values<T>(k.dst_size, 82)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    kernels_of(be).reduce_max(k.out, k.in, k.reduce_rank, x[0], x[1]);
+                  },
+                  "reduce_max " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelMaxPool) {
+  using T = TypeParam;
+  for (const test::PoolCase& k : test::max_pool_cases()) {
+    const WindowGeometry& g = k.g;
+    const int64_t E = k.examples, R = k.rows_per_example, C = g.channels, P = g.out_h * g.out_w;
+    const size_t x_size = static_cast<size_t>(E * C * g.height * g.width), y_size = static_cast<size_t>(E * C * P);
+    std::vector<T> x = random_values<T>(x_size, 83);
+    for (T& v : x) v = std::round(v * T(3)) / T(3);  // ties: the first maximum wins on both
+    // Forward: y and the arg-max (both outputs compared).
+    this->compare({x, random_values<T>(y_size, 84), random_values<T>(y_size, 85)}, {1, 2},
+                  [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).max_pool_forward(g, E, a[0], a[1], a[2]); },
+                  "max_pool_forward " + k.name);
+    // apply / transpose with the CPU's arg-max (the same on both backends, as checked above).
+    std::vector<T> y(y_size), argmax(y_size);
+    kernels_of(*this->cpu).max_pool_forward(g, E, x.data(), y.data(), argmax.data());
+    const size_t xr_size = static_cast<size_t>(E * R * C * g.height * g.width);
+    const size_t yr_size = static_cast<size_t>(E * R * C * P);
+    this->compare({argmax, random_values<T>(xr_size, 86), random_values<T>(yr_size, 87)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).max_pool_apply(g, E, R, a[0], a[1], a[2]); },
+                  "max_pool_apply " + k.name);
+    this->compare({argmax, random_values<T>(yr_size, 88), random_values<T>(xr_size, 89)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& a) {
+                    kernels_of(be).max_pool_transpose(g, E, R, a[0], a[1], a[2]);
+                  },
+                  "max_pool_transpose " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelAvgPool) {
+  using T = TypeParam;
+  for (const test::PoolCase& base : test::pool_cases())
+    for (bool include_pad : {false, true}) {
+      WindowGeometry g = base.g;
+      g.count_include_pad = include_pad;
+      const int64_t B = base.examples * base.rows_per_example;
+      const size_t x_size = static_cast<size_t>(B * g.channels * g.height * g.width);
+      const size_t y_size = static_cast<size_t>(B * g.channels * g.out_h * g.out_w);
+      const std::string what = base.name + (include_pad ? " count_include_pad" : "");
+      this->compare({random_values<T>(x_size, 90), random_values<T>(y_size, 91)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).avg_pool(g, B, a[0], a[1]); },
+                    "avg_pool " + what);
+      this->compare({random_values<T>(y_size, 92), random_values<T>(x_size, 93)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).avg_pool_transpose(g, B, a[0], a[1]); },
+                    "avg_pool_transpose " + what);
+    }
+}
+
 TYPED_TEST(CudaPrimitives, OpKernelBadLaunchIsTheSameErrorKindOnBoth) {
   using T = TypeParam;
   size_t n = 0;

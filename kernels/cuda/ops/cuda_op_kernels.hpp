@@ -31,6 +31,9 @@ void binary(cudaStream_t stream, BinaryKind kind, const StridedMap& out_map, con
 template <class T>
 void reduce_sum(cudaStream_t stream, const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, T alpha,
                 T beta, const T* src, T* dst);
+template <class T>
+void reduce_max(cudaStream_t stream, const StridedMap& out_map, const StridedMap& in_map, int reduce_rank,
+                const T* src, T* dst);
 // conv.cu
 template <class T>
 void im2col(cudaStream_t stream, const WindowGeometry& g, int64_t batch, const T* x, T* cols);
@@ -71,6 +74,10 @@ class CudaOpKernels final : public OpKernels<T> {
                   T* dst) override {
     ctx_.activate();
     cuda::ops::reduce_sum(ctx_.stream(), o, i, reduce_rank, alpha, beta, src, dst);
+  }
+  void reduce_max(const StridedMap& o, const StridedMap& i, int reduce_rank, const T* src, T* dst) override {
+    ctx_.activate();
+    cuda::ops::reduce_max(ctx_.stream(), o, i, reduce_rank, src, dst);
   }
   void im2col(const WindowGeometry& g, int64_t batch, const T* x, T* cols) override {
     ctx_.activate();

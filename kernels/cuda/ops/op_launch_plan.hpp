@@ -77,16 +77,18 @@ inline BinaryPlan plan_binary(const StridedMap& out_map, const StridedMap& a_map
   return p;
 }
 
-// reduce_sum: one index per output element (the leading in_map.rank − reduce_rank dims).
-inline int64_t reduce_sum_count(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank) {
-  check_map("reduce_sum", "out_map", out_map);
-  check_map("reduce_sum", "in_map", in_map);
+// reduce_sum, reduce_max: one index per output element (the leading in_map.rank − reduce_rank
+// dims of in_map).
+inline int64_t reduction_count(const char* kernel, const StridedMap& out_map, const StridedMap& in_map,
+                               int reduce_rank) {
+  check_map(kernel, "out_map", out_map);
+  check_map(kernel, "in_map", in_map);
   if (reduce_rank < 0 || reduce_rank > in_map.rank || out_map.rank != in_map.rank - reduce_rank)
-    bad_launch("reduce_sum", "reduce_rank " + std::to_string(reduce_rank) + " with in_map rank " +
-                                 std::to_string(in_map.rank) + " and out_map rank " + std::to_string(out_map.rank) +
-                                 " (expected out rank = in rank − reduce_rank)");
+    bad_launch(kernel, "reduce_rank " + std::to_string(reduce_rank) + " with in_map rank " +
+                           std::to_string(in_map.rank) + " and out_map rank " + std::to_string(out_map.rank) +
+                           " (expected out rank = in rank − reduce_rank)");
   for (int d = 0; d < out_map.rank; ++d)
-    if (out_map.dims[d] != in_map.dims[d]) bad_launch("reduce_sum", "out_map's dims differ from in_map's kept dims");
+    if (out_map.dims[d] != in_map.dims[d]) bad_launch(kernel, "out_map's dims differ from in_map's kept dims");
   return out_map.count();
 }
 
@@ -97,6 +99,13 @@ inline void check_geometry(const char* kernel, const WindowGeometry& g, int64_t 
     if (s < 0) bad_launch(kernel, "negative size in the window geometry or batch");
   if (g.stride_h <= 0 || g.stride_w <= 0 || g.dilation_h <= 0 || g.dilation_w <= 0)
     bad_launch(kernel, "strides and dilations must be positive");
+}
+// The (E·R) rows of max_pool_apply / max_pool_transpose (rows_per_example ≥ 1: the bodies divide
+// by it to find each row's example).
+inline int64_t pooled_rows(const char* kernel, const WindowGeometry& g, int64_t examples, int64_t rows_per_example) {
+  check_geometry(kernel, g, examples);
+  if (rows_per_example < 1) bad_launch(kernel, "rows_per_example must be at least 1");
+  return examples * rows_per_example;
 }
 // Elements of one [batch, C, H, W] image tensor.
 inline int64_t image_count(const WindowGeometry& g, int64_t batch) { return batch * g.channels * g.height * g.width; }
