@@ -15,7 +15,7 @@
 #include "basin/error.hpp"
 #include "loss.hpp"
 #include "memory_plan.hpp"
-#include "network.hpp"
+#include "graph/executor.hpp"
 #include "provenance.hpp"
 #include "per_parameter.hpp"
 #include "rank_bounds.hpp"
@@ -49,7 +49,7 @@ std::vector<double> to_double(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
 
-// One engine per request: one backend, one Network holding the data, every checkpoint.
+// One engine per request: one backend, one GraphNetwork holding the data, every checkpoint.
 template <class T>
 class Engine {
  public:
@@ -57,12 +57,13 @@ class Engine {
          Backend<T>& be)
       : req_(req), checkpoints_(checkpoints), control_(control), be_(be), info_(be.info()),
         plan_(plan_memory(req, info_)),
-        net_(be, req.model, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
-        queue_(be, sym_dim(req.model.output_dim()), queue_capacity(jacobian_problems(), sym_dim(req.model.output_dim()))),
+        graph_(req.graph ? req.graph : std::make_shared<const Graph>(graph_from_model(req.model))),
+        net_(be, graph_, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
+        queue_(be, sym_dim(req.output_dim()), queue_capacity(jacobian_problems(), sym_dim(req.output_dim()))),
         ggn_queue_(be, sym_dim(ggn_factor_cols()), queue_capacity(ggn_problems(), sym_dim(ggn_factor_cols()))) {}
 
   std::vector<AnalysisResult> run() {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t n = req_.num_examples, k = req_.output_dim(), N = req_.num_params();
     const int64_t m = n * k;
     const size_t B = checkpoints_.size();
     identity_seeds_.assign(static_cast<size_t>(m * k), T(0));
@@ -190,12 +191,12 @@ class Engine {
   // The symmetric problem size of the planned method for r seeds per example, and how many of
   // them to solve at once.
   int64_t sym_dim(int64_t r) const {
-    return plan_.method == Method::kGram ? req_.num_examples * r : req_.model.num_params();
+    return plan_.method == Method::kGram ? req_.num_examples * r : req_.num_params();
   }
   // Columns of the GGN's loss factor S_i (LossTerms::factor_cols): k for MSE, k − 1 for
   // cross-entropy.
   int64_t ggn_factor_cols() const {
-    const int64_t k = req_.model.output_dim();
+    const int64_t k = req_.output_dim();
     return req_.loss == Loss::kCrossEntropy ? k - 1 : k;
   }
   // What pass 1 pushes: σ(G) when wanted (or for an MSE GGN, which is σ(G) scaled) into queue_,
@@ -231,7 +232,7 @@ class Engine {
   }
 
   void forward_and_loss(size_t b, AnalysisResult& res, LossTerms& terms) {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim();
+    const int64_t n = req_.num_examples, k = req_.output_dim();
     progress(Stage::kForward, 0);
     auto t0 = std::chrono::steady_clock::now();
     load(b);
@@ -261,12 +262,17 @@ class Engine {
   // The rank bounds of checkpoint b (its forward pass is the network's current state).
   RankBounds compute_bounds(size_t b, const LossTerms& terms) {
     load(b);
+    if (req_.graph)
+      return graph_rank_bounds(req_.num_examples, req_.output_dim(), req_.num_params(), req_.loss, terms.factor_ranks);
     RankBoundInputs in;
     in.model = &req_.model;
     in.num_examples = req_.num_examples;
     in.loss = req_.loss;
     in.dtype = req_.dtype;
-    in.activation = [this](int64_t i) { return net_.activation_on_host(i); };
+    // act[i] of the chain: its graph has one node per layer (graph_from_model).
+    in.activation = [this](int64_t i) {
+      return net_.value_on_host(i == 0 ? graph_->input() : graph_->nodes()[static_cast<size_t>(i - 1)].output);
+    };
     in.factor_ranks = terms.factor_ranks;
     return rank_bounds(in);
   }
@@ -275,7 +281,7 @@ class Engine {
   // Gram methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max.
   // rows_per_example: r, G̃ being (n·r) × N (k for G itself).
   double default_sigma_tolerance(const std::vector<double>& sigma, Method method, int64_t rows_per_example) const {
-    const double size = static_cast<double>(std::max(req_.num_examples * rows_per_example, req_.model.num_params()));
+    const double size = static_cast<double>(std::max(req_.num_examples * rows_per_example, req_.num_params()));
     const double eps = std::numeric_limits<T>::epsilon();
     return method == Method::kSvd ? sigma_max(sigma) * size * eps : sigma_max(sigma) * std::sqrt(size * eps);
   }
@@ -315,7 +321,7 @@ class Engine {
       timings.solve_ms += queue.solve_ms(p.ticket);
       s.sigma = sigma_from_eigenvalues(values);
       // GᵀG (normal, N×N) has N eigenvalues; only min(n·r, N) are singular values of G̃.
-      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.model.num_params())));
+      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.num_params())));
     } else {
       s.sigma = p.sigma;
     }
@@ -381,7 +387,7 @@ class Engine {
 
   // All min(m, N) singular values of G̃ (seeded by `seeds`, r rows per example), descending.
   std::vector<double> singular_values(const std::vector<T>& seeds, int64_t r, Method method, Timings& timings) {
-    const int64_t m = req_.num_examples * r, N = req_.model.num_params();
+    const int64_t m = req_.num_examples * r, N = req_.num_params();
     const size_t count = static_cast<size_t>(std::min(m, N));
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
@@ -408,7 +414,7 @@ class Engine {
   // All N = min(n·r, N) singular values of a tall G̃ by TSQR in blocks of `block` examples: R
   // [N×N] with σ(R) = σ(G̃), then the SVD of R. The QRs count as the Jacobian's assembly.
   std::vector<double> tsqr_singular_values(const std::vector<T>& seeds, int64_t r, int64_t block, Timings& timings) {
-    const int64_t N = req_.model.num_params();
+    const int64_t N = req_.num_params();
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
     Buffer<T> stack = net_.tsqr_r(seeds, r, static_cast<uint64_t>(block * r * N) * sizeof(T));
@@ -436,7 +442,7 @@ class Engine {
   }
 
   HessianSpectrum hessian(const LossTerms& terms, Timings& timings, std::vector<BlockSpectrum>* blocks) {
-    const int64_t N = req_.model.num_params();
+    const int64_t N = req_.num_params();
     progress(Stage::kHessian, 0);
     auto t0 = std::chrono::steady_clock::now();
     // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes; both stay on the
@@ -475,10 +481,10 @@ class Engine {
   // ---- --vectors (kernels/src/vectors.cpp); checkpoint batches are refused, so b is 0 ----
   // G's bases from the SVD of the materialised G, cut at the reported rank.
   void add_jacobian_vectors(size_t b, int64_t rank, AnalysisResult& res) {
-    const int64_t m = req_.num_examples * req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t m = req_.num_examples * req_.output_dim(), N = req_.num_params();
     load(b);
     auto t0 = std::chrono::steady_clock::now();
-    Buffer<T> g = net_.jacobian(identity_seeds_, req_.model.output_dim());
+    Buffer<T> g = net_.jacobian(identity_seeds_, req_.output_dim());
     std::vector<VectorArray> bases = jacobian_bases(be_, g.get(), m, N, rank, req_.vectors);
     for (VectorArray& a : bases) res.vectors.push_back(std::move(a));
     res.timings.solve_ms += elapsed_ms(t0);
@@ -486,7 +492,7 @@ class Engine {
   // GGN eigenvectors: the right singular vectors of G̃ = SᵀG, seeded by the loss factor's rows
   // (r = seeds / (n·k) rows per example).
   void add_ggn_vectors(size_t b, const LossTerms& terms, int64_t count, AnalysisResult& res) {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t n = req_.num_examples, k = req_.output_dim(), N = req_.num_params();
     const int64_t r = static_cast<int64_t>(terms.factor_seeds.size()) / (n * k);
     load(b);
     auto t0 = std::chrono::steady_clock::now();
@@ -509,7 +515,8 @@ class Engine {
   Backend<T>& be_;
   const BackendInfo info_;
   const MemoryPlan plan_;
-  Network<T> net_;
+  const std::shared_ptr<const Graph> graph_;  // the request's, or its chain as a graph
+  GraphNetwork<T> net_;
   SymmetricSolveQueue<T> queue_;      // σ(G) (and an MSE GGN's)
   SymmetricSolveQueue<T> ggn_queue_;  // a cross-entropy GGN's factor spectrum
   std::vector<T> identity_seeds_;

@@ -28,7 +28,7 @@ std::string human_bytes(double b);
 Method resolve_method(const AnalysisRequest& r);
 
 // The widths of the activations act[0..L]: their sum and the largest (one O(L) pass).
-std::pair<double, double> activation_widths(const Model& model);
+std::pair<double, double> activation_widths(const AnalysisRequest& r);
 
 // Memory every method needs: activations, parameters, back-propagation buffers, seeds; plus
 // G itself on the host when it is returned.

@@ -41,19 +41,20 @@ void check_float32_range(const std::vector<double>& v, const char* field, int64_
 }
 
 void validate_params(const std::vector<double>& params, const AnalysisRequest& r, const std::string& field) {
-  const int64_t N = r.model.num_params();
+  const int64_t N = r.num_params();
   if (static_cast<int64_t>(params.size()) != N)
     invalid_argument(field + ": got " + std::to_string(params.size()) + " values, expected " + std::to_string(N) +
-                     " (the parameter count of " + describe(r.model) + ", in PyTorch parameters_to_vector order)");
+                     " (the parameter count of " + (r.graph ? r.graph->describe() : describe(r.model)) +
+                     ", in PyTorch parameters_to_vector order)");
   check_finite(params, field.c_str(), 0);
   if (r.dtype == DType::kFloat32) check_float32_range(params, field.c_str(), 0);
 }
 
 void check_per_parameter_limits(const AnalysisRequest& r) {
-  const int64_t m = r.num_examples * r.model.output_dim();
+  const int64_t m = r.num_examples * r.output_dim();
   const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
   double widest = 0;
-  for (const TensorSlot& s : tensor_slots(r.model)) {
+  for (const TensorSlot& s : tensor_slots(r)) {
     const int64_t dense = std::min(m, s.count);
     if (dense > r.limits.max_dense_dim)
       resource_exhausted("want per_parameter: tensor '" + s.name + "' (" + std::to_string(s.count) +
@@ -77,13 +78,24 @@ void check_layer_count(int64_t count, const Limits& limits, const std::string& w
                      " layers (max_layers; raise it with --max-layers)");
 }
 
+void check_model_size(const AnalysisRequest& r) {
+  if (r.graph) check_layer_count(static_cast<int64_t>(r.graph->nodes().size()), r.limits, "model (graph nodes)");
+  else check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
+}
+
+void validate_model(const AnalysisRequest& r) {
+  if (r.graph) r.graph->validate(r.limits.max_layers);
+  else r.model.validate();
+}
+
 void validate_request_except_params(const AnalysisRequest& r) {
-  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
-  r.model.validate();
-  const int64_t N = r.model.num_params(), k = r.model.output_dim(), d = r.model.input_dim;
+  check_model_size(r);
+  validate_model(r);
+  const int64_t N = r.num_params(), k = r.output_dim(), d = r.input_size();
+  const std::string per_example = r.graph ? "numel" + shape_string(r.graph->input_shape()) : "input_dim";
   if (r.num_examples <= 0) invalid_argument("inputs: no examples; expected at least one row of " + std::to_string(d) + " features");
   if (static_cast<int64_t>(r.inputs.size()) != r.num_examples * d)
-    invalid_argument("inputs: got " + std::to_string(r.inputs.size()) + " values, expected n × input_dim = " +
+    invalid_argument("inputs: got " + std::to_string(r.inputs.size()) + " values, expected n × " + per_example + " = " +
                      std::to_string(r.num_examples) + " × " + std::to_string(d));
   check_finite(r.inputs, "inputs", d);
   if (r.dtype == DType::kFloat32) {
@@ -159,18 +171,18 @@ void validate_request_except_params(const AnalysisRequest& r) {
 
 void validate_request(const AnalysisRequest& r) {
   // First: validate_params is O(L) too (num_params, describe).
-  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
+  check_model_size(r);
   validate_params(r.params, r, "params");
   validate_request_except_params(r);
 }
 
 void validate_checkpoints(const AnalysisRequest& request, const std::vector<std::vector<double>>& checkpoints,
                           const std::function<void()>& check_stop) {
-  check_layer_count(static_cast<int64_t>(request.model.layers.size()), request.limits, "model.layers");
+  check_model_size(request);
   if (checkpoints.empty())
     invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
-                     std::to_string(request.model.num_params()) + " values");
-  request.model.validate();
+                     std::to_string(request.num_params()) + " values");
+  validate_model(request);
   for (size_t b = 0; b < checkpoints.size(); ++b) {
     if (check_stop) check_stop();
     validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");

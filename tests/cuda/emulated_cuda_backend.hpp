@@ -62,7 +62,7 @@ template <class T>
 class EmulatedCudaBackend final : public Backend<T> {
  public:
   // The CUDA op kernels' launch plans and element bodies, in shuffled order (emulated_op_kernels.hpp).
-  const OpKernels<T>& op_kernels() override { return op_kernels_; }
+  OpKernels<T>& op_kernels() override { return op_kernels_; }
   BackendInfo info() const override {
     BackendInfo i;
     i.name = "cuda";  // stands in for the CUDA backend wherever "cuda" is expected

@@ -62,9 +62,8 @@ const std::pair<double, double> kScales[] = {{1.0, 0.0}, {-2.0, 0.0}, {1.0, 1.0}
 template <class T>
 class CudaOpKernels : public ::testing::Test {
  protected:
-  // const_cast: the tables are stateless; Backend hands them out const (as the ops do).
   std::unique_ptr<Backend<T>> cpu_backend = make_cpu_backend<T>();
-  OpKernels<T>& cpu = const_cast<OpKernels<T>&>(cpu_backend->op_kernels());
+  OpKernels<T>& cpu = cpu_backend->op_kernels();
   test::EmulatedOpKernels<T> emulated;
   static constexpr double tol = sizeof(T) == 8 ? 1e-12 : 2e-5;
 };

@@ -491,10 +491,9 @@ TYPED_TEST(CudaPrimitives, NonFiniteInputToTheSolversIsTheSameErrorOnBoth) {
 // with strides, pads, dilations, 1-D and 2-D), every (alpha, beta) kind.
 // ---------------------------------------------------------------------------------------------
 
-// The tables are stateless and handed out const (as to the ops, which cast the same way).
 template <class T>
 OpKernels<T>& kernels_of(Backend<T>& be) {
-  return const_cast<OpKernels<T>&>(be.op_kernels());
+  return be.op_kernels();
 }
 
 const std::pair<double, double> kOpScales[] = {{1.0, 0.0}, {-2.0, 0.0}, {1.0, 1.0}, {0.5, -1.5}};

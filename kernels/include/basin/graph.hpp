@@ -99,8 +99,11 @@ class Graph {
   // output, the node count is within `max_nodes`. `check_stop` is
   // called every few thousand nodes (deadline / cancellation while importing).
   void validate(int64_t max_nodes, const std::function<void()>& check_stop = {}) const;
-  // "3 → conv(16) → ..." style one-line summary for messages (elided when long).
+  // "[3, 32, 32] → conv → ..." one-line summary for messages (elided when long).
   std::string describe() const;
+  // A canonical text of the whole graph (ops, attributes, shapes, names, constants' values):
+  // equal graphs give equal text; provenance hashes it.
+  std::string fingerprint() const;
 
  private:
   int add_value(GraphValue v);

@@ -122,6 +122,14 @@ std::vector<double> GraphNetwork<T>::outputs() const {
 }
 
 template <class T>
+std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
+  const GraphValue& val = graph_->value(v);
+  std::vector<T> host(static_cast<size_t>((val.batched ? n_ : 1) * shape_numel(val.shape)));
+  be_.download(host.data(), primal_.at(static_cast<size_t>(v)).get(), host.size());
+  return std::vector<double>(host.begin(), host.end());
+}
+
+template <class T>
 void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode,
                                const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep) {
   const Graph& g = *graph_;
@@ -169,7 +177,7 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
           if (bias) skip_b = b;
           structured[v] = 1;
           if (bias) structured[nd.inputs[b]] = 1;
-          (*dense)(gout, c.in[a], bias);
+          (*dense)(gout, c.in[a], static_cast<size_t>(param_index_[v]), bias ? param_index_[nd.inputs[b]] : -1);
         }
       }
       for (size_t j = 0; j < nd.inputs.size(); ++j) {
@@ -215,7 +223,8 @@ Buffer<T> GraphNetwork<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t 
   be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
   Buffer<T> gram(be_, static_cast<size_t>(m * m));
   Buffer<T> delta_gram, act_gram;
-  const DenseVisitor dense = [&](const Tensor<T>& delta, const Tensor<T>& a, bool bias) {
+  const DenseVisitor dense = [&](const Tensor<T>& delta, const Tensor<T>& a, size_t, int bias_index) {
+    const bool bias = bias_index >= 0;
     // Block of G for W at row (i, c) is δ_(i,c) ⊗ a_i: the layer's share of G Gᵀ is
     // (ΔΔᵀ) ⊙ (AAᵀ + 1[bias]).
     const int64_t d_out = delta.size(), d_in = a.size();
@@ -263,15 +272,19 @@ int64_t GraphNetwork<T>::examples_per_block(int64_t r, uint64_t block_bytes) con
 
 template <class T>
 void GraphNetwork<T>::parameter_blocks(const std::vector<T>& seeds, int64_t r, int64_t block,
-                                       const BlockVisitor& visit) {
+                                       const BlockVisitor& visit, const DenseFactorVisitor* dense) {
   const int64_t k = num_outputs();
   Buffer<T> seeds_dev(be_, seeds.size());
   be_.upload(seeds_dev.get(), seeds.data(), seeds.size());
   for (int64_t i0 = 0; i0 < n_; i0 += block) {
     const int64_t count = std::min(block, n_ - i0);
+    const DenseVisitor factors = [&](const Tensor<T>& delta, const Tensor<T>& a, size_t weight, int bias) {
+      (*dense)(DenseFactors{weight, bias, i0, count * r, delta.data, delta.size(), a.data, a.size()});
+    };
     backward(
         seeds_dev.get() + i0 * r * k, i0, count, r, Mode::kPerExample,
-        [&](size_t t, const Tensor<T>& cot) { visit(t, i0, count * r, cot.data); }, nullptr, nullptr);
+        [&](size_t t, const Tensor<T>& cot) { visit(t, i0, count * r, cot.data); }, dense ? &factors : nullptr,
+        nullptr);
   }
 }
 

@@ -38,6 +38,8 @@ class GraphNetwork {
 
   void forward();
   std::vector<double> outputs() const;  // [n × k]
+  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise.
+  std::vector<double> value_on_host(int v) const;
 
   // ∇θ L for r = ∂L/∂f [n × k]; keep = true keeps every value's cotangent for residual_hessian.
   std::vector<double> gradient(const std::vector<T>& dloss_df, bool keep);
@@ -58,7 +60,21 @@ class GraphNetwork {
   // (r rows per example) and calls visit(t, i0, rows, B) for every parameter tensor t (index in
   // graph().parameters()) with its per-example Jacobian block B [rows × count_t] (backend memory).
   using BlockVisitor = std::function<void(size_t t, int64_t i0, int64_t rows, const T* block)>;
-  void parameter_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit);
+  // A dense layer's factors instead of its weight's (and bias's) block: the weight's block row
+  // (i, c) is δ_(i,c) ⊗ a_i, the bias's is δ_(i,c) (docs/ARCHITECTURE.md "Structured Gram").
+  struct DenseFactors {
+    size_t weight;     // parameter index of W [d_out × d_in]
+    int bias;          // parameter index of its bias, or -1 (then the bias, if any, is a block)
+    int64_t i0, rows;  // examples [i0, i0 + rows / r)
+    const T* delta;    // Δ [rows × d_out]
+    int64_t d_out;
+    const T* a;        // A [rows / r × d_in], the layer's input for those examples
+    int64_t d_in;
+  };
+  using DenseFactorVisitor = std::function<void(const DenseFactors&)>;
+  // With `dense`, dense layers whose weight is used once come as factors, not blocks.
+  void parameter_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit,
+                        const DenseFactorVisitor* dense = nullptr);
 
   // Working memory of gram() (bytes): primals, the live cotangents, the largest materialised
   // block, the Gram itself; for the memory plan.
@@ -69,8 +85,9 @@ class GraphNetwork {
   // A parameter tensor's cotangent is complete: visit(t, tensor). For Mode kPerExample, E = count.
   using ParamVisitor = std::function<void(size_t t, const Tensor<T>& cot)>;
   // A dense layer's factors for the structured Gram: Δ = cotangent of the layer output
-  // [(count·r) × d_out], A = its input [count × d_in], bias: whether the bias column is included.
-  using DenseVisitor = std::function<void(const Tensor<T>& delta, const Tensor<T>& a, bool bias)>;
+  // [(count·r) × d_out], A = its input [count × d_in], the weight's parameter index and the
+  // bias's (-1: none taken with it).
+  using DenseVisitor = std::function<void(const Tensor<T>& delta, const Tensor<T>& a, size_t weight, int bias)>;
 
   void backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode, const ParamVisitor& visit,
                 const DenseVisitor* dense, std::vector<Buffer<T>>* keep);

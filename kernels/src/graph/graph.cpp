@@ -191,6 +191,33 @@ std::string Graph::describe() const {
   return os.str();
 }
 
+std::string Graph::fingerprint() const {
+  std::ostringstream os;
+  os.precision(17);
+  for (const GraphValue& v : values_) {
+    os << "value " << v.name << " kind " << static_cast<int>(v.kind) << " shape " << shape_string(v.shape)
+       << " batched " << v.batched << " integer " << v.integer << " offset " << v.param_offset;
+    if (!v.data.empty()) {
+      os << " data";
+      for (double d : v.data) os << ' ' << d;
+    }
+    os << '\n';
+  }
+  for (const GraphNode& n : nodes_) {
+    os << "node " << n.name << " op " << n.op << " out " << n.output << " in";
+    for (int i : n.inputs) os << ' ' << i;
+    for (const auto& [key, a] : n.attrs) {
+      os << " " << key << "=";
+      for (int64_t i : a.ints) os << i << ',';
+      for (double f : a.floats) os << f << ',';
+      os << a.str;
+    }
+    os << '\n';
+  }
+  os << "input " << input_ << " output " << output_ << '\n';
+  return os.str();
+}
+
 Graph graph_from_model(const Model& model) {
   Graph g;
   int x = g.add_input("input", {model.input_dim});

@@ -56,7 +56,7 @@ using CTensor = Tensor<T>;  // read-only use (the type is the same; the name doc
 template <class T>
 struct OpCall {
   Backend<T>& be;
-  const OpKernels<T>& kernels;
+  OpKernels<T>& kernels;
   const GraphNode& node;
   std::vector<Tensor<T>> in;
   Tensor<T> out;
