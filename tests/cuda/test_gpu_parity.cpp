@@ -34,6 +34,7 @@
 #include "basin/model.hpp"
 #include "basin/op_kernels.hpp"
 #include "op_kernel_cases.hpp"
+#include "residual_cnn_graph.hpp"
 
 namespace basin {
 namespace {
@@ -981,6 +982,61 @@ TEST(GpuParityBatch, CheckpointsMatchCpuOneAtATime) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace basin
+
+namespace basin {
+namespace {
+
+// A graph request (conv, pooling, residual add, per-channel scale, transpose, reshape, dense:
+// every op family's CUDA kernels, residual_cnn_graph.hpp) through basin::analyze on both
+// backends: the Gram and SVD routes, the exact Hessian, float64 and float32.
+TEST(GpuParityGraph, ResidualCnnMatchesCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  const std::shared_ptr<const Graph> graph = test::residual_cnn();
+  const int64_t n = 4, N = graph->num_params(), k = graph->output_dim();
+  for (const DType dtype : {DType::kFloat64, DType::kFloat32})
+    for (const Method method : {Method::kGram, Method::kSvd}) {
+      const std::string what = std::string(dtype == DType::kFloat64 ? "f64" : "f32") +
+                               (method == Method::kSvd ? " svd" : " gram");
+      AnalysisRequest r;
+      r.graph = graph;
+      std::mt19937_64 rng(17);
+      std::normal_distribution<double> normal(0.0, 1.0);
+      r.params.resize(static_cast<size_t>(N));
+      for (double& p : r.params) p = 0.5 * normal(rng);
+      r.num_examples = n;
+      r.inputs.resize(static_cast<size_t>(n * 2 * 8 * 8));
+      for (double& x : r.inputs) x = normal(rng);
+      r.loss = Loss::kCrossEntropy;
+      std::uniform_int_distribution<int64_t> label(0, k - 1);
+      r.labels.resize(static_cast<size_t>(n));
+      for (int64_t& l : r.labels) l = label(rng);
+      r.want.jacobian = r.want.ggn = r.want.hessian = true;
+      r.method = method;
+      r.dtype = dtype;
+      r.device = Device::kCpu;
+      const AnalysisResult cpu = analyze(r);
+      r.device = Device::kCuda;
+      const AnalysisResult gpu = analyze(r);
+      const double tol = dtype == DType::kFloat64 ? tolerance<double>() : tolerance<float>();
+      EXPECT_EQ(gpu.backend, "cuda") << what;
+      expect_close(cpu.outputs, gpu.outputs, tol, what + " graph outputs");
+      ASSERT_TRUE(cpu.grad_norm && gpu.grad_norm) << what;
+      expect_close({*cpu.grad_norm}, {*gpu.grad_norm}, tol, what + " graph grad_norm");
+      ASSERT_TRUE(cpu.jacobian && gpu.jacobian) << what;
+      if (method == Method::kSvd)
+        expect_close(cpu.jacobian->singular_values, gpu.jacobian->singular_values, tol, what + " graph σ(G)");
+      else
+        expect_close(squared(cpu.jacobian->singular_values), squared(gpu.jacobian->singular_values), tol,
+                     what + " graph σ(G)²");
+      ASSERT_TRUE(cpu.ggn && gpu.ggn) << what;
+      expect_close(cpu.ggn->eigenvalues, gpu.ggn->eigenvalues, tol, what + " graph ggn eigenvalues");
+      ASSERT_TRUE(cpu.hessian && gpu.hessian) << what;
+      expect_close(cpu.hessian->eigenvalues, gpu.hessian->eigenvalues, tol, what + " graph hessian eigenvalues");
+    }
 }
 
 }  // namespace
