@@ -17,8 +17,9 @@
 #     Without SKIP_BUILD the script tries step 1 first and falls back to the carried binaries
 #     (run directly, not through ctest: ctest files hold this machine's absolute paths).
 #
-# Steps: environment → build → CUDA tests (parity must RUN, not skip) → compute-sanitizer memcheck
-# on a small parity case → `basin analyze --local` with --device cuda vs cpu on examples/data.
+# Steps: environment → build → CUDA tests (parity must RUN, not skip) → the op kernels and graph
+# requests case by case → compute-sanitizer memcheck on small parity cases (op kernels included)
+# → `basin analyze --local` with --device cuda vs cpu on examples/data.
 # Then, unless BENCH=0: bench/bench_gpu.py (Basin --device cuda vs PyTorch, JAX if present; ~5 min).
 # Exit status: the number of failed steps (0 = all good). Env: PREBUILT=dir (default build-cuda-carry),
 # FRESH=dir (default build-gpu), SKIP_BUILD=1 (use PREBUILT directly), JOBS (default nproc), BENCH.
@@ -115,6 +116,22 @@ fi
 # The device line, the totals, and each failure with its message (full log: $LOG).
 grep -E "^\[ device|tests? ran|PASSED|FAILED  \]" "$LOG" | sort | uniq -c | sort -rn | head -30
 grep -B2 -A6 "Failure$" "$LOG" | head -80
+# The op kernels (kernels/cuda/ops/*.cu) and the graph engine on the device, printed case by case
+# (worst |cpu − cuda| / scale of every comparison): they must RUN here, not skip.
+step "op kernels and graph requests: CUDA vs CPU, case by case"
+OPLOG=$LOGS/op_kernel_parity.log
+BASIN_PARITY_VERBOSE=1 "$PARITY" --gtest_filter='CudaPrimitives/*.OpKernel*:GpuParityGraph.*:GpuParityDeviceContext.*' \
+  > "$OPLOG" 2>&1 || fail "op kernel / graph parity (log: $OPLOG)"
+if grep -q "SKIPPED \]" "$OPLOG"; then fail "op kernel parity SKIPPED on a GPU machine"; fi
+if ! grep -q "OpKernelIm2colCol2im" "$OPLOG"; then fail "op kernel parity cases missing from $PARITY (stale binary?)"; fi
+# The worst case of each kernel family and the totals.
+for family in strided_copy binary reduce_sum reduce_max im2col col2im max_pool_forward max_pool_apply \
+              max_pool_transpose avg_pool avg_pool_transpose "graph "; do
+  grep -F "$family" "$OPLOG" | grep "max |cpu-cuda|" | sort -t= -k2 -g | tail -1
+done
+grep -E "tests? ran|PASSED|FAILED  \]" "$OPLOG" | sort | uniq -c
+grep -B2 -A6 "Failure$" "$OPLOG" | head -40
+
 if [[ $MODE == fresh ]]; then
   step "all other ctest tests (python reference excluded)"
   ctest --test-dir "$FRESH" -E "cuda|python" --output-on-failure > "$LOGS/ctest_other.log" 2>&1 || fail "ctest (engine)"
@@ -127,6 +144,7 @@ FILTER='CudaPrimitives/1.ElementwiseOperations:CudaPrimitives/1.SingularValuesBo
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_mse_gram_f64:Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f64_tall'
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f32:GpuParityJacobian.*'
 FILTER+=':CudaPrimitives/1.BatchedSymmetricEigenvaluesMatchOneAtATime:GpuParityBatch.*'
+FILTER+=':CudaPrimitives/1.OpKernel*:GpuParityDeviceContext.*'   # op kernels (indexing), shared context
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --error-exitcode 99 "$PARITY" --gtest_filter="$FILTER" > "$LOGS/memcheck.log" 2>&1 ||
     fail "compute-sanitizer memcheck (log: $LOGS/memcheck.log)"
