@@ -126,6 +126,12 @@ StreamContext::~StreamContext() {
   BASIN_CUDA_CHECK_NO_THROW(cudaSetDevice(device_.device()));
   // The next holder of this stream must not see this job's work still queued, nor its errors.
   const cudaError_t st = cudaStreamSynchronize(stream_->stream());
+  if (st == cudaErrorCudartUnloading) {
+    // Process exit (a backend destroyed during static destruction): the runtime is going away
+    // and takes the stream with it; calling into it again would only print errors.
+    (void)stream_.release();
+    return;
+  }
   if (st != cudaSuccess) {
     // A stream whose work faulted is not handed to the next job: destroy it (a sticky error
     // poisons the whole context anyway, and then nothing here helps).
