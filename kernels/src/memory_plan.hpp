@@ -1,6 +1,6 @@
 // The memory plan (internal): the method auto resolves to, the working-memory estimate of each
 // method on the host and on a device, and the plan that fits a request into the free memory a
-// device reports (docs/ARCHITECTURE.md, "Memory plan"). Pure functions of the request's sizes:
+// device reports (docs/ARCHITECTURE.md, "The memory plan"). Pure functions of the request's sizes:
 // nothing here allocates or computes a spectrum.
 #pragma once
 

@@ -1,6 +1,6 @@
 // The batched eigen-solve queue (internal): the engine's small symmetric problems -- one Gram or
 // GᵀG per checkpoint -- collected and solved several at a time by the backend's batched solver
-// (docs/ARCHITECTURE.md, "Checkpoint batches").
+// (docs/ARCHITECTURE.md, "The engine", pass 1).
 #pragma once
 
 #include <cstdint>
