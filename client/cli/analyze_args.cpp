@@ -50,7 +50,7 @@ std::string read_text_file(const std::string& path, const std::string& what) {
 
 std::string usage() {
   return R"(usage: basin analyze (--local | --server HOST:PORT) --model spec.json|model.onnx
-                     [--params p.npy] --inputs X.npy [--targets Y.npy]     (X: (n, ...))
+                     [--params p.npy] --inputs X.npy [--targets Y.npy]
                      [--loss mse|cross_entropy|none] [--reduction mean|sum]
                      [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
@@ -147,8 +147,7 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (!o.local && o.server.empty())
     invalid_argument("analyze: say where to run it: --local (in this process) or --server HOST:PORT");
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
-  if (o.inputs_path.empty())
-    invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim), or (n, ...) of the ONNX model's input shape");
+  if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
   // `basin submit` (allow_unknown) queues a job: its files are written later, by
   // `basin result ID --save-dir DIR`.
@@ -179,11 +178,7 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
 void load_request_files(AnalyzeOptions& o) {
   AnalysisRequest& r = o.request;
   std::vector<double> onnx_params;
-  // The inputs first: their per-example shape (X.shape[1:]) is what an ONNX graph is imported for.
-  const NpyArray x = read_npy(o.inputs_path, "--inputs");
-  o.inputs_shape = x.shape;
-  o.onnx = ends_with(o.model_path, ".onnx");
-  if (o.onnx) {
+  if (ends_with(o.model_path, ".onnx")) {
 #ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
     ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
     bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
@@ -234,15 +229,12 @@ void load_request_files(AnalyzeOptions& o) {
                      " parameters (PyTorch parameters_to_vector order)");
   }
 
-  // A chain takes each example flattened row-major (nn.Flatten's order), so (n, 3, 2, 2) feeds
-  // input_dim 12 as (n, 12) does.
+  const NpyArray x = read_npy(o.inputs_path, "--inputs");
   if (!x.is_float())
     invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
-  int64_t per_example = 1;
-  for (size_t i = 1; i < x.shape.size(); ++i) per_example *= x.shape[i];
-  if (x.shape.size() < 2 || per_example != d)
+  if (x.shape.size() != 2 || x.shape[1] != d)
     invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
-                     ") to match the model's input_dim (or (n, ...) of " + std::to_string(d) + " values per example)");
+                     ") to match the model's input_dim");
   r.num_examples = x.shape[0];
   r.inputs = x.to_double();
 

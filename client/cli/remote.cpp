@@ -206,11 +206,13 @@ void download_vectors(v1::Basin::Stub& stub, const Connection& c, AnalysisResult
 }
 
 // An .onnx --model goes as the file itself (uploaded once, content-addressed), which the server
-// imports as --local does: the layer list cannot carry a graph. The inputs keep their shape
-// (n, ...); the params are sent only when --params was given (else the file's initialisers).
+// imports as --local does: the layer list cannot carry a graph. request_to_proto gives the
+// inputs the graph's per-example shape, (n, ...); params are sent only when --params was given
+// (else the server takes the file's initialisers, as --local does).
 void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const AnalyzeOptions& o, v1::AnalyzeRequest* req) {
-  if (!o.onnx) return;
-  const std::string bytes = read_text("--model", o.model_path);
+  const std::string& path = o.model_path;
+  if (path.size() < 5 || path.compare(path.size() - 5, 5, ".onnx") != 0) return;
+  const std::string bytes = read_text("--model", path);
   constexpr size_t kChunk = 4u << 20;
   auto ctx = make_context(c);
   v1::UploadBlobResponse up;
@@ -225,10 +227,7 @@ void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const Analyze
   writer->WritesDone();
   GRPC_CHECK(writer->Finish(), "UploadBlob");
   req->set_onnx_blob_id(up.blob_id());  // the oneof: the layer list goes
-  req->clear_param_names();
-  v1::Tensor* x = req->mutable_inputs()->mutable_tensor();
-  x->clear_shape();
-  for (int64_t d : o.inputs_shape) x->add_shape(d);
+  req->clear_param_names();             // the file's initialiser names are the graph's
   if (o.params_path.empty()) req->clear_params();
 }
 

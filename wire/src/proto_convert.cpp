@@ -368,13 +368,10 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     }
   }
 
-  // Inputs: [n, input_dim] ([n] accepted when input_dim = 1; [n, ...] of input_dim values per
-  // example, flattened row-major as nn.Flatten does, e.g. images for an ONNX chain).
+  // Inputs: [n, input_dim] ([n] accepted when input_dim = 1).
   {
     NpyArray x = read_source(request.inputs(), "inputs", read_blob);
-    int64_t per_example = 1;
-    for (size_t i = 1; i < x.shape.size(); ++i) per_example *= x.shape[i];
-    const bool ok = (x.shape.size() >= 2 && per_example == in_dim) ||
+    const bool ok = (x.shape.size() == 2 && x.shape[1] == in_dim) ||
                     (x.shape.size() == 1 && in_dim == 1);
     if (!ok || x.shape[0] < 1) {
       invalid_argument("inputs.shape: got " + shape_str(x.shape) + "; expected [n, " +
@@ -434,7 +431,9 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
                       const std::vector<std::vector<double>>& checkpoints) {
   model_to_proto(request.model, out->mutable_model());
   const int64_t n = request.num_examples;
-  const int64_t k = request.model.output_dim();
+  // A graph (an imported ONNX file: the caller sends the file itself as onnx_blob_id) has its
+  // own per-example input shape and output count.
+  const int64_t k = request.graph ? request.graph->output_dim() : request.model.output_dim();
   if (checkpoints.size() > 1) {
     const int64_t N = static_cast<int64_t>(checkpoints.front().size());
     std::vector<double> all;
@@ -445,8 +444,13 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
     doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
                       out->mutable_params()->mutable_tensor());
   }
-  doubles_to_tensor(request.inputs, {n, request.model.input_dim},
-                    out->mutable_inputs()->mutable_tensor());
+  std::vector<int64_t> x_shape{n};
+  if (request.graph) {
+    for (int64_t d : request.graph->input_shape()) x_shape.push_back(d);
+  } else {
+    x_shape.push_back(request.model.input_dim);
+  }
+  doubles_to_tensor(request.inputs, x_shape, out->mutable_inputs()->mutable_tensor());
   if (request.loss == Loss::kMse) {
     doubles_to_tensor(request.targets, {n, k}, out->mutable_targets()->mutable_tensor());
   } else if (request.loss == Loss::kCrossEntropy) {
