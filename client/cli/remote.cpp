@@ -206,13 +206,11 @@ void download_vectors(v1::Basin::Stub& stub, const Connection& c, AnalysisResult
 }
 
 // An .onnx --model goes as the file itself (uploaded once, content-addressed), which the server
-// imports as --local does: the layer list cannot carry a graph. request_to_proto gives the
-// inputs the graph's per-example shape, (n, ...); params are sent only when --params was given
-// (else the server takes the file's initialisers, as --local does).
+// imports as --local does: the layer list cannot carry a graph. The inputs keep their shape
+// (n, ...); the params are sent only when --params was given (else the file's initialisers).
 void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const AnalyzeOptions& o, v1::AnalyzeRequest* req) {
-  const std::string& path = o.model_path;
-  if (path.size() < 5 || path.compare(path.size() - 5, 5, ".onnx") != 0) return;
-  const std::string bytes = read_text("--model", path);
+  if (!o.onnx) return;
+  const std::string bytes = read_text("--model", o.model_path);
   constexpr size_t kChunk = 4u << 20;
   auto ctx = make_context(c);
   v1::UploadBlobResponse up;
@@ -227,8 +225,12 @@ void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const Analyze
   writer->WritesDone();
   GRPC_CHECK(writer->Finish(), "UploadBlob");
   req->set_onnx_blob_id(up.blob_id());  // the oneof: the layer list goes
-  req->clear_param_names();             // the file's initialiser names are the graph's
+  req->clear_param_names();
+  v1::Tensor* x = req->mutable_inputs()->mutable_tensor();
+  x->clear_shape();
+  for (int64_t d : o.inputs_shape) x->add_shape(d);
   if (o.params_path.empty()) req->clear_params();
+  for (const std::string& name : o.constants) req->add_constant_names(name);  // --constants
 }
 
 int cmd_submit(const Connection& c, std::vector<std::string> args) {
