@@ -293,4 +293,4 @@ def check_against(res, G, ref, sv_tol=1e-9, eig_tol=1e-8, method="svd"):
     if "hessian" in res and res["hessian"] is not None and hasattr(ref, "hess"):
         got = np.asarray(res["hessian"]["eigenvalues"])
         scale = max(np.abs(ref.hess).max(), 1e-300)
-        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs autograd.functional.hessian")
+        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs torch (jacrev∘jacrev)")
