@@ -215,4 +215,9 @@ def test_torch_module_against_functorch(client):
 
 def test_server_info_lists_ops(client):
     info = client.info()
-    assert {"matmul", "unary"} <= set(info["supported_ops"])
+    assert {"matmul", "unary", "conv", "max_pool"} <= set(info["supported_ops"])
+    # a server with the importer lists its ONNX op types (one name each, no remarks)
+    onnx_ops = info["supported_onnx_ops"]
+    if onnx_ops:
+        assert {"Gemm", "Conv", "BatchNormalization", "LayerNormalization"} <= set(onnx_ops)
+        assert all(" " not in op and "," not in op for op in onnx_ops)
