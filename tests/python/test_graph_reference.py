@@ -239,7 +239,8 @@ def test_reference_checks_itself(fam):
     # at an MSE minimum (targets = outputs) the Hessian is exactly Gᵀ M G
     at_min = GraphReference(m, X, ref.outputs.copy(), loss="mse", reduction="sum", hessian=True)
     at_min.check_gauss_newton_identity()
-    at_min.check_hessian_routes()
+    if at_min.N <= 500:  # autograd.functional.hessian is ~20x slower than jacrev∘jacrev
+        at_min.check_hessian_routes()
 
 
 # --------------------------------------------------------------------------------------------------
