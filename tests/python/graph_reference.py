@@ -197,14 +197,15 @@ class BasinRun:
 
 
 def engine_pending(run):
-    """True when basin refused the graph because an op or a graph form is not implemented yet
-    (the operation-graph engine is landing op by op). BASIN_GRAPH_STRICT=1 makes that a failure."""
+    """True, with BASIN_GRAPH_LENIENT=1 only, when basin refused the graph because an op or a graph
+    form is not implemented (a build whose engine lacks an op skips instead of failing). By default
+    every refusal is a failure."""
     if run.returncode == 0:
         return False
     err = run.stderr
     pending = ("not supported" in err or "unsupported" in err or "UNIMPLEMENTED" in err or
                "single-chain" in err or "branching" in err or "not implemented" in err)
-    return pending and os.environ.get("BASIN_GRAPH_STRICT") != "1"
+    return pending and os.environ.get("BASIN_GRAPH_LENIENT") == "1"
 
 
 def run_basin(basin_bin, tmp_path, tm, X, Y=None, loss="none", reduction="mean", want="jacobian",
@@ -293,4 +294,4 @@ def check_against(res, G, ref, sv_tol=1e-9, eig_tol=1e-8, method="svd"):
     if "hessian" in res and res["hessian"] is not None and hasattr(ref, "hess"):
         got = np.asarray(res["hessian"]["eigenvalues"])
         scale = max(np.abs(ref.hess).max(), 1e-300)
-        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs autograd.functional.hessian")
+        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs torch (jacrev∘jacrev)")

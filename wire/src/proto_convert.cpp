@@ -300,8 +300,13 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
                              : 4 * limits.max_layers;
       bounds.check_stop = check_stop;
       const std::string what = "onnx_blob_id (" + echo(request.onnx_blob_id()) + ")";
-      // The client's names say which initialisers are θ (torch's named_parameters()).
-      bounds.parameter_names.assign(request.param_names().begin(), request.param_names().end());
+      // The client's names say which initialisers are θ, in θ order: parameter_names (the Python
+      // client's export, mapped from named_parameters()), else the torch names themselves.
+      if (request.parameter_names_size() > 0)
+        bounds.parameter_names.assign(request.parameter_names().begin(), request.parameter_names().end());
+      else
+        bounds.parameter_names.assign(request.param_names().begin(), request.param_names().end());
+      bounds.constant_names.assign(request.constant_names().begin(), request.constant_names().end());
       if (request.inputs().source_case() == v1::TensorSource::kTensor) {  // resolves dynamic dims
         const auto& dims = request.inputs().tensor().shape();
         if (dims.size() >= 2) bounds.input_shape.assign(dims.begin() + 1, dims.end());
@@ -442,7 +447,9 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
                       const std::vector<std::vector<double>>& checkpoints) {
   model_to_proto(request.model, out->mutable_model());
   const int64_t n = request.num_examples;
-  const int64_t k = request.model.output_dim();
+  // A graph (an imported ONNX file: the caller sends the file itself as onnx_blob_id) has its
+  // own per-example input shape and output count.
+  const int64_t k = request.graph ? request.graph->output_dim() : request.model.output_dim();
   if (checkpoints.size() > 1) {
     const int64_t N = static_cast<int64_t>(checkpoints.front().size());
     std::vector<double> all;
@@ -453,8 +460,13 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
     doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
                       out->mutable_params()->mutable_tensor());
   }
-  doubles_to_tensor(request.inputs, {n, request.model.input_dim},
-                    out->mutable_inputs()->mutable_tensor());
+  std::vector<int64_t> x_shape{n};
+  if (request.graph) {
+    for (int64_t d : request.graph->input_shape()) x_shape.push_back(d);
+  } else {
+    x_shape.push_back(request.model.input_dim);
+  }
+  doubles_to_tensor(request.inputs, x_shape, out->mutable_inputs()->mutable_tensor());
   if (request.loss == Loss::kMse) {
     doubles_to_tensor(request.targets, {n, k}, out->mutable_targets()->mutable_tensor());
   } else if (request.loss == Loss::kCrossEntropy) {
