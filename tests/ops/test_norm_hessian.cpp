@@ -84,6 +84,28 @@ TEST(NormHessian, LayerNormAfterDense) {
   check_residual_hessian(dense_norm_dense("layer", false), 3, "layer norm without γ, β");
 }
 
+// Per-example vectors: the dense layers take the matmul's vector paths.
+TEST(NormHessian, LayerNormOfAVector) {
+  Graph g;
+  GraphBuilder b(g);
+  const int x = g.add_input("x", {6});
+  const int w = g.add_parameter("w", {6, 6});
+  const int bias = g.add_parameter("b", {6});
+  Attributes tb;
+  tb["trans_b"] = attr_of(int64_t{1});
+  int h = g.add_node("matmul", {x, w, bias}, tb, "pre");
+  const int gamma = g.add_parameter("gamma", {6}), beta = g.add_parameter("beta", {6});
+  h = b.layer_norm(h, 0, 1e-5, gamma, beta, "ln");
+  Attributes fn;
+  fn["fn"] = attr_of(std::string("tanh"));
+  h = g.add_node("unary", {h}, fn, "act");
+  const int w2 = g.add_parameter("w2", {2, 6}), b2 = g.add_parameter("b2", {2});
+  h = g.add_node("matmul", {h, w2, b2}, tb, "fc");
+  g.set_output(h);
+  g.validate(1000);
+  check_residual_hessian(std::make_shared<const Graph>(std::move(g)), 3, "linear → layer norm → tanh → linear");
+}
+
 TEST(NormHessian, InstanceNormAfterDense) {
   check_residual_hessian(dense_norm_dense("instance", true), 3, "instance norm with γ, β");
   check_residual_hessian(dense_norm_dense("instance", false), 3, "instance norm without γ, β");
