@@ -754,7 +754,10 @@ class Importer {
     std::vector<int64_t> out;
     for (double v : h.values) {
       if (v == kBatchSym || std::isnan(v)) out.push_back(std::numeric_limits<int64_t>::min());
-      else if (!std::isfinite(v) || std::fabs(v) > 9.2e18) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
+      else if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
+      // INT64_MAX / INT64_MIN ("to the end", as torch writes x[:, 1:]) arrive widened to double.
+      else if (v >= 4.6e18) out.push_back(int64_t{1} << 62);
+      else if (v <= -4.6e18) out.push_back(-(int64_t{1} << 62));
       else out.push_back(static_cast<int64_t>(v));
     }
     return out;
