@@ -535,5 +535,25 @@ TEST(OnnxGraph, PoolingReductionsAndPowers) {
   EXPECT_EQ(shape_of(r, "rmean"), Shape{1});
 }
 
+// torch's F.pad at opset 13 reverses its pads with Slice(step -1) on constants: folded.
+TEST(OnnxGraph, NegativeStepsFoldOnConstants) {
+  REQUIRE_OPS("pad", "mul");
+  ModelBuilder m(13);
+  m.input("x", {kBatch, 2, 3});
+  m.init_ints("p", {6}, {0, 1, 0, 0, 2, 0});  // reversed: [0, 2, 0, 0, 1, 0]
+  m.init_ints("st", {1}, {-1});
+  m.init_ints("en", {1}, {INT64_MIN + 1});
+  m.init_ints("ax", {1}, {0});
+  m.init_ints("sp", {1}, {-1});
+  m.node("Slice", {"p", "st", "en", "ax", "sp"}, {"rev"}, "rev");
+  m.node("Pad", {"x", "rev"}, {"q"}, "pad");
+  m.init("s", {3}, ramp(3));
+  m.node("Mul", {"q", "s"}, {"y"}, "scale");
+  m.output("y", {kBatch, 5, 3});
+  const ImportedModel r = import_onnx(m.bytes(), "t");
+  EXPECT_EQ(attr_ints(node_named(r.graph, "pad")->attrs, "pads"), (std::vector<int64_t>{2, 0, 1, 0}));
+  EXPECT_EQ(shape_of(r, "pad"), (Shape{5, 3}));
+}
+
 }  // namespace
 }  // namespace basin
