@@ -43,7 +43,7 @@
 #include "basin/analysis.hpp"
 #include "basin/error.hpp"
 #include "basin/v1/basin.pb.h"
-#include "proto_convert.hpp"
+#include "basin/wire/proto_convert.hpp"
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 

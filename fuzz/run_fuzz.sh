@@ -80,13 +80,17 @@ request)
   GEN="$OUT/request_gen"
   mkdir -p "$OBJ" "$GEN"
   protoc --proto_path="$ROOT/proto" --cpp_out="$GEN" "$ROOT/proto/basin/v1/basin.proto"
-  # The whole engine (CPU backend) plus the server's proto conversion; the ONNX importer when
-  # libonnx-dev is there, so that onnx_blob_id requests are decoded as basind decodes them.
-  # Every engine source but the CUDA loader (cuda_unavailable.cpp stands in), so a new file in
-  # kernels/src needs no edit here; the build info is the build's, or a stand-in.
-  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/server/proto_convert.cpp" "$ROOT/kernels/cpu/cpu_backend.cpp")
+  # The whole engine (CPU backend) plus the wire library's proto conversion (wire/); the ONNX
+  # importer when libonnx-dev is there, so that onnx_blob_id requests are decoded as basind
+  # decodes them. Every engine source but the CUDA loader (cuda_unavailable.cpp stands in),
+  # with the graph, its ops and their CPU kernels (the folders kernels/CMakeLists.txt globs), so
+  # a new file there needs no edit here; the build info is the build's, or a stand-in.
+  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/wire/src/proto_convert.cpp" "$ROOT/kernels/cpu/cpu_backend.cpp")
   for s in "$ROOT"/kernels/src/*.cpp; do
     [[ $(basename "$s") == cuda_loader.cpp ]] || srcs+=("$s")
+  done
+  for s in "$ROOT"/kernels/src/graph/*.cpp "$ROOT"/kernels/src/ops/*.cpp "$ROOT"/kernels/cpu/ops/*.cpp; do
+    [[ -f $s ]] && srcs+=("$s")
   done
   if [[ -f "$BUILD_DIR/generated/build_info.cpp" ]]; then
     srcs+=("$BUILD_DIR/generated/build_info.cpp")
@@ -100,16 +104,23 @@ request)
     defs=(-DBASIN_HAVE_ONNX=1 -DONNX_NAMESPACE=onnx -DONNX_ML=1)
     libs=(-lonnx_proto)
   fi
-  incs=(-I"$GEN" -I"$ROOT/server" -I"$ROOT/kernels/include" -I"$ROOT/kernels/src"
+  incs=(-I"$GEN" -I"$ROOT/wire/include" -I"$ROOT/kernels/include" -I"$ROOT/kernels/src"
         -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" -I/usr/include/openblas
         -I/usr/include/x86_64-linux-gnu/openblas-pthread)
-  # Objects without -fsanitize=fuzzer's main (only the link gets it), two at a time.
+  # Objects without -fsanitize=fuzzer's main (only the link gets it), two at a time. An object
+  # is named for its source's path (kernels/src/ops/conv.cpp and kernels/cpu/ops/conv.cpp are
+  # two objects).
   objs=()
-  for s in "${srcs[@]}"; do objs+=("$OBJ/$(basename "${s%.*}").o"); done
-  printf '%s\n' "${srcs[@]}" | xargs -P2 -I{} bash -c '
-    s={}; o="'"$OBJ"'/$(basename "${s%.*}").o"
+  for s in "${srcs[@]}"; do
+    rel=${s#"$ROOT"/}
+    rel=${rel#"$BUILD_DIR"/}
+    rel=${rel#/}
+    objs+=("$OBJ/${rel//\//_}.o")
+  done
+  for i in "${!srcs[@]}"; do printf '%s\0%s\0' "${srcs[$i]}" "${objs[$i]}"; done |
+    xargs -0 -n2 -P2 bash -c '
     '"${LAUNCH[*]} $CXX"' -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
-      -fno-sanitize-recover=undefined '"${defs[*]} ${incs[*]}"' -c "$s" -o "$o"'
+      -fno-sanitize-recover=undefined '"${defs[*]} ${incs[*]}"' -c "$0" -o "$1"'
   for variant in analyze submit; do
     extra=()
     [[ $variant == submit ]] && extra=(-DBASIN_FUZZ_SUBMIT=1)

@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "basin/error.hpp"
-#include "grpc_status.hpp"
+#include "basin/wire/grpc_status.hpp"
 #include "service.hpp"
 
 namespace basin::server {

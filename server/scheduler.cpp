@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "basin/error.hpp"
-#include "grpc_status.hpp"
+#include "basin/wire/grpc_status.hpp"
 
 namespace basin::server {
 

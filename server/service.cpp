@@ -15,9 +15,9 @@
 #include "basin/echo.hpp"
 #include "basin/error.hpp"
 #include "basin/npy.hpp"
+#include "basin/wire/grpc_status.hpp"
+#include "basin/wire/proto_convert.hpp"
 #include "disk_space.hpp"
-#include "grpc_status.hpp"
-#include "proto_convert.hpp"
 #include "host_memory.hpp"
 #include "sha256.hpp"
 

@@ -20,9 +20,9 @@
 #include "basin/error.hpp"
 #include "basin/npy.hpp"
 #include "basin/v1/basin.grpc.pb.h"
+#include "basin/wire/grpc_status.hpp"
+#include "basin/wire/proto_convert.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpc_status.hpp"
-#include "proto_convert.hpp"
 #include "save_dir.hpp"
 
 namespace basin::cli {

@@ -75,7 +75,7 @@ lapack_int gelqf_impl(int64_t m, int64_t n, float* a, float* tau) {
 template <class T>
 class CpuBackend final : public Backend<T> {
  public:
-  const OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
+  OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
   BackendInfo info() const override {
     BackendInfo info;
     info.name = "cpu";

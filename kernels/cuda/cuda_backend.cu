@@ -256,7 +256,7 @@ template <class T>
 class CudaBackend final : public Backend<T> {
  public:
   explicit CudaBackend(int device) : ctx_(device), op_kernels_(ctx_) {}
-  const OpKernels<T>& op_kernels() override { return op_kernels_; }
+  OpKernels<T>& op_kernels() override { return op_kernels_; }
 
   BackendInfo info() const override {
     BackendInfo info;

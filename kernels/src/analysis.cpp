@@ -1,153 +1,35 @@
-// The engine: validate → plan (method, memory) → backend → spectra → result.
+// The engine: validate (request_validation.cpp) → plan (method, memory: memory_plan.cpp) →
+// backend → spectra (batched solves: solve_queue.cpp) → result.
 #include "basin/analysis.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
 #include "loss.hpp"
-#include "network.hpp"
+#include "memory_plan.hpp"
+#include "graph/executor.hpp"
 #include "provenance.hpp"
 #include "per_parameter.hpp"
 #include "rank_bounds.hpp"
+#include "solve_queue.hpp"
 #include "spectrum.hpp"
 #include "vectors.hpp"
 
 namespace basin {
 namespace {
 
-// Working block for blockwise G (normal method) and for the R-op passes: large enough for
-// efficient BLAS-3, small enough to stay far below the size of G.
-constexpr uint64_t kBlockBytes = 32ull << 20;
-// Work per block of R-op directions: enough directions per GEMM, few pages to touch.
-constexpr uint64_t kRopBlockBytes = 8ull << 20;
 // The name JacobianSpectrum::method reports for values computed by TSQR (not a request method).
 constexpr const char* kTsqrName = "tsqr";
 // GgnSpectrum::method when M = 0 (cross-entropy with k = 1): nothing is computed.
 constexpr const char* kZeroName = "zero";
-
-std::string human_bytes(double b) {
-  std::ostringstream os;
-  os.precision(3);
-  if (b >= double(1ull << 30)) os << b / double(1ull << 30) << " GiB";
-  else if (b >= double(1ull << 20)) os << b / double(1ull << 20) << " MiB";
-  else os << b << " bytes";
-  return os.str();
-}
-
-void check_finite(const std::vector<double>& v, const char* field, int64_t row_width) {
-  for (size_t j = 0; j < v.size(); ++j) {
-    if (std::isfinite(v[j])) continue;
-    std::ostringstream os;
-    os << field << ": value at ";
-    if (row_width > 0) os << "[" << j / row_width << ", " << j % row_width << "]";
-    else os << "[" << j << "]";
-    os << " is " << (std::isnan(v[j]) ? "NaN" : "infinite") << "; expected finite numbers";
-    invalid_argument(os.str());
-  }
-}
-
-void check_float32_range(const std::vector<double>& v, const char* field, int64_t row_width) {
-  for (size_t j = 0; j < v.size(); ++j) {
-    if (std::fabs(v[j]) <= static_cast<double>(std::numeric_limits<float>::max())) continue;
-    std::ostringstream os;
-    os << field << ": value " << v[j] << " at ";
-    if (row_width > 0) os << "[" << j / row_width << ", " << j % row_width << "]";
-    else os << "[" << j << "]";
-    os << " is outside the float32 range (|x| <= 3.4e38); use --dtype float64";
-    invalid_argument(os.str());
-  }
-}
-
-Method resolve_method(const AnalysisRequest& r) {
-  if (r.method != Method::kAuto) return r.method;
-  const int64_t m = r.num_examples * r.model.output_dim(), N = r.model.num_params();
-  return m <= N ? Method::kGram : Method::kNormal;  // work on the small side
-}
-
-// The widths of the activations act[0..L]: their sum and the largest (one O(L) pass).
-std::pair<double, double> activation_widths(const Model& model) {
-  double sum = 0, max_w = 0;
-  for (const int64_t width : model.widths()) {
-    const double w = static_cast<double>(width);
-    sum += w;
-    max_w = std::max(max_w, w);
-  }
-  return {sum, max_w};
-}
-
-// Memory every method needs: activations, parameters, back-propagation buffers, seeds; plus
-// G itself on the host when it is returned.
-double base_bytes(const AnalysisRequest& r) {
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  const double n = static_cast<double>(r.num_examples), k = static_cast<double>(r.model.output_dim());
-  const double N = static_cast<double>(r.model.num_params()), m = n * k;
-  const auto [widths, max_w] = activation_widths(r.model);
-  const double jac = r.return_jacobian ? sz * m * N : 0;
-  return sz * (n * widths + N + 2 * m * max_w + m * k) + jac;
-}
-
-// Working memory of one analysis in bytes (an estimate that errs high).
-// gram_tile_rows: the Gram's Δ Δᵀ work matrix covers this many rows (0: all n·k).
-double estimate_bytes(const AnalysisRequest& r, Method method, int64_t gram_tile_rows = 0) {
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  const double n = static_cast<double>(r.num_examples), k = static_cast<double>(r.model.output_dim());
-  const double N = static_cast<double>(r.model.num_params()), m = n * k;
-  const double widths = activation_widths(r.model).first;
-  double spectral = 0;
-  if (r.want.jacobian || r.want.ggn) {
-    switch (method) {
-      case Method::kGram: {
-        const double tile = gram_tile_rows > 0 ? std::min<double>(double(gram_tile_rows), m) : m;
-        spectral = sz * (m * m + tile * m + n * n);
-        break;
-      }
-      case Method::kNormal: spectral = sz * N * N + std::min<double>(kBlockBytes, sz * m * N); break;
-      default: spectral = sz * (m * N + 4 * std::min(m, N) * std::min(m, N)); break;
-    }
-  }
-  double hessian = 0;
-  if (r.want.hessian)
-    // GGN and R on the backend (doubled: margin for the solver), blocks for G̃ and the R-op passes.
-    hessian = sz * (4 * N * N + n * widths) + std::min<double>(kBlockBytes, sz * m * N) + kBlockBytes;
-  return base_bytes(r) + std::max(spectral, hessian);
-}
-
-// TSQR, the tall case's accuracy path (Network::tsqr_r): R [N×N] with a block of `block_rows`
-// rows of G̃ stacked below it, plus the QR's panel work (and the N×N SVD's afterwards, smaller).
-// On a device the QR also holds a column-major copy of the stack while it runs.
-double tsqr_estimate_bytes(const AnalysisRequest& r, int64_t block_rows, bool device) {
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  const double N = static_cast<double>(r.model.num_params());
-  const double stack = sz * N * (N + double(block_rows)) + sz * 66 * N;
-  return base_bytes(r) + (device ? 2 : 1) * stack;
-}
-
-// Examples per TSQR block: ideally blocks of at least N rows (each QR of [R; G_block] then does
-// at least as much new work as it redoes on R) and at least kBlockBytes of G̃, but no more than
-// fits the host budget and, when device_budget > 0, the device's. 0 when not even one does.
-int64_t tsqr_block_examples(const AnalysisRequest& r, double host_budget, double device_budget) {
-  const int64_t n = r.num_examples, k = r.model.output_dim(), N = r.model.num_params();
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  const int64_t wanted = std::clamp<int64_t>(
-      std::max<int64_t>((N + k - 1) / k, static_cast<int64_t>(double(kBlockBytes) / (sz * double(k * N)))), 1, n);
-  auto fits = [&](int64_t examples) {
-    return tsqr_estimate_bytes(r, examples * k, false) <= host_budget &&
-           (device_budget == 0 || tsqr_estimate_bytes(r, examples * k, true) <= device_budget);
-  };
-  int64_t lo = 0, hi = wanted;  // invariant: fits(lo) or lo = 0
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo + 1) / 2;
-    if (fits(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
 
 template <class T>
 std::unique_ptr<Backend<T>> make_backend(Device device) {
@@ -167,157 +49,7 @@ std::vector<double> to_double(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
 
-// ---- the memory plan ----
-// Device memory is not the host's 8 GiB budget: before any launch, the method (and the Gram's
-// row tile) is chosen so the estimate fits the free memory the backend reports, keeping 10%
-// for the libraries' own workspaces and fragmentation. Backends that report no free memory
-// (the CPU: the host budget of validate_request applies) are not planned.
-struct MemoryPlan {
-  Method method = Method::kAuto;
-  int64_t gram_tile_rows = 0;  // 0: the whole (n·k)² square at once
-  double device_budget = 0;    // bytes usable on the device; 0: not a device
-};
-
-// estimate_bytes plus a device eigen-solver's workspace (cuSOLVER's tridiagonal reduction works
-// on panels of ~64 columns; LAPACK's dsyevd on the host needs only 2n + 1).
-double device_estimate_bytes(const AnalysisRequest& r, Method method, int64_t gram_tile_rows = 0) {
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  const double m = double(r.num_examples) * double(r.model.output_dim()), N = double(r.model.num_params());
-  const double dim = method == Method::kGram ? m : method == Method::kNormal ? N : 0;
-  double extra = sz * 66 * std::max(dim, r.want.hessian ? N : 0.0);
-  // cuSOLVER's gesvd takes only rows ≥ cols: a tall G (n·k > N) is transposed into a second
-  // n·k × N buffer first (CudaBackend::singular_values), plus its bidiagonalisation panels.
-  if (method == Method::kSvd && m > N) extra += sz * (m * N + 66 * m);
-  return estimate_bytes(r, method, gram_tile_rows) + extra;
-}
-
-// The smallest Gram row tile worth tiling with (below it the GEMMs are too thin to be fast).
-constexpr int64_t kMinGramTileRows = 64;
-
-// Largest Gram row tile whose estimate fits `budget`, or 0. The estimate never decreases with
-// the tile (it is max(Gram work, Hessian work), the Gram part linear in the tile), so a
-// bisection finds it.
-int64_t largest_gram_tile(const AnalysisRequest& r, double budget) {
-  const int64_t m = r.num_examples * r.model.output_dim();
-  if (m <= 0 || device_estimate_bytes(r, Method::kGram, 1) > budget) return 0;
-  int64_t lo = 1, hi = m;  // invariant: tile lo fits
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo + 1) / 2;
-    if (device_estimate_bytes(r, Method::kGram, mid) <= budget) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-// Largest n (≤ the request's) whose estimate with `method` fits `budget`; 0 when none does.
-int64_t largest_fitting_examples(const AnalysisRequest& r, Method method, double budget) {
-  AnalysisRequest probe;
-  probe.model = r.model;
-  probe.want = r.want;
-  probe.dtype = r.dtype;
-  probe.return_jacobian = r.return_jacobian;
-  auto fits = [&](int64_t n) {
-    probe.num_examples = n;
-    return method == Method::kGram ? largest_gram_tile(probe, budget) >= std::min<int64_t>(kMinGramTileRows, n * r.model.output_dim())
-                                   : device_estimate_bytes(probe, method) <= budget;
-  };
-  int64_t lo = 0, hi = r.num_examples;  // invariant: fits(lo) or lo = 0
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo + 1) / 2;
-    if (fits(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-MemoryPlan plan_memory(const AnalysisRequest& r, const BackendInfo& info) {
-  MemoryPlan plan;
-  plan.method = resolve_method(r);
-  if (info.memory_free_bytes == 0) return plan;
-  plan.device_budget = 0.9 * double(info.memory_free_bytes);
-  const double budget = plan.device_budget;
-  if (device_estimate_bytes(r, plan.method) <= budget) return plan;
-  // The Gram's one large temporary, Δ_l Δ_lᵀ, can be built in row tiles. (Switching between
-  // gram and normal never helps: auto already picked the smaller of (n·k)² and N².)
-  if (plan.method == Method::kGram && (r.want.jacobian || r.want.ggn)) {
-    const int64_t m = r.num_examples * r.model.output_dim();
-    const int64_t tile = largest_gram_tile(r, budget);
-    if (tile >= std::min<int64_t>(kMinGramTileRows, m)) {
-      plan.gram_tile_rows = tile;
-      return plan;
-    }
-  }
-  // Nothing fits: say what was needed, what is free, and what would fit.
-  const Method method = plan.method;
-  std::ostringstream os;
-  os << "memory: method " << method_name(method) << " needs about " << human_bytes(device_estimate_bytes(r, method))
-     << " of device memory, but " << info.device_name << " has " << human_bytes(double(info.memory_free_bytes))
-     << " free of " << human_bytes(double(info.memory_total_bytes)) << " (n·k = "
-     << r.num_examples * r.model.output_dim() << ", N = " << r.model.num_params() << ")";
-  const int64_t n_fit = largest_fitting_examples(r, method, budget);
-  if (n_fit > 0) os << "; at most n = " << n_fit << " examples would fit";
-  else os << "; not even one example fits with this model";
-  if (r.dtype == DType::kFloat64) os << " (--dtype float32 halves the memory)";
-  if (r.want.hessian) os << ", or drop hessian from --want";
-  os << ", or run on the cpu (--device cpu)";
-  resource_exhausted(os.str());
-}
-
-// Batched eigen-solves: matrices up to this size are solved together (a GPU's batched solvers
-// win over one call each on small problems; beyond it a call per matrix is already efficient),
-// holding at most kBatchedSolveBytes of them at once.
-constexpr int64_t kBatchedSolveMaxDim = 1024;
-constexpr uint64_t kBatchedSolveBytes = 256ull << 20;
-
-// Collects symmetric dim×dim matrices (lower triangles) and solves them `capacity` at a time
-// with Backend::symmetric_eigenvalues_batched. A ticket names a matrix's eigenvalues.
-template <class T>
-class SymmetricSolveQueue {
- public:
-  SymmetricSolveQueue(Backend<T>& be, int64_t dim, int64_t capacity)
-      : be_(be), dim_(dim), capacity_(std::max<int64_t>(capacity, 1)) {}
-  int64_t capacity() const { return capacity_; }
-
-  // Copies `sym` into the next slot (solving the batch when it is full); returns its ticket.
-  int64_t push(const T* sym) {
-    const size_t size = static_cast<size_t>(dim_ * dim_);
-    if (slots_.size() == 0) slots_ = Buffer<T>(be_, size * static_cast<size_t>(capacity_));
-    be_.copy(slots_.get() + static_cast<size_t>(count_) * size, sym, size);
-    const int64_t ticket = static_cast<int64_t>(values_.size());
-    values_.emplace_back();
-    ms_.push_back(0);
-    if (++count_ == capacity_) flush();
-    return ticket;
-  }
-  // Solves the matrices pushed since the last flush.
-  void flush() {
-    if (count_ == 0) return;
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<T> all = be_.symmetric_eigenvalues_batched(count_, dim_, slots_.get());
-    be_.synchronize();
-    const double each_ms = ms_since(t0) / double(count_);
-    const int64_t first = static_cast<int64_t>(values_.size()) - count_;
-    for (int64_t j = 0; j < count_; ++j) {
-      values_[first + j].assign(all.begin() + j * dim_, all.begin() + (j + 1) * dim_);
-      ms_[first + j] = each_ms;
-    }
-    count_ = 0;
-  }
-  // Frees the slots (after the last flush): pass 2's SVD / TSQR refinements plan with the whole
-  // device budget.
-  void release() { slots_ = Buffer<T>(); }
-  const std::vector<T>& values(int64_t ticket) const { return values_[ticket]; }
-  double solve_ms(int64_t ticket) const { return ms_[ticket]; }
-
- private:
-  Backend<T>& be_;
-  int64_t dim_, capacity_, count_ = 0;
-  Buffer<T> slots_;
-  std::vector<std::vector<T>> values_;
-  std::vector<double> ms_;
-};
-
-// One engine per request: one backend, one Network holding the data, every checkpoint.
+// One engine per request: one backend, one GraphNetwork holding the data, every checkpoint.
 template <class T>
 class Engine {
  public:
@@ -325,12 +57,13 @@ class Engine {
          Backend<T>& be)
       : req_(req), checkpoints_(checkpoints), control_(control), be_(be), info_(be.info()),
         plan_(plan_memory(req, info_)),
-        net_(be, req.model, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
-        queue_(be, sym_dim(req.model.output_dim()), queue_capacity(jacobian_problems(), sym_dim(req.model.output_dim()))),
+        graph_(req.graph ? req.graph : std::make_shared<const Graph>(graph_from_model(req.model))),
+        net_(be, graph_, checkpoints.front(), req.inputs, req.num_examples, control.cancel),
+        queue_(be, sym_dim(req.output_dim()), queue_capacity(jacobian_problems(), sym_dim(req.output_dim()))),
         ggn_queue_(be, sym_dim(ggn_factor_cols()), queue_capacity(ggn_problems(), sym_dim(ggn_factor_cols()))) {}
 
   std::vector<AnalysisResult> run() {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t n = req_.num_examples, k = req_.output_dim(), N = req_.num_params();
     const int64_t m = n * k;
     const size_t B = checkpoints_.size();
     identity_seeds_.assign(static_cast<size_t>(m * k), T(0));
@@ -458,12 +191,12 @@ class Engine {
   // The symmetric problem size of the planned method for r seeds per example, and how many of
   // them to solve at once.
   int64_t sym_dim(int64_t r) const {
-    return plan_.method == Method::kGram ? req_.num_examples * r : req_.model.num_params();
+    return plan_.method == Method::kGram ? req_.num_examples * r : req_.num_params();
   }
   // Columns of the GGN's loss factor S_i (LossTerms::factor_cols): k for MSE, k − 1 for
   // cross-entropy.
   int64_t ggn_factor_cols() const {
-    const int64_t k = req_.model.output_dim();
+    const int64_t k = req_.output_dim();
     return req_.loss == Loss::kCrossEntropy ? k - 1 : k;
   }
   // What pass 1 pushes: σ(G) when wanted (or for an MSE GGN, which is σ(G) scaled) into queue_,
@@ -499,7 +232,7 @@ class Engine {
   }
 
   void forward_and_loss(size_t b, AnalysisResult& res, LossTerms& terms) {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim();
+    const int64_t n = req_.num_examples, k = req_.output_dim();
     progress(Stage::kForward, 0);
     auto t0 = std::chrono::steady_clock::now();
     load(b);
@@ -529,12 +262,17 @@ class Engine {
   // The rank bounds of checkpoint b (its forward pass is the network's current state).
   RankBounds compute_bounds(size_t b, const LossTerms& terms) {
     load(b);
+    if (req_.graph)
+      return graph_rank_bounds(req_.num_examples, req_.output_dim(), req_.num_params(), req_.loss, terms.factor_ranks);
     RankBoundInputs in;
     in.model = &req_.model;
     in.num_examples = req_.num_examples;
     in.loss = req_.loss;
     in.dtype = req_.dtype;
-    in.activation = [this](int64_t i) { return net_.activation_on_host(i); };
+    // act[i] of the chain: its graph has one node per layer (graph_from_model).
+    in.activation = [this](int64_t i) {
+      return net_.value_on_host(i == 0 ? graph_->input() : graph_->nodes()[static_cast<size_t>(i - 1)].output);
+    };
     in.factor_ranks = terms.factor_ranks;
     return rank_bounds(in);
   }
@@ -543,7 +281,7 @@ class Engine {
   // Gram methods see σ² and resolve it to ε·σ_max², i.e. σ only to √ε·σ_max.
   // rows_per_example: r, G̃ being (n·r) × N (k for G itself).
   double default_sigma_tolerance(const std::vector<double>& sigma, Method method, int64_t rows_per_example) const {
-    const double size = static_cast<double>(std::max(req_.num_examples * rows_per_example, req_.model.num_params()));
+    const double size = static_cast<double>(std::max(req_.num_examples * rows_per_example, req_.num_params()));
     const double eps = std::numeric_limits<T>::epsilon();
     return method == Method::kSvd ? sigma_max(sigma) * size * eps : sigma_max(sigma) * std::sqrt(size * eps);
   }
@@ -583,7 +321,7 @@ class Engine {
       timings.solve_ms += queue.solve_ms(p.ticket);
       s.sigma = sigma_from_eigenvalues(values);
       // GᵀG (normal, N×N) has N eigenvalues; only min(n·r, N) are singular values of G̃.
-      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.model.num_params())));
+      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.num_params())));
     } else {
       s.sigma = p.sigma;
     }
@@ -649,7 +387,7 @@ class Engine {
 
   // All min(m, N) singular values of G̃ (seeded by `seeds`, r rows per example), descending.
   std::vector<double> singular_values(const std::vector<T>& seeds, int64_t r, Method method, Timings& timings) {
-    const int64_t m = req_.num_examples * r, N = req_.model.num_params();
+    const int64_t m = req_.num_examples * r, N = req_.num_params();
     const size_t count = static_cast<size_t>(std::min(m, N));
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
@@ -676,7 +414,7 @@ class Engine {
   // All N = min(n·r, N) singular values of a tall G̃ by TSQR in blocks of `block` examples: R
   // [N×N] with σ(R) = σ(G̃), then the SVD of R. The QRs count as the Jacobian's assembly.
   std::vector<double> tsqr_singular_values(const std::vector<T>& seeds, int64_t r, int64_t block, Timings& timings) {
-    const int64_t N = req_.model.num_params();
+    const int64_t N = req_.num_params();
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
     Buffer<T> stack = net_.tsqr_r(seeds, r, static_cast<uint64_t>(block * r * N) * sizeof(T));
@@ -704,7 +442,7 @@ class Engine {
   }
 
   HessianSpectrum hessian(const LossTerms& terms, Timings& timings, std::vector<BlockSpectrum>* blocks) {
-    const int64_t N = req_.model.num_params();
+    const int64_t N = req_.num_params();
     progress(Stage::kHessian, 0);
     auto t0 = std::chrono::steady_clock::now();
     // H = GᵀMG + R. GᵀMG = G̃ᵀG̃ accumulated blockwise; R by R-op passes; both stay on the
@@ -743,10 +481,10 @@ class Engine {
   // ---- --vectors (kernels/src/vectors.cpp); checkpoint batches are refused, so b is 0 ----
   // G's bases from the SVD of the materialised G, cut at the reported rank.
   void add_jacobian_vectors(size_t b, int64_t rank, AnalysisResult& res) {
-    const int64_t m = req_.num_examples * req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t m = req_.num_examples * req_.output_dim(), N = req_.num_params();
     load(b);
     auto t0 = std::chrono::steady_clock::now();
-    Buffer<T> g = net_.jacobian(identity_seeds_, req_.model.output_dim());
+    Buffer<T> g = net_.jacobian(identity_seeds_, req_.output_dim());
     std::vector<VectorArray> bases = jacobian_bases(be_, g.get(), m, N, rank, req_.vectors);
     for (VectorArray& a : bases) res.vectors.push_back(std::move(a));
     res.timings.solve_ms += elapsed_ms(t0);
@@ -754,7 +492,7 @@ class Engine {
   // GGN eigenvectors: the right singular vectors of G̃ = SᵀG, seeded by the loss factor's rows
   // (r = seeds / (n·k) rows per example).
   void add_ggn_vectors(size_t b, const LossTerms& terms, int64_t count, AnalysisResult& res) {
-    const int64_t n = req_.num_examples, k = req_.model.output_dim(), N = req_.model.num_params();
+    const int64_t n = req_.num_examples, k = req_.output_dim(), N = req_.num_params();
     const int64_t r = static_cast<int64_t>(terms.factor_seeds.size()) / (n * k);
     load(b);
     auto t0 = std::chrono::steady_clock::now();
@@ -777,7 +515,8 @@ class Engine {
   Backend<T>& be_;
   const BackendInfo info_;
   const MemoryPlan plan_;
-  Network<T> net_;
+  const std::shared_ptr<const Graph> graph_;  // the request's, or its chain as a graph
+  GraphNetwork<T> net_;
   SymmetricSolveQueue<T> queue_;      // σ(G) (and an MSE GGN's)
   SymmetricSolveQueue<T> ggn_queue_;  // a cross-entropy GGN's factor spectrum
   std::vector<T> identity_seeds_;
@@ -798,154 +537,7 @@ std::vector<AnalysisResult> run_with(const AnalysisRequest& req, const std::vect
   return engine.run();
 }
 
-// params (or checkpoint b of a batch): length N, finite, in range for float32.
-void validate_params(const std::vector<double>& params, const AnalysisRequest& r, const std::string& field) {
-  const int64_t N = r.model.num_params();
-  if (static_cast<int64_t>(params.size()) != N)
-    invalid_argument(field + ": got " + std::to_string(params.size()) + " values, expected " + std::to_string(N) +
-                     " (the parameter count of " + describe(r.model) + ", in PyTorch parameters_to_vector order)");
-  check_finite(params, field.c_str(), 0);
-  if (r.dtype == DType::kFloat32) check_float32_range(params, field.c_str(), 0);
-}
-
-// Everything but the parameters.
-void validate_request_except_params(const AnalysisRequest& r);
-
-// Each tensor's dense problem is min(n·k, count)² (its Gram or G_tᵀG_t): within the dense-solver
-// limit, and its matrices within the memory budget next to the rest of the analysis.
-void check_per_parameter_limits(const AnalysisRequest& r) {
-  const int64_t m = r.num_examples * r.model.output_dim();
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4;
-  double widest = 0;
-  for (const TensorSlot& s : tensor_slots(r.model)) {
-    const int64_t dense = std::min(m, s.count);
-    if (dense > r.limits.max_dense_dim)
-      resource_exhausted("want per_parameter: tensor '" + s.name + "' (" + std::to_string(s.count) +
-                         " parameters) gives a dense problem of " + std::to_string(dense) + " × " + std::to_string(dense) +
-                         " (n·k = " + std::to_string(m) + "), over the dense-solver limit of " +
-                         std::to_string(r.limits.max_dense_dim) + "; use fewer examples or drop per_parameter");
-    // Gram side: Δ Δᵀ, the Hadamard sum and A Aᵀ; G_tᵀG_t side: the matrix and a block of G_t.
-    widest = std::max(widest, m < s.count ? sz * (2.0 * double(m) * double(m) + double(r.num_examples) * double(r.num_examples))
-                                          : sz * double(s.count) * double(s.count) + double(32ull << 20));
-  }
-  const double need = base_bytes(r) + widest;
-  if (need > double(r.limits.max_memory_bytes))
-    resource_exhausted("memory: want per_parameter needs about " + human_bytes(need) + ", over the limit of " +
-                       human_bytes(double(r.limits.max_memory_bytes)) + "; use fewer examples or raise --max-memory");
-}
-
 }  // namespace
-
-void check_layer_count(int64_t count, const Limits& limits, const std::string& what) {
-  if (count <= limits.max_layers) return;
-  resource_exhausted(what + ": " + std::to_string(count) + " layers, over the limit of " +
-                     std::to_string(limits.max_layers) +
-                     " layers (max_layers; raise it with --max-layers)");
-}
-
-namespace {
-void validate_request_except_params(const AnalysisRequest& r) {
-  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
-  r.model.validate();
-  const int64_t N = r.model.num_params(), k = r.model.output_dim(), d = r.model.input_dim;
-  if (r.num_examples <= 0) invalid_argument("inputs: no examples; expected at least one row of " + std::to_string(d) + " features");
-  if (static_cast<int64_t>(r.inputs.size()) != r.num_examples * d)
-    invalid_argument("inputs: got " + std::to_string(r.inputs.size()) + " values, expected n × input_dim = " +
-                     std::to_string(r.num_examples) + " × " + std::to_string(d));
-  check_finite(r.inputs, "inputs", d);
-  if (r.dtype == DType::kFloat32) {
-    check_float32_range(r.inputs, "inputs", d);
-    check_float32_range(r.targets, "targets", k);
-  }
-  if (!r.want.jacobian && !r.want.ggn && !r.want.hessian && !r.want.per_parameter)
-    invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian, per_parameter");
-  switch (r.loss) {
-    case Loss::kNone:
-      if (r.want.ggn || r.want.hessian)
-        invalid_argument(std::string("loss: none, but want includes ") + (r.want.ggn ? "ggn" : "hessian") +
-                         "; the GGN and the Hessian need a loss (mse or cross_entropy)");
-      if (!r.targets.empty() || !r.labels.empty())
-        invalid_argument("targets: given, but loss is none; pass a loss (mse or cross_entropy) or drop the targets");
-      break;
-    case Loss::kMse:
-      if (!r.labels.empty())
-        invalid_argument("targets: integer labels given for loss mse; expected float targets of shape (n, k) = (" +
-                         std::to_string(r.num_examples) + ", " + std::to_string(k) + ")");
-      if (static_cast<int64_t>(r.targets.size()) != r.num_examples * k)
-        invalid_argument("targets: got " + std::to_string(r.targets.size()) + " values, expected n × k = " +
-                         std::to_string(r.num_examples) + " × " + std::to_string(k) + " float targets for loss mse");
-      check_finite(r.targets, "targets", k);
-      break;
-    case Loss::kCrossEntropy:
-      if (!r.targets.empty())
-        invalid_argument("targets: float targets given for loss cross_entropy; expected integer class labels of shape (n,) = (" +
-                         std::to_string(r.num_examples) + ",)");
-      if (static_cast<int64_t>(r.labels.size()) != r.num_examples)
-        invalid_argument("targets: got " + std::to_string(r.labels.size()) + " labels, expected one per example (n = " +
-                         std::to_string(r.num_examples) + ") for loss cross_entropy");
-      for (size_t i = 0; i < r.labels.size(); ++i)
-        if (r.labels[i] < 0 || r.labels[i] >= k)
-          invalid_argument("targets: label[" + std::to_string(i) + "] = " + std::to_string(r.labels[i]) +
-                           " is out of range; expected 0 <= label < " + std::to_string(k) + " (the number of outputs)");
-      break;
-  }
-  for (const auto& [name, value] : {std::pair<const char*, std::optional<double>>{"rtol", r.rtol}, {"atol", r.atol}})
-    if (value && (!std::isfinite(*value) || *value < 0))
-      invalid_argument(std::string(name) + ": got " + std::to_string(*value) + ", expected a finite number >= 0");
-
-  // Limits, before any work.
-  const int64_t m = r.num_examples * k;
-  if (r.want.hessian && N > r.limits.max_hessian_params)
-    resource_exhausted("want hessian: the exact Hessian is N × N with N = " + std::to_string(N) +
-                       " parameters, over the limit of " + std::to_string(r.limits.max_hessian_params) +
-                       " (raise --hessian-limit, or drop hessian from --want)");
-  const Method method = resolve_method(r);
-  if (r.want.jacobian || r.want.ggn) {
-    const int64_t dense = method == Method::kGram ? m : method == Method::kNormal ? N : std::min(m, N);
-    if (dense > r.limits.max_dense_dim)
-      resource_exhausted(std::string("method ") + method_name(method) + ": the dense problem is " + std::to_string(dense) +
-                         " × " + std::to_string(dense) + " (n·k = " + std::to_string(m) + ", N = " + std::to_string(N) +
-                         "), over the dense-solver limit of " + std::to_string(r.limits.max_dense_dim) +
-                         "; use fewer examples or a smaller model");
-  }
-  if (r.want.per_parameter) check_per_parameter_limits(r);
-  if (r.return_jacobian) {
-    const double bytes = double(m) * double(N) * (r.dtype == DType::kFloat64 ? 8 : 4);
-    if (bytes > double(r.limits.max_jacobian_bytes))
-      resource_exhausted("save jacobian: G is " + std::to_string(m) + " × " + std::to_string(N) + " = " + human_bytes(bytes) +
-                         ", over the limit of " + human_bytes(double(r.limits.max_jacobian_bytes)));
-  }
-  const double need = estimate_bytes(r, method);
-  if (need > double(r.limits.max_memory_bytes))
-    resource_exhausted(std::string("memory: method ") + method_name(method) + " needs about " + human_bytes(need) +
-                       ", over the limit of " + human_bytes(double(r.limits.max_memory_bytes)) +
-                       " (n·k = " + std::to_string(m) + ", N = " + std::to_string(N) +
-                       "); use fewer examples, --dtype float32, or raise --max-memory");
-  validate_vectors(r, 1);
-}
-}  // namespace
-
-void validate_request(const AnalysisRequest& r) {
-  // First: validate_params is O(L) too (num_params, describe).
-  check_layer_count(static_cast<int64_t>(r.model.layers.size()), r.limits, "model.layers");
-  validate_params(r.params, r, "params");
-  validate_request_except_params(r);
-}
-
-void validate_checkpoints(const AnalysisRequest& request, const std::vector<std::vector<double>>& checkpoints,
-                          const std::function<void()>& check_stop) {
-  check_layer_count(static_cast<int64_t>(request.model.layers.size()), request.limits, "model.layers");
-  if (checkpoints.empty())
-    invalid_argument("params: no checkpoints; expected one or more parameter vectors of " +
-                     std::to_string(request.model.num_params()) + " values");
-  request.model.validate();
-  for (size_t b = 0; b < checkpoints.size(); ++b) {
-    if (check_stop) check_stop();
-    validate_params(checkpoints[b], request, checkpoints.size() > 1 ? "params[" + std::to_string(b) + "]" : "params");
-  }
-  if (check_stop) check_stop();
-  validate_request_except_params(request);
-}
 
 AnalysisResult analyze(const AnalysisRequest& request, const RunControl& control) {
   // A batch of one: the same validation (errors name "params"), engine and provenance.

@@ -15,7 +15,17 @@ const std::pair<const char*, Activation> kActivations[] = {
     {"identity", Activation::kIdentity}, {"relu", Activation::kRelu},
     {"leaky_relu", Activation::kLeakyRelu}, {"tanh", Activation::kTanh},
     {"sigmoid", Activation::kSigmoid}, {"gelu", Activation::kGelu},
-    {"softplus", Activation::kSoftplus}, {"silu", Activation::kSilu}};
+    {"softplus", Activation::kSoftplus}, {"silu", Activation::kSilu},
+    // Element-wise functions of the graph path ("unary" op), not layer types of the chain:
+    {"elu", Activation::kElu}, {"hardtanh", Activation::kHardtanh},
+    {"hardswish", Activation::kHardswish}, {"hardsigmoid", Activation::kHardsigmoid},
+    {"exp", Activation::kExp}, {"log", Activation::kLog}, {"sqrt", Activation::kSqrt},
+    {"rsqrt", Activation::kRsqrt}, {"reciprocal", Activation::kReciprocal},
+    {"square", Activation::kSquare}, {"pow", Activation::kPow}, {"erf", Activation::kErf},
+    {"gelu_tanh", Activation::kGeluTanh}, {"scale", Activation::kScale}};
+// The chain shorthand's activation layers (the JSON/proto layer list): the functions up to silu,
+// which take no parameter but leaky_relu's alpha.
+bool is_layer_activation(Activation a) { return static_cast<int>(a) <= static_cast<int>(Activation::kSilu); }
 constexpr const char* kLayerTypes =
     "dense, identity, relu, leaky_relu, tanh, sigmoid, gelu, softplus, silu";
 }  // namespace
@@ -120,6 +130,10 @@ void Model::validate() const {
       if (l.out <= 0 || l.out > kMaxWidth)
         invalid_argument(where() + ".out: got " + std::to_string(l.out) +
                          ", expected a positive integer <= " + std::to_string(kMaxWidth));
+    } else if (!is_layer_activation(l.activation)) {
+      invalid_argument(where() + ".type: '" + activation_name(l.activation) +
+                       "' is an element-wise function of the operation graph, not a layer type; expected one of " +
+                       kLayerTypes);
     } else if (l.activation == Activation::kLeakyRelu && !std::isfinite(l.alpha)) {
       invalid_argument(where() + ".alpha: expected a finite number");
     }

@@ -39,9 +39,9 @@ std::vector<double> sqrt_descending(const std::vector<T>& eigenvalues, size_t co
 template <class T>
 class PerParameter {
  public:
-  PerParameter(Backend<T>& be, Network<T>& net, const AnalysisRequest& req, const std::vector<T>& seeds)
-      : be_(be), net_(net), req_(req), seeds_(seeds), slots_(tensor_slots(req.model)),
-        n_(req.num_examples), k_(req.model.output_dim()), m_(n_ * k_) {}
+  PerParameter(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& req, const std::vector<T>& seeds)
+      : be_(be), net_(net), req_(req), seeds_(seeds), slots_(tensor_slots(req)),
+        n_(req.num_examples), k_(req.output_dim()), m_(n_ * k_) {}
 
   std::vector<ParameterSpectrum> run(double svd_budget_bytes) {
     std::vector<Way> way(slots_.size());
@@ -111,35 +111,48 @@ class PerParameter {
     for (size_t t = 0; t < slots_.size(); ++t) any = any || selected(way[t]);
     if (!any) return;
     Buffer<T> act_gram, delta_gram, sum, g;
-    net_.backprop_blocks(seeds_, k_, n_, [&](const typename Network<T>::DenseInfo& d, int64_t, int64_t rows, const T* delta) {
-      for (size_t t = 0; t < slots_.size(); ++t) {
-        const TensorSlot& s = slots_[t];
-        if (net_.dense_layers()[s.dense].layer != d.layer || !selected(way[t])) continue;
-        const T* a = net_.activation(d.layer);
-        if (way[t] == Way::kSvd) {
-          // G_W rows (i, c) = δ ⊗ a_i (assembled without the bias columns); G_b = Δ.
-          g = Buffer<T>(be_, static_cast<size_t>(rows * s.count));
-          if (s.bias) be_.copy(g.get(), delta, static_cast<size_t>(rows * s.count));
-          else be_.assemble_jacobian_block(rows, 0, k_, d.d_out, d.d_in, false, delta, a, g.get(), s.count, 0);
-          sigma_[t] = to_double(be_.singular_values(rows, s.count, g.get()), static_cast<size_t>(std::min(rows, s.count)));
-          g = Buffer<T>();
-          continue;
-        }
-        // Gram side: Δ Δᵀ, times A Aᵀ expanded over the k outputs for a weight.
-        ensure(delta_gram, rows * rows);
-        be_.syrk_lower(false, rows, d.d_out, T(1), delta, d.d_out, T(0), delta_gram.get(), rows);
-        T* gram = delta_gram.get();
-        if (!s.bias) {
-          ensure(act_gram, n_ * n_);
-          ensure(sum, rows * rows);
-          be_.syrk_lower(false, n_, d.d_in, T(1), a, d.d_in, T(0), act_gram.get(), n_);
-          be_.fill(sum.get(), static_cast<size_t>(rows * rows), T(0));
-          be_.hadamard_expand_accumulate(n_, k_, act_gram.get(), T(0), 0, rows, delta_gram.get(), rows, sum.get());
-          gram = sum.get();
-        }
-        sigma_[t] = sqrt_descending(be_.symmetric_eigenvalues(rows, gram), static_cast<size_t>(std::min(rows, s.count)));
+    // G_t materialised [rows × count]: its σ directly (svd) or from G_t G_tᵀ (gram).
+    auto from_block = [&](size_t t, int64_t rows, const T* block) {
+      const int64_t c = slots_[t].count;
+      if (way[t] == Way::kSvd) {
+        g = Buffer<T>(be_, static_cast<size_t>(rows * c));
+        be_.copy(g.get(), block, static_cast<size_t>(rows * c));
+        sigma_[t] = to_double(be_.singular_values(rows, c, g.get()), static_cast<size_t>(std::min(rows, c)));
+        g = Buffer<T>();
+        return;
       }
-    });
+      ensure(sum, rows * rows);
+      be_.syrk_lower(false, rows, c, T(1), block, c, T(0), sum.get(), rows);
+      sigma_[t] = sqrt_descending(be_.symmetric_eigenvalues(rows, sum.get()), static_cast<size_t>(std::min(rows, c)));
+    };
+    const typename GraphNetwork<T>::BlockVisitor blocks = [&](size_t t, int64_t, int64_t rows, const T* block) {
+      if (selected(way[t])) from_block(t, rows, block);
+    };
+    const typename GraphNetwork<T>::DenseFactorVisitor dense = [&](const typename GraphNetwork<T>::DenseFactors& f) {
+      const int64_t rows = f.rows;
+      if (f.bias >= 0 && selected(way[f.bias])) from_block(static_cast<size_t>(f.bias), rows, f.delta);  // G_b = Δ
+      const size_t t = f.weight;
+      if (!selected(way[t])) return;
+      const int64_t c = slots_[t].count;
+      if (way[t] == Way::kSvd) {
+        // G_W rows (i, c) = δ ⊗ a_i.
+        g = Buffer<T>(be_, static_cast<size_t>(rows * c));
+        be_.assemble_jacobian_block(rows, 0, k_, f.d_out, f.d_in, false, f.delta, f.a, g.get(), c, 0);
+        sigma_[t] = to_double(be_.singular_values(rows, c, g.get()), static_cast<size_t>(std::min(rows, c)));
+        g = Buffer<T>();
+        return;
+      }
+      // Gram side: (Δ Δᵀ) ⊙ (A Aᵀ expanded over the k outputs).
+      ensure(delta_gram, rows * rows);
+      ensure(act_gram, n_ * n_);
+      ensure(sum, rows * rows);
+      be_.syrk_lower(false, rows, f.d_out, T(1), f.delta, f.d_out, T(0), delta_gram.get(), rows);
+      be_.syrk_lower(false, n_, f.d_in, T(1), f.a, f.d_in, T(0), act_gram.get(), n_);
+      be_.fill(sum.get(), static_cast<size_t>(rows * rows), T(0));
+      be_.hadamard_expand_accumulate(n_, k_, act_gram.get(), T(0), 0, rows, delta_gram.get(), rows, sum.get());
+      sigma_[t] = sqrt_descending(be_.symmetric_eigenvalues(rows, sum.get()), static_cast<size_t>(std::min(rows, c)));
+    };
+    net_.parameter_blocks(seeds_, k_, n_, blocks, &dense);
   }
 
   // G_tᵀG_t [count × count] for the tall tensors, accumulated over blocks of examples.
@@ -150,24 +163,27 @@ class PerParameter {
     for (size_t t = 0; t < slots_.size(); ++t) {
       if (way[t] != Way::kNormal) continue;
       normal[t] = Buffer<T>(be_, static_cast<size_t>(slots_[t].count * slots_[t].count));
-      if (!slots_[t].bias) widest = std::max(widest, slots_[t].count);
+      widest = std::max(widest, slots_[t].count);
     }
     const int64_t per_example = k_ * widest * static_cast<int64_t>(sizeof(T));
     const int64_t block = std::clamp<int64_t>(static_cast<int64_t>(kBlockBytes) / per_example, 1, n_);
     Buffer<T> g_block(be_, static_cast<size_t>(block * k_ * widest));
-    net_.backprop_blocks(seeds_, k_, block, [&](const typename Network<T>::DenseInfo& d, int64_t i0, int64_t rows, const T* delta) {
-      for (size_t t = 0; t < slots_.size(); ++t) {
-        const TensorSlot& s = slots_[t];
-        if (net_.dense_layers()[s.dense].layer != d.layer || way[t] != Way::kNormal) continue;
-        const T* g = delta;  // G_b = Δ
-        if (!s.bias) {
-          be_.assemble_jacobian_block(rows, i0 * k_, k_, d.d_out, d.d_in, false, delta, net_.activation(d.layer),
-                                      g_block.get(), s.count, 0);
-          g = g_block.get();
-        }
-        be_.syrk_lower(true, s.count, rows, T(1), g, s.count, T(1), normal[t].get(), s.count);
-      }
-    });
+    auto accumulate = [&](size_t t, int64_t rows, const T* g) {
+      const int64_t c = slots_[t].count;
+      be_.syrk_lower(true, c, rows, T(1), g, c, T(1), normal[t].get(), c);
+    };
+    const typename GraphNetwork<T>::BlockVisitor blocks = [&](size_t t, int64_t, int64_t rows, const T* b) {
+      if (way[t] == Way::kNormal) accumulate(t, rows, b);
+    };
+    const typename GraphNetwork<T>::DenseFactorVisitor dense = [&](const typename GraphNetwork<T>::DenseFactors& f) {
+      if (f.bias >= 0 && way[f.bias] == Way::kNormal) accumulate(static_cast<size_t>(f.bias), f.rows, f.delta);
+      if (way[f.weight] != Way::kNormal) return;
+      // The block's rows for examples [i0, …): A holds exactly those examples' layer inputs.
+      be_.assemble_jacobian_block(f.rows, 0, k_, f.d_out, f.d_in, false, f.delta, f.a, g_block.get(),
+                                  slots_[f.weight].count, 0);
+      accumulate(f.weight, f.rows, g_block.get());
+    };
+    net_.parameter_blocks(seeds_, k_, block, blocks, &dense);
     for (size_t t = 0; t < slots_.size(); ++t)
       if (way[t] == Way::kNormal)
         sigma_[t] = sqrt_descending(be_.symmetric_eigenvalues(slots_[t].count, normal[t].get()),
@@ -184,7 +200,7 @@ class PerParameter {
   }
 
   Backend<T>& be_;
-  Network<T>& net_;
+  GraphNetwork<T>& net_;
   const AnalysisRequest& req_;
   const std::vector<T>& seeds_;
   const std::vector<TensorSlot> slots_;
@@ -194,7 +210,16 @@ class PerParameter {
 
 }  // namespace
 
-std::vector<TensorSlot> tensor_slots(const Model& model) {
+std::vector<TensorSlot> tensor_slots(const AnalysisRequest& req) {
+  if (req.graph) {
+    std::vector<TensorSlot> slots;
+    for (int v : req.graph->parameters()) {
+      const GraphValue& p = req.graph->value(v);
+      slots.push_back({p.name, p.shape, p.param_offset, shape_numel(p.shape), 0, p.shape.size() == 1});
+    }
+    return slots;
+  }
+  const Model& model = req.model;
   const std::vector<std::string> names = model.tensor_names();
   std::vector<TensorSlot> slots;
   int64_t offset = 0;
@@ -215,16 +240,16 @@ std::vector<TensorSlot> tensor_slots(const Model& model) {
 }
 
 template <class T>
-std::vector<ParameterSpectrum> per_parameter_spectra(Backend<T>& be, Network<T>& net, const AnalysisRequest& req,
+std::vector<ParameterSpectrum> per_parameter_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& req,
                                                      const std::vector<T>& identity_seeds, double svd_budget_bytes) {
   return PerParameter<T>(be, net, req, identity_seeds).run(svd_budget_bytes);
 }
 
 template <class T>
 std::vector<BlockSpectrum> hessian_blocks(Backend<T>& be, const AnalysisRequest& req, const T* h) {
-  const int64_t N = req.model.num_params();
+  const int64_t N = req.num_params();
   std::vector<BlockSpectrum> out;
-  for (const TensorSlot& s : tensor_slots(req.model)) {
+  for (const TensorSlot& s : tensor_slots(req)) {
     // H_tt = H[offset : offset + count, offset : offset + count]; its lower triangle is H's.
     Buffer<T> block(be, static_cast<size_t>(s.count * s.count));
     be.strided_axpby(1, s.count, s.count, T(1), h + s.offset * N + s.offset, N, 0, T(0), block.get(), s.count, 0);
@@ -243,9 +268,9 @@ std::vector<BlockSpectrum> hessian_blocks(Backend<T>& be, const AnalysisRequest&
   return out;
 }
 
-template std::vector<ParameterSpectrum> per_parameter_spectra(Backend<double>&, Network<double>&, const AnalysisRequest&,
+template std::vector<ParameterSpectrum> per_parameter_spectra(Backend<double>&, GraphNetwork<double>&, const AnalysisRequest&,
                                                               const std::vector<double>&, double);
-template std::vector<ParameterSpectrum> per_parameter_spectra(Backend<float>&, Network<float>&, const AnalysisRequest&,
+template std::vector<ParameterSpectrum> per_parameter_spectra(Backend<float>&, GraphNetwork<float>&, const AnalysisRequest&,
                                                               const std::vector<float>&, double);
 template std::vector<BlockSpectrum> hessian_blocks(Backend<double>&, const AnalysisRequest&, const double*);
 template std::vector<BlockSpectrum> hessian_blocks(Backend<float>&, const AnalysisRequest&, const float*);

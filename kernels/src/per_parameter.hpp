@@ -7,7 +7,7 @@
 
 #include "basin/analysis.hpp"
 #include "basin/backend.hpp"
-#include "network.hpp"
+#include "graph/executor.hpp"
 
 namespace basin {
 
@@ -19,13 +19,14 @@ struct TensorSlot {
   size_t dense = 0;     // index among the dense layers
   bool bias = false;
 };
-std::vector<TensorSlot> tensor_slots(const Model& model);
+// The request's parameter tensors in θ order (graph: its parameters; chain: per dense layer).
+std::vector<TensorSlot> tensor_slots(const AnalysisRequest& req);
 
 // σ(G_t), rank, tolerance, method and Gram-trace share for every tensor t, with G seeded by
 // `identity_seeds` (k rows per example) on the network's current forward pass. `svd_budget_bytes`
 // bounds the materialised G_t of auto's SVD refinement.
 template <class T>
-std::vector<ParameterSpectrum> per_parameter_spectra(Backend<T>& be, Network<T>& net, const AnalysisRequest& req,
+std::vector<ParameterSpectrum> per_parameter_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& req,
                                                      const std::vector<T>& identity_seeds, double svd_budget_bytes);
 
 // Eigenvalues of every tensor's diagonal block H_tt, sliced from the lower triangle of H [N×N]

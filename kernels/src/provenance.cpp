@@ -61,11 +61,16 @@ void fill_provenance(const AnalysisRequest& r, const std::vector<std::vector<dou
   common.basin_version = build_version();
   common.commit = build_commit();
   common.source_modified = build_source_modified();
-  common.model_sha256 = sha256_hex(model_to_json(r.model));
+  common.model_sha256 = sha256_hex(r.graph ? r.graph->fingerprint() : model_to_json(r.model));
   const int64_t n = r.num_examples;
-  common.inputs_sha256 = array_sha256("float64", {n, r.model.input_dim}, r.inputs.data(), r.inputs.size() * sizeof(double));
+  std::vector<int64_t> x_shape = {n, r.input_size()};
+  if (r.graph) {
+    x_shape = {n};
+    for (int64_t d : r.graph->input_shape()) x_shape.push_back(d);
+  }
+  common.inputs_sha256 = array_sha256("float64", x_shape, r.inputs.data(), r.inputs.size() * sizeof(double));
   if (r.loss == Loss::kMse)
-    common.targets_sha256 = array_sha256("float64", {n, r.model.output_dim()}, r.targets.data(),
+    common.targets_sha256 = array_sha256("float64", {n, r.output_dim()}, r.targets.data(),
                                          r.targets.size() * sizeof(double));
   else if (r.loss == Loss::kCrossEntropy)
     common.targets_sha256 = array_sha256("int64", {n}, r.labels.data(), r.labels.size() * sizeof(int64_t));

@@ -313,6 +313,33 @@ int64_t host_matrix_rank(const std::vector<double>& a, int64_t rows, int64_t col
   return std::count_if(s.begin(), s.end(), [&](double v) { return v > tol; });
 }
 
+RankBounds graph_rank_bounds(int64_t n, int64_t k, int64_t N, Loss loss, const std::vector<int64_t>& factor_ranks) {
+  // Only the sizes: rank(G) ≤ min(n·k, N); rank(G̃) ≤ min(Σ_i rank(M_i), N); rank(H) ≤ N. The
+  // layer-wise bounds of a chain (dead units, bottlenecks) are not derived for general graphs.
+  RankBounds out;
+  auto sizes = [&](int64_t rows, const char* what, const std::string& rows_why) {
+    RankBound b;
+    b.rank_at_most = std::min(rows, N);
+    b.why = std::string(what) + " is " + rows_why + " × N = " + std::to_string(rows) + " × " + std::to_string(N) +
+            ": rank ≤ min(" + std::to_string(rows) + ", " + std::to_string(N) + ")";
+    return b;
+  };
+  out.jacobian = sizes(n * k, "G", "(n·k)");
+  if (!factor_ranks.empty()) {
+    int64_t rows = 0;
+    for (int64_t r : factor_ranks) rows += r;
+    out.ggn = sizes(rows, "G̃ = SᵀG", "(Σ_i rank M_i)");
+    if (loss == Loss::kMse) out.ggn = out.jacobian;
+  }
+  if (loss == Loss::kCrossEntropy && k == 1) {
+    out.ggn = {0, "cross-entropy with one output: the loss is identically 0, so M = 0 and GGN = 0", true};
+    out.hessian = {0, "cross-entropy with one output: the loss is identically 0, so H = 0", true};
+  } else {
+    out.hessian = {N, "N = " + std::to_string(N) + " parameters", false};
+  }
+  return out;
+}
+
 RankBounds rank_bounds(const RankBoundInputs& in) {
   const Model& model = *in.model;
   const int64_t n = in.num_examples, k = model.output_dim(), N = model.num_params();

@@ -29,6 +29,8 @@ struct RankBoundInputs {
 };
 
 RankBounds rank_bounds(const RankBoundInputs& in);
+// For a general graph: the bounds the sizes imply (see rank_bounds.cpp).
+RankBounds graph_rank_bounds(int64_t n, int64_t k, int64_t N, Loss loss, const std::vector<int64_t>& factor_ranks);
 
 // NumPy's matrix_rank of a row-major rows × cols matrix (SVD, σ_max·max(rows, cols)·ε);
 // -1 when the SVD would cost more than ~2·10⁹ flops (the caller falls back to min(rows, cols)).

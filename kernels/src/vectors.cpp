@@ -56,7 +56,7 @@ std::vector<double> download(Backend<T>& be, const T* src, size_t count) {
 // Working memory of the SVD with vectors of an m×N matrix: the matrix, V's rows (N of them
 // for the full V), U when wanted, the solver's O(p²) work, and the float64 host copies.
 double svd_bytes(const AnalysisRequest& r, int64_t m, bool full_v, bool left) {
-  const double sz = r.dtype == DType::kFloat64 ? 8 : 4, N = double(r.model.num_params()), md = double(m);
+  const double sz = r.dtype == DType::kFloat64 ? 8 : 4, N = double(r.num_params()), md = double(m);
   const double p = std::min(md, N), v_rows = full_v ? N : p, u = left ? md * p : 0;
   return (sz + 8) * (v_rows * N + u) + sz * (2 * md * N + 4 * p * p);
 }
@@ -94,7 +94,7 @@ void validate_vectors(const AnalysisRequest& r, size_t checkpoints) {
   if (v.hessian && !r.want.hessian)
     invalid_argument("vectors hessian: needs hessian in want (the eigenvectors come from the dense Hessian)");
 
-  const int64_t N = r.model.num_params(), m = r.num_examples * r.model.output_dim(), p = std::min(m, N);
+  const int64_t N = r.num_params(), m = r.num_examples * r.output_dim(), p = std::min(m, N);
   const double limit = double(r.limits.max_memory_bytes);
   if ((v.jacobian() || v.ggn) && p > r.limits.max_dense_dim)
     resource_exhausted("vectors: the SVD of G is " + std::to_string(m) + " × " + std::to_string(N) +

@@ -70,7 +70,7 @@ class EmulatedCudaBackend final : public Backend<T> {
  public:
   // STUB: the CPU's loops (host memory is the emulated device's); to become shuffled-order loops
   // over the same element bodies, as for the primitives.
-  const OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
+  OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
   BackendInfo info() const override {
     BackendInfo i;
     i.name = "cuda";  // stands in for the CUDA backend wherever "cuda" is expected

@@ -150,8 +150,9 @@ TEST_P(EmulatedEngine, PerParameterSpectraMatchCpu) {
     auto cpu = make_cpu_backend<T>();
     test::EmulatedCudaBackend<T> emu;
     {
-      Network<T> a(*cpu, c.model, params, inputs, n, nullptr);
-      Network<T> b(emu, c.model, params, inputs, n, nullptr);
+      const auto graph = std::make_shared<const Graph>(graph_from_model(c.model));
+      GraphNetwork<T> a(*cpu, graph, params, inputs, n, nullptr);
+      GraphNetwork<T> b(emu, graph, params, inputs, n, nullptr);
       a.forward();
       b.forward();
       for (const Method method : {Method::kAuto, Method::kSvd}) {

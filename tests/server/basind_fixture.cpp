@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "basin/npy.hpp"
-#include "proto_convert.hpp"
+#include "basin/wire/proto_convert.hpp"
 
 #ifndef BASIND_PATH
 #error "BASIND_PATH must point at the basind executable"

@@ -1,6 +1,6 @@
 // Analyze over the wire gives exactly what the engine gives in-process.
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

@@ -1,6 +1,6 @@
 // Bearer-token auth and per-user isolation of jobs and blobs.
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

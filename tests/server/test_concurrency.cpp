@@ -2,8 +2,8 @@
 #include <atomic>
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

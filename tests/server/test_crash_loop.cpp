@@ -14,9 +14,9 @@
 #include <set>
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
 #include "basind_run.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

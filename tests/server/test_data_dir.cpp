@@ -4,9 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
 #include "basind_run.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

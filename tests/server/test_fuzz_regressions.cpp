@@ -1,6 +1,6 @@
 // Bugs found by fuzz/fuzz_request.cpp, each replayed against a real basind.
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

@@ -12,9 +12,9 @@
 
 #include "basin/model.hpp"
 #include "basin/npy.hpp"
+#include "basin/wire/grpc_status.hpp"
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "grpc_status.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

@@ -1,8 +1,8 @@
 // Jobs: submit/watch/result, cancel (queued and running), deadlines, quotas, fair order.
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

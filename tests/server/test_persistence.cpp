@@ -1,8 +1,8 @@
 // Restarts: kill -9 and graceful SIGTERM. Nothing the server accepted is lost silently.
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

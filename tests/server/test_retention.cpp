@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 
 namespace basin::test {
 namespace {

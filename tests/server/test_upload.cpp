@@ -8,8 +8,8 @@
 
 #include <thread>
 
+#include "basin/wire/proto_convert.hpp"
 #include "basind_fixture.hpp"
-#include "proto_convert.hpp"
 #include "sha256.hpp"
 
 namespace basin::test {

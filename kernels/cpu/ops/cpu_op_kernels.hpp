@@ -18,6 +18,8 @@ void binary(BinaryKind kind, const StridedMap& out_map, const StridedMap& a_map,
 template <class T>
 void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, T alpha, T beta, const T* src,
                 T* dst);
+template <class T>
+void reduce_max(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, const T* src, T* dst);
 // conv.cpp
 template <class T>
 void im2col(const WindowGeometry& g, int64_t batch, const T* x, T* cols);
@@ -52,6 +54,9 @@ class CpuOpKernels final : public OpKernels<T> {
   void reduce_sum(const StridedMap& o, const StridedMap& i, int reduce_rank, T alpha, T beta, const T* src,
                   T* dst) override {
     cpu::reduce_sum(o, i, reduce_rank, alpha, beta, src, dst);
+  }
+  void reduce_max(const StridedMap& o, const StridedMap& i, int reduce_rank, const T* src, T* dst) override {
+    cpu::reduce_max(o, i, reduce_rank, src, dst);
   }
   void im2col(const WindowGeometry& g, int64_t batch, const T* x, T* cols) override { cpu::im2col(g, batch, x, cols); }
   void col2im(const WindowGeometry& g, int64_t batch, const T* cols, T* x) override { cpu::col2im(g, batch, cols, x); }

@@ -108,6 +108,11 @@ struct AnalysisRequest {
   bool return_outputs = true;
   VectorsWant vectors;
   Limits limits;
+
+  // The network's sizes, whichever way it is given (graph, or the chain `model`).
+  int64_t num_params() const { return graph ? graph->num_params() : model.num_params(); }
+  int64_t output_dim() const { return graph ? graph->output_dim() : model.output_dim(); }
+  int64_t input_size() const { return graph ? graph->input_size() : model.input_dim; }
 };
 
 // What the architecture and the data imply about a rank before anything is solved (see

@@ -39,7 +39,7 @@ class Backend {
   virtual void synchronize() {}
   // The per-op device kernels (im2col, pooling, strided copies, broadcast arithmetic) the
   // graph's primitive ops are written in: op_kernels.hpp.
-  virtual const OpKernels<T>& op_kernels() = 0;
+  virtual OpKernels<T>& op_kernels() = 0;
 
   // ---- memory (count = number of T elements) ----
   virtual T* allocate(size_t count) = 0;  // zero-filled; throws kResourceExhausted

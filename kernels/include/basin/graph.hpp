@@ -6,8 +6,7 @@
 //     the order they were added = parameters_to_vector order) and constants (buffers, running
 //     statistics, masks: never differentiated);
 //   * a value is `batched` when it depends on the input (it then has the leading example axis,
-//     and its `shape` is the per-example shape), `differentiable` when it depends on the input or
-//     a parameter;
+//     and its `shape` is the per-example shape), `differentiable` when it depends on a parameter;
 //   * ops are primitive (kernels/src/ops/: linear, unary element-wise, bilinear, ...); composite
 //     layers (BatchNorm, LayerNorm, GroupNorm, Softmax, ...) are written as several primitive nodes
 //     by GraphBuilder (graph_builder.hpp), so their first and second derivatives are exact by
@@ -55,7 +54,7 @@ struct GraphValue {
   ValueKind kind = ValueKind::kNode;
   Shape shape;                 // batched: per-example shape; otherwise the full shape
   bool batched = false;        // carries the example axis (depends on the input)
-  bool differentiable = false; // depends on the input or on a parameter
+  bool differentiable = false; // depends on a parameter (has tangents and cotangents)
   int64_t param_offset = -1;   // kParameter: its first entry in θ
   int producer = -1;           // kNode: index of the node computing it
   std::vector<double> data;    // kConstant: the values, row-major
@@ -96,11 +95,15 @@ class Graph {
   int64_t output_dim() const;   // k = numel of the per-example output
   std::vector<std::string> parameter_names() const;
   // Checks what add_node cannot: an input and an output exist, the output is batched (depends
-  // on the input) and differentiable, every node count within `max_nodes`. `check_stop` is
+  // on the input) and differentiable (depends on a parameter), every parameter reaches the
+  // output, the node count is within `max_nodes`. `check_stop` is
   // called every few thousand nodes (deadline / cancellation while importing).
   void validate(int64_t max_nodes, const std::function<void()>& check_stop = {}) const;
-  // "3 → conv(16) → ..." style one-line summary for messages (elided when long).
+  // "[3, 32, 32] → conv → ..." one-line summary for messages (elided when long).
   std::string describe() const;
+  // A canonical text of the whole graph (ops, attributes, shapes, names, constants' values):
+  // equal graphs give equal text; provenance hashes it.
+  std::string fingerprint() const;
 
  private:
   int add_value(GraphValue v);

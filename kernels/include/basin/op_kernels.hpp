@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "basin/error.hpp"
+
 namespace basin {
 
 constexpr int kMaxRank = 8;
@@ -37,7 +39,10 @@ struct WindowGeometry {
   int64_t channels = 0, height = 0, width = 0;
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_top = 0, pad_left = 0;  // (bottom/right padding only changes out_h/out_w)
+  int64_t pad_top = 0, pad_left = 0;
+  // Bottom/right padding: besides out_h/out_w it bounds the window that average pooling with
+  // count_include_pad divides by (PyTorch clips a ceil_mode window at the padded extent).
+  int64_t pad_bottom = 0, pad_right = 0;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t out_h = 0, out_w = 0;
   bool count_include_pad = false;  // average pooling: divide by the whole window, pads included
@@ -68,6 +73,14 @@ class OpKernels {
   // out_map.rank == in_map.rank − reduce_rank (the ops permute the reduced axes last via the strides).
   virtual void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, T alpha, T beta,
                           const T* src, T* dst) = 0;
+  // The same maps, the maximum instead of the sum: dst[out_map(o)] = max_rest src[in_map(o, rest)]
+  // (NaN propagates; an empty reduction gives −∞). Used by reduce_max, a stop-gradient (the
+  // shift of Softmax), so it is forward-only. Not pure: a backend without it refuses reduce_max.
+  virtual void reduce_max(const StridedMap& out_map, const StridedMap& in_map, int reduce_rank, const T* src,
+                          T* dst) {
+    (void)out_map, (void)in_map, (void)reduce_rank, (void)src, (void)dst;
+    throw Error(ErrorCode::kUnimplemented, "op kernel reduce_max is not available on this backend");
+  }
 
   // ---- convolution (kernels/src/ops/kernels/conv.hpp) ----
   // cols [batch, C·kh·kw, out_h·out_w] from x [batch, C, H, W] (zero padding); overwrites cols.

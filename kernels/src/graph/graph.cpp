@@ -63,7 +63,7 @@ int Graph::add_input(const std::string& name, Shape per_example, bool integer) {
   v.kind = ValueKind::kInput;
   v.shape = std::move(per_example);
   v.batched = true;
-  v.differentiable = !integer;
+  v.differentiable = false;  // nothing is differentiated with respect to the data
   v.integer = integer;
   input_ = add_value(std::move(v));
   return input_;
@@ -158,7 +158,8 @@ void Graph::validate(int64_t max_nodes, const std::function<void()>& check_stop)
   if (!out.batched)
     invalid_argument("model: the output '" + out.name + "' does not depend on the input '" + values_[input_].name +
                      "'");
-  if (!out.differentiable) invalid_argument("model: the output '" + out.name + "' is not differentiable");
+  if (!out.differentiable)
+    invalid_argument("model: the output '" + out.name + "' does not depend on any parameter");
   // Every parameter must reach the output (an unused parameter is a zero column of G; allowed
   // but usually a mistake of the exporter, so it is named).
   std::vector<char> live(values_.size(), 0);
@@ -187,6 +188,33 @@ std::string Graph::describe() const {
     }
     os << " → " << nodes_[i].op;
   }
+  return os.str();
+}
+
+std::string Graph::fingerprint() const {
+  std::ostringstream os;
+  os.precision(17);
+  for (const GraphValue& v : values_) {
+    os << "value " << v.name << " kind " << static_cast<int>(v.kind) << " shape " << shape_string(v.shape)
+       << " batched " << v.batched << " integer " << v.integer << " offset " << v.param_offset;
+    if (!v.data.empty()) {
+      os << " data";
+      for (double d : v.data) os << ' ' << d;
+    }
+    os << '\n';
+  }
+  for (const GraphNode& n : nodes_) {
+    os << "node " << n.name << " op " << n.op << " out " << n.output << " in";
+    for (int i : n.inputs) os << ' ' << i;
+    for (const auto& [key, a] : n.attrs) {
+      os << " " << key << "=";
+      for (int64_t i : a.ints) os << i << ',';
+      for (double f : a.floats) os << f << ',';
+      os << a.str;
+    }
+    os << '\n';
+  }
+  os << "input " << input_ << " output " << output_ << '\n';
   return os.str();
 }
 

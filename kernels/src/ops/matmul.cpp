@@ -75,6 +75,7 @@ class MatMul final : public BilinearOp<T> {
   int dense_factor_input(int slot) const override {
     return slot == 1 && d_.trans_b && d_.a_vec && b_plain_ ? 0 : -1;
   }
+  int dense_bias_input() const override { return d_.has_bias ? 2 : -1; }
 
   void apply(const OpCall<T>& c, const Tensor<T>& a, const Tensor<T>& b, Tensor<T> out) override {
     const int64_t E = max_examples<T>({&a, &b, &out}), R = max_rows<T>({&a, &b, &out});

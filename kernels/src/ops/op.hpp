@@ -56,7 +56,7 @@ using CTensor = Tensor<T>;  // read-only use (the type is the same; the name doc
 template <class T>
 struct OpCall {
   Backend<T>& be;
-  const OpKernels<T>& kernels;
+  OpKernels<T>& kernels;
   const GraphNode& node;
   std::vector<Tensor<T>> in;
   Tensor<T> out;
@@ -79,6 +79,9 @@ class Op {
   // cotangent rows Δ = ḡ_out is the outer product δ ⊗ a_e, returns the input slot whose primal
   // is `a` (per-example shape [d_in]); -1 otherwise (the block is materialised).
   virtual int dense_factor_input(int param_slot) const { (void)param_slot; return -1; }
+  // With a dense factor: the input slot of the layer's bias (its block is δ itself, whose Gram
+  // the structured form gets for free as the "+1" of AAᵀ + 1), or -1.
+  virtual int dense_bias_input() const { return -1; }
 };
 
 // ---- families ----

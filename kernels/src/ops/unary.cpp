@@ -1,5 +1,6 @@
 // "unary": y = φ(x) element-wise; attribute fn names φ (activation.hpp: relu, tanh, gelu, ...),
-// alpha its parameter where it has one (leaky_relu's slope, ...).
+// alpha and beta its parameters where it has them (leaky_relu's slope, hardtanh's min and max, pow's
+// exponent, ...; defaults: activation.hpp).
 #include "basin/model.hpp"
 #include "op.hpp"
 
@@ -13,9 +14,27 @@ Activation activation_of(const GraphNode& node) {
   return a;
 }
 
+// φ with its parameters: alpha and beta from the attributes, else the function's defaults
+// (activation.hpp: default_alpha / default_beta).
+template <class T>
+ActivationFn<T> function_of(const GraphNode& node) {
+  const Activation a = activation_of(node);
+  if (a == Activation::kPow && node.attrs.count("alpha") == 0) op_error(node, "pow needs attribute alpha (the exponent)");
+  const double alpha = attr_float(node.attrs, "alpha", default_alpha(a));
+  const double beta = attr_float(node.attrs, "beta", default_beta(a));
+  if (a == Activation::kHardtanh && !(alpha <= beta))
+    op_error(node, "hardtanh needs alpha (min) <= beta (max), got " + std::to_string(alpha) + " and " +
+                       std::to_string(beta));
+  ActivationFn<T> fn;
+  fn.kind = a;
+  fn.alpha = T(alpha);
+  fn.beta = T(beta);
+  return fn;
+}
+
 Shape infer(const GraphNode& node, const std::vector<const GraphValue*>& in) {
   if (in.size() != 1) op_error(node, "expects 1 input, got " + std::to_string(in.size()));
-  activation_of(node);
+  function_of<double>(node);
   return in[0]->shape;
 }
 
@@ -24,7 +43,7 @@ class Unary final : public UnaryOp<T> {
  public:
   using value_type = T;
   Unary(const GraphNode& node, const std::vector<const GraphValue*>&)
-      : UnaryOp<T>(ActivationFn<T>{activation_of(node), T(attr_float(node.attrs, "alpha", 0.01))}) {}
+      : UnaryOp<T>(function_of<T>(node)) {}
 };
 
 const OpDef kUnary{"unary", &infer, &make_op_as<Unary<double>>, &make_op_as<Unary<float>>};

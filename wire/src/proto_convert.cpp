@@ -1,4 +1,4 @@
-#include "proto_convert.hpp"
+#include "basin/wire/proto_convert.hpp"
 
 #include <map>
 

@@ -1,4 +1,4 @@
-#include "grpc_status.hpp"
+#include "basin/wire/grpc_status.hpp"
 
 #include <cctype>
 #include <cstdio>

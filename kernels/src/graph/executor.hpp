@@ -1,0 +1,117 @@
+// The executor: a Graph's passes over a backend, and the matrices the engine needs from them.
+//
+// docs/ARCHITECTURE.md ("The executor") is the design. Every pass runs the nodes in topological
+// order (forward, tangents) or in reverse (cotangents), calling each node's op (kernels/src/ops):
+//   forward      primal values of every value, all n examples at once;
+//   backward     cotangents of R seeded output directions per example (the identity: the rows
+//                of G; the columns of S_i: the rows of G̃ = SᵀG; ∂L/∂f: the gradient), per
+//                example (rows of G) or summed over examples (gradients);
+//   tangents +   forward-over-reverse for blocks of unit directions in θ: rows of the Hessian's
+//   rvjp         residual term.
+// The public methods mirror the chain engine's (network.hpp) so that analysis.cpp runs either.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "basin/backend.hpp"
+#include "basin/graph.hpp"
+#include "ops/op.hpp"
+
+namespace basin {
+
+template <class T>
+class GraphNetwork {
+ public:
+  GraphNetwork(Backend<T>& backend, std::shared_ptr<const Graph> graph, const std::vector<double>& params,
+               const std::vector<double>& inputs, int64_t n, const std::atomic<bool>* cancel);
+
+  // Replaces θ (same graph), keeping the inputs; forward() must run again afterwards.
+  void set_params(const std::vector<double>& params);
+
+  int64_t num_examples() const { return n_; }
+  int64_t num_outputs() const { return graph_->output_dim(); }
+  int64_t num_params() const { return graph_->num_params(); }
+  const Graph& graph() const { return *graph_; }
+
+  void forward();
+  std::vector<double> outputs() const;  // [n × k]
+  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise.
+  std::vector<double> value_on_host(int v) const;
+
+  // ∇θ L for r = ∂L/∂f [n × k]; keep = true keeps every value's cotangent for residual_hessian.
+  std::vector<double> gradient(const std::vector<T>& dloss_df, bool keep);
+  // Lower triangle of G̃G̃ᵀ [(n·r) × (n·r)] for seeds [(n·r) × k]: dense layers by the structured
+  // form (ΔΔᵀ) ⊙ (AAᵀ + 1), every other parameter tensor by its materialised per-example block
+  // B_t [(n·r) × count_t] (Σ_t B_t B_tᵀ). tile_rows < n·r bounds the structured work matrix.
+  Buffer<T> gram(const std::vector<T>& seeds, int64_t r, int64_t tile_rows = 0);
+  // Lower triangle of G̃ᵀG̃ [N × N], G̃ assembled over blocks of examples.
+  Buffer<T> normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
+  // TSQR's R of G̃ over blocks of examples (see network.hpp).
+  Buffer<T> tsqr_r(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
+  // G̃ [(n·r) × N].
+  Buffer<T> jacobian(const std::vector<T>& seeds, int64_t r);
+  // The residual term Σ_{i,c} r_ic ∇²θ f_c(x_i) [N × N] (needs gradient(…, keep = true)).
+  Buffer<T> residual_hessian(uint64_t block_bytes);
+
+  // For consecutive blocks of `block` examples [i0, i0 + block): back-propagates the host seeds
+  // (r rows per example) and calls visit(t, i0, rows, B) for every parameter tensor t (index in
+  // graph().parameters()) with its per-example Jacobian block B [rows × count_t] (backend memory).
+  using BlockVisitor = std::function<void(size_t t, int64_t i0, int64_t rows, const T* block)>;
+  // A dense layer's factors instead of its weight's (and bias's) block: the weight's block row
+  // (i, c) is δ_(i,c) ⊗ a_i, the bias's is δ_(i,c) (docs/ARCHITECTURE.md "Structured Gram").
+  struct DenseFactors {
+    size_t weight;     // parameter index of W [d_out × d_in]
+    int bias;          // parameter index of its bias, or -1 (then the bias, if any, is a block)
+    int64_t i0, rows;  // examples [i0, i0 + rows / r)
+    const T* delta;    // Δ [rows × d_out]
+    int64_t d_out;
+    const T* a;        // A [rows / r × d_in], the layer's input for those examples
+    int64_t d_in;
+  };
+  using DenseFactorVisitor = std::function<void(const DenseFactors&)>;
+  // With `dense`, dense layers whose weight is used once come as factors, not blocks.
+  void parameter_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit,
+                        const DenseFactorVisitor* dense = nullptr);
+
+  // Working memory of gram() (bytes): primals, the live cotangents, the largest materialised
+  // block, the Gram itself; for the memory plan.
+  double gram_bytes(int64_t r) const;
+
+ private:
+  enum class Mode { kPerExample, kSummed };
+  // A parameter tensor's cotangent is complete: visit(t, tensor). For Mode kPerExample, E = count.
+  using ParamVisitor = std::function<void(size_t t, const Tensor<T>& cot)>;
+  // A dense layer's factors for the structured Gram: Δ = cotangent of the layer output
+  // [(count·r) × d_out], A = its input [count × d_in], the weight's parameter index and the
+  // bias's (-1: none taken with it).
+  using DenseVisitor = std::function<void(const Tensor<T>& delta, const Tensor<T>& a, size_t weight, int bias)>;
+
+  void backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode, const ParamVisitor& visit,
+                const DenseVisitor* dense, std::vector<Buffer<T>>* keep);
+  Tensor<T> primal(int v, int64_t i0, int64_t count) const;
+  OpCall<T> call(size_t node, int64_t i0, int64_t count) const;
+  int64_t examples_per_block(int64_t r, uint64_t block_bytes) const;
+  void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
+                       const std::function<void(int64_t rows)>& consume);
+  void check_cancel() const;
+  void upload_params(const std::vector<double>& params);
+
+  Backend<T>& be_;
+  std::shared_ptr<const Graph> graph_;
+  int64_t n_;
+  const std::atomic<bool>* cancel_;
+  std::vector<std::unique_ptr<Op<T>>> ops_;  // per node
+  std::vector<char> live_;                   // per node: its output reaches the graph's output
+  std::vector<int> param_index_;             // per value: index in graph().parameters(), or -1
+  std::vector<int> uses_;                    // per value: uses by live nodes
+  std::vector<Buffer<T>> primal_;            // per value
+  std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
+};
+
+extern template class GraphNetwork<double>;
+extern template class GraphNetwork<float>;
+
+}  // namespace basin
