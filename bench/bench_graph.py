@@ -8,7 +8,7 @@ Workloads (float64, seed 0):
   b  all σ(G) of a LeNet on scikit-learn's 8×8 digits: conv 3×3 (32) → relu → maxpool 2 → conv 3×3 (64)
      → relu → maxpool 2 → dense 256 → relu → dense 10 (N = 87,178), n = 100, k = 10 (n·k = 1,000);
   c  the exact Hessian spectrum of a small CNN on the digits: conv 3×3 (8) → tanh → maxpool 2 → conv 3×3
-     (16) → tanh → avgpool 2 → dense 10 (N = 1,898), n = 100, cross-entropy, `--want hessian`;
+     (16) → tanh → avgpool 2 → dense 10 (N = 1,898), n = 32 digits, cross-entropy, `--want hessian`;
   d  bench_cpu.py's workload (d): MLP 8-32-20-4 tanh, N = 1,032, n = 50, k = 4, MSE, `--want ggn,hessian`
      (the same data and parameters as bench_cpu.py), through the JSON chain (`d-spec`) and as ONNX (`d-onnx`).
 
@@ -75,7 +75,7 @@ def workloads(quick):
     return [
         dict(name="a-resnet20", model="resnet", widths=[16, 32, 64], blocks=3, n=50, k=10, kind="sigma", loss="none"),
         dict(name="b-lenet", model="lenet", c1=32, c2=64, hidden=256, n=100, k=10, kind="sigma", loss="none"),
-        dict(name="c-cnn-hessian", model="smallcnn", c1=8, c2=16, n=100, k=10, kind="hessian", loss="cross_entropy"),
+        dict(name="c-cnn-hessian", model="smallcnn", c1=8, c2=16, n=32, k=10, kind="hessian", loss="cross_entropy"),
         dict(name="d-spec", model="mlp_d", route="spec", kind="hessian", loss="mse"),
         dict(name="d-onnx", model="mlp_d", route="onnx", kind="hessian", loss="mse"),
     ]
@@ -88,7 +88,7 @@ def mlp_d_workload(w):
 def torch_routes(w):
     if w["kind"] == "sigma":
         return ["vmap_jacrev+eigvalsh", "vmap_jacrev+svdvals", "jacobian+eigvalsh", "jacobian+svdvals"]
-    return ["hessian+eigvalsh", "hessian(vectorize)+eigvalsh"]
+    return ["hessian(vectorize)+eigvalsh", "hessian+eigvalsh"]
 
 
 # --------------------------------------------------------------------------- torch models (child processes only)
@@ -162,16 +162,30 @@ def randomise_batchnorm(model, gen):
                 mod.bias.copy_(0.1 * torch.randn(c, generator=gen, dtype=torch.float64))
 
 
+CLIENT_EXPORT = os.path.join(os.path.dirname(HERE), "client", "python", "basin", "torch_export.py")
+
+
 def export_onnx(model, x_example, path):
-    """Eval mode, no constant folding, BatchNorm kept as its own node (TrainingMode.PRESERVE skips the exporter's
-    eval peephole, which would fold BN into the preceding conv and change the parameter set), every parameter its
-    own initializer, the batch axis dynamic."""
+    """The Python client's exporter (client/python/basin/torch_export.py: the settings that keep every parameter
+    its own initializer, mapped back to model.parameters()) where this tree has it; else the same settings here:
+    eval mode, no constant folding, BatchNorm kept as its own node (TrainingMode.PRESERVE skips the exporter's
+    eval peephole, which would fold BN into the preceding conv and change the parameter set), the batch axis
+    dynamic. Returns which exporter ran."""
     import torch
     model.eval()
+    if os.path.exists(CLIENT_EXPORT):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("basin_torch_export", CLIENT_EXPORT)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        exported = mod.export(model, x_example)
+        exported.save(path)
+        return "client/python/basin/torch_export.py (opset %d)" % mod.OPSET
     torch.onnx.export(model, (x_example,), path, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, do_constant_folding=False,
                       training=torch.onnx.TrainingMode.PRESERVE, opset_version=13,
                       keep_initializers_as_inputs=False, export_params=True)
+    return "bench_graph.export_onnx (opset 13)"
 
 
 def prepare(w, seed, outdir):
@@ -213,8 +227,8 @@ def prepare(w, seed, outdir):
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
     np.save(files["theta"], theta)
     torch.save(model.state_dict(), files["pt"])
-    export_onnx(model, torch.from_numpy(np.ascontiguousarray(X[:1])), files["onnx"])
-    meta = dict(N=int(theta.size), n=int(n), k=int(k),
+    exporter = export_onnx(model, torch.from_numpy(np.ascontiguousarray(X[:2])), files["onnx"])
+    meta = dict(N=int(theta.size), n=int(n), k=int(k), exporter=exporter,
                 buffers=int(sum(b.numel() for b in model.buffers() if b.dtype.is_floating_point)))
     with open(files["meta"], "w") as f:
         json.dump(meta, f)
@@ -469,7 +483,7 @@ def main():
     ap.add_argument("--torch-repeats", type=int, default=None, help="repeats of each torch route while finding the "
                     "fastest (default 1); the fastest route of each workload then gets --repeats in all")
     ap.add_argument("--route-limit-s", type=float, default=300.0, help="a torch route process running longer is "
-                    "stopped (default 300 s; a route 3× slower than the fastest so far is stopped at that point)")
+                    "stopped (default 300 s; a route 1.5× slower than the fastest so far (at least 20 s) is stopped then)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--basin", default=DEFAULT_BASIN)
@@ -522,8 +536,8 @@ def main():
                 routes = [r for r in routes if r in args.routes.split(",")]
             tr, best = [], None
             for r in routes:
-                # A route already 3× slower than the fastest so far cannot be the fastest: it is stopped there.
-                limit = args.route_limit_s if best is None else min(args.route_limit_s, max(30.0, 3 * best["time"]))
+                # A route already 1.5× slower than the fastest so far cannot be the fastest: it is stopped there.
+                limit = args.route_limit_s if best is None else min(args.route_limit_s, max(20.0, 1.5 * best["time"]))
                 t = run_torch(w, r, files, torch_repeats, tmp, timeout=limit)
                 tr.append(t)
                 if "error" not in t and (best is None or t["time"] < best["time"]):
@@ -561,7 +575,8 @@ def main():
                     b["N_mismatch"] = b["out"]["num_params"]
                     all_ok = False
             rows.append(dict(w=w, N=N, n=n, k=k, tr=tr, best=best, floor=floor, b=b, agree=agree, ok=ok,
-                             floor_size=floor_size, ref=ref["route"] if ref else None, tol=tol))
+                             floor_size=floor_size, ref=ref["route"] if ref else None, tol=tol,
+                             exporter=meta.get("exporter")))
         if args.keep:
             shutil.copytree(root, args.keep, dirs_exist_ok=True)
     finally:
@@ -630,7 +645,7 @@ def print_report(rows, args, load0, load1, started, finished, info):
     print("Details (seconds; every repeat):")
     for r in rows:
         w, b = r["w"], r["b"]
-        print("- %s: N=%d, n=%d, k=%d" % (w["name"], r["N"], r["n"], r["k"]))
+        print("- %s: N=%d, n=%d, k=%d; ONNX by %s" % (w["name"], r["N"], r["n"], r["k"], r["exporter"]))
         if "error" in b:
             print("  Basin: not supported yet (%s)" % b["error"])
             print("    command: %s" % " ".join(b["cmd"]) if "cmd" in b else "")
