@@ -20,8 +20,10 @@ PyTorch: torch.set_num_threads(2), float64, each route in its own child process 
          time = the computation only (import, model building and file reading excluded). σ(G): G built by
          functorch `vmap(jacrev)` or by per-example `torch.autograd.functional.jacobian(vectorize=True)`, then
          `eigvalsh(G Gᵀ)` or `svdvals(G)` — every combination is timed and the table compares Basin with the
-         fastest. Hessian: `torch.autograd.functional.hessian` (vectorize False and True) + `eigvalsh`
-         (for d also the GGN's eigvalsh, as bench_cpu.py does).
+         fastest. Hessian: functorch `jacrev(jacrev(loss))` (functorch.hessian = jacfwd(jacrev) fails on cross-entropy in
+         torch 1.13: no forward AD for _log_softmax_backward_data) and `torch.autograd.functional.hessian`
+         (vectorize True and False), each + `eigvalsh`, the fastest compared (for d also the GGN's eigvalsh, as
+         bench_cpu.py does). A route 1.5× slower than the fastest so far is stopped there (it cannot win).
 Floor:   `torch.linalg.eigvalsh` of a random symmetric matrix of the small side alone ((n·k)² for σ(G), N² for the
          Hessian), the part of the work neither side can avoid; Basin's wall / floor says how close it is.
 Peak memory: GNU /usr/bin/time %M (ru_maxrss) of each child process (Basin's process; the torch route's process).
@@ -88,7 +90,7 @@ def mlp_d_workload(w):
 def torch_routes(w):
     if w["kind"] == "sigma":
         return ["vmap_jacrev+eigvalsh", "vmap_jacrev+svdvals", "jacobian+eigvalsh", "jacobian+svdvals"]
-    return ["hessian(vectorize)+eigvalsh", "hessian+eigvalsh"]
+    return ["jacrev(jacrev)+eigvalsh", "hessian(vectorize)+eigvalsh", "hessian+eigvalsh"]
 
 
 # --------------------------------------------------------------------------- torch models (child processes only)
@@ -324,7 +326,10 @@ def torch_worker(job_path):
                 res["ggn"] = torch.linalg.eigvalsh(c * (G @ G.T)).flip(0).numpy()
                 del G
             t1 = time.perf_counter()
-            H = torch.autograd.functional.hessian(loss, theta.clone(), vectorize=vectorize)
+            if route.startswith("jacrev(jacrev)"):  # functorch's reverse-over-reverse, vmapped over the N directions
+                H = jacrev(jacrev(loss))(theta.clone())
+            else:
+                H = torch.autograd.functional.hessian(loss, theta.clone(), vectorize=vectorize)
             hev = torch.linalg.eigvalsh(H).flip(0)
             t2 = time.perf_counter()
             times.append(t2 - t0)
