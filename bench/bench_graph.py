@@ -176,10 +176,14 @@ def export_onnx(model, x_example, path):
     import torch
     model.eval()
     if os.path.exists(CLIENT_EXPORT):
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("basin_torch_export", CLIENT_EXPORT)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        import importlib
+        import types
+        # The client's package without its __init__ (which needs the generated gRPC stubs): torch_export and
+        # the .models it imports need only numpy and torch.
+        pkg = types.ModuleType("_basin_client")
+        pkg.__path__ = [os.path.dirname(CLIENT_EXPORT)]
+        sys.modules["_basin_client"] = pkg
+        mod = importlib.import_module("_basin_client.torch_export")
         exported = mod.export(model, x_example)
         exported.save(path)
         return "client/python/basin/torch_export.py (opset %d)" % mod.OPSET
@@ -579,6 +583,13 @@ def main():
                 if b["out"].get("num_params") not in (None, N):
                     b["N_mismatch"] = b["out"]["num_params"]
                     all_ok = False
+            if "error" not in b and best is not None:
+                print("#   => Basin %.3f s (CPU %.2f), best torch %s %.3f s (CPU %.2f): %.1f× wall, %.1f× CPU; floor %s; "
+                      "agree %.1e; Basin peak %s, torch peak %s" % (
+                          b["time"], b["cpu"], best["route"], best["time"], best["cpu"], best["time"] / b["time"],
+                          best["cpu"] / max(b["cpu"], 0.01), ("%.3f s" % floor["time"]) if "error" not in floor else "-",
+                          agree if agree is not None else float("nan"), fmt_bytes(b["rss"]), fmt_bytes(best["rss"])),
+                      file=sys.stderr, flush=True)
             rows.append(dict(w=w, N=N, n=n, k=k, tr=tr, best=best, floor=floor, b=b, agree=agree, ok=ok,
                              floor_size=floor_size, ref=ref["route"] if ref else None, tol=tol,
                              exporter=meta.get("exporter")))
