@@ -1018,7 +1018,7 @@ class Importer {
   bool fold(int i) {
     static const std::unordered_set<std::string> kFoldable = {
         "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Add", "Sub", "Mul", "Div",
-        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand"};
+        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose"};
     const onnx::NodeProto& n = g_.node(i);
     const std::string& op = n.op_type();
     if (!kFoldable.count(op)) return false;
@@ -1181,6 +1181,36 @@ class Importer {
         h.dims = {p, p == 0 ? 0 : total / p};
       } else {
         h.dims = resolve_reshape(i, x.dims, host_ints(i, 1, "shape"), false);
+      }
+    } else if (op == "Transpose") {
+      // torch reverses and regroups Pad's amounts this way (F.pad's (begin, end) pairs per axis).
+      const int64_t r = static_cast<int64_t>(x.dims.size());
+      std::vector<int64_t> perm = attr_ints(i, "perm", {});
+      if (perm.empty())
+        for (int64_t d = r - 1; d >= 0; --d) perm.push_back(d);
+      std::vector<char> seen(static_cast<size_t>(r), 0);
+      if (static_cast<int64_t>(perm.size()) != r)
+        node_error(ErrorCode::kInvalidArgument, i, "perm has " + std::to_string(perm.size()) + " entries for " +
+                                                       std::to_string(r) + " axes");
+      for (int64_t& a : perm) {
+        if (a < 0) a += r;
+        if (a < 0 || a >= r || seen[static_cast<size_t>(a)])
+          node_error(ErrorCode::kInvalidArgument, i, "perm is not a permutation of the axes");
+        seen[static_cast<size_t>(a)] = 1;
+      }
+      h.dims.assign(static_cast<size_t>(r), 0);
+      for (int64_t d = 0; d < r; ++d) h.dims[d] = x.dims[perm[d]];
+      std::vector<int64_t> in_strides(static_cast<size_t>(r), 1);
+      for (int64_t d = r - 2; d >= 0; --d) in_strides[d] = in_strides[d + 1] * x.dims[d + 1];
+      h.values.assign(static_cast<size_t>(total), 0.0);
+      for (int64_t f = 0; f < total; ++f) {
+        int64_t rest = f, src = 0;
+        for (int64_t d = r - 1; d >= 0; --d) {
+          const int64_t idx = rest % h.dims[d];
+          rest /= h.dims[d];
+          src += idx * in_strides[perm[d]];
+        }
+        h.values[f] = x.values[src];
       }
     } else if (op == "Expand") {
       std::vector<int64_t> to = host_ints(i, 1, "shape");
