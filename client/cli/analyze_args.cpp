@@ -50,11 +50,12 @@ std::string read_text_file(const std::string& path, const std::string& what) {
 
 std::string usage() {
   return R"(usage: basin analyze (--local | --server HOST:PORT) --model spec.json|model.onnx
-                     [--params p.npy] --inputs X.npy [--targets Y.npy]
+                     [--params p.npy] --inputs X.npy [--targets Y.npy]     (X: (n, ...))
                      [--loss mse|cross_entropy|none] [--reduction mean|sum]
                      [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB] [--max-layers N]
+                     [--constants NAME,NAME...]
                      [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]
                      [--vectors jacobian_row,jacobian_null,jacobian_left,ggn,hessian [--vectors-k K]]
                      [--want …,hessian_top,ggn_top,hessian_trace,ggn_trace,hessian_density,ggn_density]
@@ -62,6 +63,8 @@ std::string usage() {
                      [--seed S] [--tol T] [--spectra-method auto|dense|matrix_free] [--save-eigenvectors DIR]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
        --params is a vector (N,) or checkpoints (B, N): one result per checkpoint, in order
+       --constants: ONNX initialisers to keep constant (default: every float initialiser in a
+         weight/bias/scale slot is a parameter, BatchNormalization's running statistics are not)
        --vectors writes DIR/<name>.npy beside DIR/result.json (needs --save-dir; one checkpoint)
        matrix-free spectra (from Hessian-/GGN-vector products, never an N x N matrix):
          *_top: block Lanczos, the --top-k largest (and --bottom-k smallest) eigenvalues, each with
@@ -106,6 +109,16 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
     else if (flag == "--targets") o.targets_path = value();
     else if (flag == "--save-jacobian") o.save_jacobian = value();
     else if (flag == "--save-dir") o.save_dir = value();
+    else if (flag == "--constants") {
+      const std::string list = value();
+      size_t start = 0;
+      while (start <= list.size()) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        if (comma == start) invalid_argument("--constants: an empty name in '" + list + "'");
+        o.constants.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
     else if (flag == "--vectors") {
       try {
         o.request.vectors = parse_vectors(value());
@@ -184,7 +197,8 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (!o.local && o.server.empty())
     invalid_argument("analyze: say where to run it: --local (in this process) or --server HOST:PORT");
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
-  if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
+  if (o.inputs_path.empty())
+    invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim), or (n, ...) of the ONNX model's input shape");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
   // `basin submit` (allow_unknown) queues a job: its files are written later, by
   // `basin result ID --save-dir DIR`.
@@ -213,16 +227,39 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   return o;
 }
 
+namespace {
+// "3, 32, 32" for messages that print (n, 3, 32, 32).
+std::string per_example_dims(const Shape& s) {
+  std::string out;
+  for (int64_t d : s) out += (out.empty() ? "" : ", ") + std::to_string(d);
+  return out;
+}
+}  // namespace
+
 void load_request_files(AnalyzeOptions& o) {
   AnalysisRequest& r = o.request;
   std::vector<double> onnx_params;
-  if (ends_with(o.model_path, ".onnx")) {
+  // The inputs first: their per-example shape (X.shape[1:]) resolves an ONNX graph's dynamic
+  // dimensions.
+  const NpyArray x = read_npy(o.inputs_path, "--inputs");
+  if (!x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
+  o.inputs_shape = x.shape;
+  o.onnx = ends_with(o.model_path, ".onnx");
+  if (!o.constants.empty() && !o.onnx)
+    invalid_argument("--constants: only with an .onnx --model (a JSON spec's parameters are its dense layers)");
+  if (o.onnx) {
 #ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
     ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
     bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
+    bounds.constant_names = o.constants;
+    if (x.shape.size() >= 2) bounds.input_shape.assign(x.shape.begin() + 1, x.shape.end());
     ImportedModel imported = import_onnx_file(o.model_path, bounds);
-    r.model = imported.model;
     onnx_params = std::move(imported.params);
+    // A dense chain travels as its chain form (the same θ), as the JSON spec and the server's
+    // layer list do; any other network as the graph.
+    if (!imported.model.layers.empty()) r.model = std::move(imported.model);
+    else r.graph = std::make_shared<const Graph>(std::move(imported.graph));
 #else
     throw Error(ErrorCode::kUnimplemented, "--model " + o.model_path + ": this build of basin has no ONNX importer");
 #endif
@@ -234,7 +271,9 @@ void load_request_files(AnalyzeOptions& o) {
       throw Error(e.code(), what.rfind("--model", 0) == 0 ? what : "--model " + o.model_path + ": " + what);
     }
   }
-  const int64_t N = r.model.num_params(), d = r.model.input_dim, k = r.model.output_dim();
+  const int64_t N = r.graph ? r.graph->num_params() : r.model.num_params();
+  const int64_t d = r.graph ? r.graph->input_size() : r.model.input_dim;
+  const int64_t k = r.graph ? r.graph->output_dim() : r.model.output_dim();
 
   if (!o.params_path.empty()) {
     const NpyArray p = read_npy(o.params_path, "--params");
@@ -267,12 +306,14 @@ void load_request_files(AnalyzeOptions& o) {
                      " parameters (PyTorch parameters_to_vector order)");
   }
 
-  const NpyArray x = read_npy(o.inputs_path, "--inputs");
-  if (!x.is_float())
-    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
-  if (x.shape.size() != 2 || x.shape[1] != d)
+  // (n, d), or (n, ...) of d values per example taken row-major (nn.Flatten's order): a chain
+  // takes (n, 3, 2, 2) for input_dim 12; a graph its per-example shape, or the same values flat.
+  int64_t per_example = 1;
+  for (size_t i = 1; i < x.shape.size(); ++i) per_example *= x.shape[i];
+  if (x.shape.size() < 2 || per_example != d)
     invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
-                     ") to match the model's input_dim");
+                     ")" + (r.graph ? " or (n, " + per_example_dims(r.graph->input_shape()) + ")" : std::string()) +
+                     " to match the model's input (" + std::to_string(d) + " values per example)");
   r.num_examples = x.shape[0];
   r.inputs = x.to_double();
 

@@ -22,10 +22,15 @@ struct AnalyzeOptions {
   std::string model_path, params_path, inputs_path, targets_path, save_jacobian;
   std::string save_dir;     // --save-dir DIR: result.json and the --vectors .npy files
   std::string save_eigenvectors;  // --save-eigenvectors DIR: the *_eigenvectors .npy files
+  std::vector<std::string> constants;  // --constants a,b: ONNX initialisers that are not parameters
   // --params of shape [B, N]: the checkpoints of a training run, one result each (request.params
   // holds the first). Empty for a single parameter vector.
   std::vector<std::vector<double>> checkpoints;
   std::vector<std::string> rest;  // flags this parser does not know (for the remote commands)
+  // --inputs' shape [n, ...]: the per-example shape is what follows n (an ONNX model's input
+  // shape; a chain's inputs are flattened per example to input_dim).
+  std::vector<int64_t> inputs_shape;
+  bool onnx = false;        // --model is an .onnx file (--server uploads it as a blob)
 };
 
 // Parses flags (argv after "analyze"). Throws basin::Error(kInvalidArgument) naming the flag.
