@@ -58,11 +58,24 @@ std::string usage() {
                      [--constants NAME,NAME...]
                      [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]
                      [--vectors jacobian_row,jacobian_null,jacobian_left,ggn,hessian [--vectors-k K]]
+                     [--want …,hessian_top,ggn_top,hessian_trace,ggn_trace,hessian_density,ggn_density]
+                     [--top-k K] [--bottom-k K] [--lanczos-steps M] [--lanczos-block B] [--probes P]
+                     [--seed S] [--tol T] [--spectra-method auto|dense|matrix_free] [--save-eigenvectors DIR]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
        --params is a vector (N,) or checkpoints (B, N): one result per checkpoint, in order
        --constants: ONNX initialisers to keep constant (default: every float initialiser in a
          weight/bias/scale slot is a parameter, BatchNormalization's running statistics are not)
        --vectors writes DIR/<name>.npy beside DIR/result.json (needs --save-dir; one checkpoint)
+       matrix-free spectra (from Hessian-/GGN-vector products, never an N x N matrix):
+         *_top: block Lanczos, the --top-k largest (and --bottom-k smallest) eigenvalues, each with
+           its residual |Hv - lambda v| and "converged" (every residual <= --tol * max|lambda|,
+           default 1e-8); --lanczos-steps M = the restart length (vectors held), memory about
+           (M + K + B) * N * 8 bytes + the model; --save-eigenvectors DIR writes the vectors as .npy
+         *_trace: Hutch++ with --probes P products (default 30) and a standard error
+         *_density: stochastic Lanczos quadrature, --probes P (default 4) of M steps (default 80),
+           nodes and weights per probe, seeded by --seed (default 0): reproducible
+         --spectra-method auto (default): the exact dense solve from N products where
+           N <= --hessian-limit (4096), matrix-free beyond; dense / matrix_free force one
        basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
        basin --version
 )";
@@ -146,6 +159,30 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
       o.request.limits.max_hessian_params = parse_int(flag, value());
     } else if (flag == "--max-layers") {
       o.request.limits.max_layers = parse_int(flag, value());
+    } else if (flag == "--top-k") {
+      o.request.spectra.top_k = parse_int(flag, value());
+    } else if (flag == "--bottom-k") {
+      o.request.spectra.bottom_k = parse_int(flag, value());
+    } else if (flag == "--lanczos-steps") {
+      o.request.spectra.lanczos_steps = parse_int(flag, value());
+    } else if (flag == "--lanczos-block") {
+      o.request.spectra.lanczos_block = parse_int(flag, value());
+    } else if (flag == "--probes") {
+      o.request.spectra.probes = parse_int(flag, value());
+      if (o.request.spectra.probes <= 0) invalid_argument("--probes: expected a positive number of probes");
+    } else if (flag == "--seed") {
+      o.request.spectra.seed = static_cast<uint64_t>(parse_int(flag, value()));
+    } else if (flag == "--tol") {
+      o.request.spectra.tol = parse_number(flag, value());
+      if (!(o.request.spectra.tol > 0)) invalid_argument("--tol: expected a number > 0");
+    } else if (flag == "--spectra-method") {
+      o.request.spectra.method = value();
+      if (o.request.spectra.method != "auto" && o.request.spectra.method != "dense" &&
+          o.request.spectra.method != "matrix_free")
+        invalid_argument("--spectra-method: got '" + o.request.spectra.method + "', expected auto, dense or matrix_free");
+    } else if (flag == "--save-eigenvectors") {
+      o.save_eigenvectors = value();
+      o.request.spectra.eigenvectors = true;
     } else if (flag == "--max-memory") {
       const double gib = parse_number(flag, value());
       if (gib <= 0) invalid_argument("--max-memory: expected a positive number of GiB");
@@ -174,6 +211,7 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
     invalid_argument("--vectors-k: only with --vectors (it says how many vectors of each kind to keep)");
   o.request.vectors.k = vectors_k;
   if (!o.save_dir.empty()) prepare_save_dir(o.save_dir);
+  if (!o.save_eigenvectors.empty()) prepare_save_dir(o.save_eigenvectors);
   if (o.local && (!o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty() || o.timeout_s > 0))
     invalid_argument("--tls-ca/--tls-cert/--tls-key/--timeout: only with --server, not --local");
   if (o.tls_cert.empty() != o.tls_key.empty())
@@ -321,6 +359,9 @@ void print_results(const AnalyzeOptions& o, const std::vector<AnalysisResult>& r
                                               result.jacobian_matrix));
     }
     if (!o.save_dir.empty()) write_save_dir(o.save_dir, result, result_to_json(result, o.json && !o.pretty ? -1 : 2));
+    // --save-eigenvectors DIR: the eigenvectors (and result.json naming them) of the matrix-free spectra.
+    if (!o.save_eigenvectors.empty() && o.save_eigenvectors != o.save_dir)
+      write_save_dir(o.save_eigenvectors, result, result_to_json(result, 2));
     if (o.json) {
       std::cout << result_to_json(result, o.pretty ? 2 : -1) << std::endl;
     } else {

@@ -95,6 +95,23 @@ std::string summary(const AnalysisRequest& req, const AnalysisResult& r) {
     os << "          residual eigenvalues: " << ends(h.residual_eigenvalues) << "\n";
     os << bound_line(h.bound);
   }
+  // Matrix-free spectra (issue 12).
+  for (const auto& [name, e] : {std::pair{"hessian top", &r.hessian_top}, {"hessian bottom", &r.hessian_bottom},
+                                {"ggn top", &r.ggn_top}, {"ggn bottom", &r.ggn_bottom}})
+    if (*e) {
+      double worst = 0;
+      for (double x : (*e)->residual_norms) worst = std::max(worst, x);
+      os << name << ": " << ends((*e)->eigenvalues) << "\n          " << ((*e)->converged ? "converged" : "NOT converged")
+         << ", max residual " << fmt(worst) << ", " << (*e)->matvecs << " products, method " << (*e)->method << "\n";
+    }
+  for (const auto& [name, t] : {std::pair{"hessian trace", &r.hessian_trace}, {"ggn trace", &r.ggn_trace}})
+    if (*t)
+      os << name << ": " << fmt((*t)->estimate) << " ± " << fmt((*t)->std_error) << " (s.e., " << (*t)->probes
+         << " probes, method " << (*t)->method << ")\n";
+  for (const auto& [name, d] : {std::pair{"hessian density", &r.hessian_density}, {"ggn density", &r.ggn_density}})
+    if (*d)
+      os << name << ": " << (*d)->probes << " probes × " << (*d)->steps << " steps (method " << (*d)->method
+         << "; nodes and weights in --json)\n";
   if (!r.per_parameter.empty()) os << per_parameter_table(r.per_parameter);
   os << "time      forward " << fmt(r.timings.forward_ms) << " ms, jacobian " << fmt(r.timings.jacobian_ms)
      << " ms, solve " << fmt(r.timings.solve_ms) << " ms";

@@ -20,6 +20,7 @@
 #include "per_parameter.hpp"
 #include "rank_bounds.hpp"
 #include "solve_queue.hpp"
+#include "spectra/matrix_free.hpp"
 #include "spectrum.hpp"
 #include "vectors.hpp"
 
@@ -99,6 +100,10 @@ class Engine {
         res.hessian->bound = bounds[b].hessian;
       }
       if (req_.want.per_parameter) per_parameter(res, std::move(h_blocks));
+      if (req_.want.any_hessian_spectra() || req_.want.any_ggn_spectra()) {  // matrix-free spectra (issue 12)
+        load(b);
+        compute_spectra(be_, net_, req_, terms[b], res, [this](Stage s, double f) { progress(s, f); });
+      }
       if (req_.return_jacobian) {
         auto tj = std::chrono::steady_clock::now();
         Buffer<T> g = net_.jacobian(identity_seeds_, k);
@@ -251,7 +256,7 @@ class Engine {
         invalid_argument(std::string("loss: ") + loss_name(req_.loss) + " overflowed to a non-finite value in " +
                          dtype_name(req_.dtype) + which + "; the outputs or targets are too large");
       res.loss_value = terms.value;
-      const std::vector<double> grad = net_.gradient(cast(terms.dloss_df), req_.want.hessian);
+      const std::vector<double> grad = net_.gradient(cast(terms.dloss_df), req_.want.hessian || req_.want.any_hessian_spectra());
       double sq = 0;
       for (double g : grad) sq += g * g;
       res.grad_norm = std::sqrt(sq);
@@ -559,6 +564,7 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   validate_checkpoints(request, checkpoints, stop_if_cancelled);
   stop_if_cancelled();
   validate_vectors(request, checkpoints.size());
+  validate_spectra(request);
   std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)
                                                                           : run_with<double>(request, checkpoints, control);
   fill_provenance(request, checkpoints, started, ms_since(t0), results);

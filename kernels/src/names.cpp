@@ -59,6 +59,9 @@ const char* stage_name(Stage s) {
     case Stage::kSolve: return "solve";
     case Stage::kHessian: return "hessian";
     case Stage::kDone: return "done";
+    case Stage::kLanczos: return "lanczos";
+    case Stage::kTrace: return "trace";
+    case Stage::kDensity: return "density";
   }
   return "?";
 }
@@ -68,6 +71,8 @@ Want parse_want(const std::string& list) {
   std::stringstream ss(list);
   std::string word;
   bool any = false;
+  const char* kWords = "jacobian, ggn, hessian, per_parameter, hessian_top, ggn_top, hessian_trace, ggn_trace, "
+                       "hessian_density, ggn_density";
   while (std::getline(ss, word, ',')) {
     if (word.empty()) continue;
     any = true;
@@ -75,12 +80,16 @@ Want parse_want(const std::string& list) {
     else if (word == "ggn") want.ggn = true;
     else if (word == "hessian") want.hessian = true;
     else if (word == "per_parameter") want.per_parameter = true;
-    else if (word == "per_parameter") want.per_parameter = true;
+    else if (word == "hessian_top") want.hessian_top = true;
+    else if (word == "ggn_top") want.ggn_top = true;
+    else if (word == "hessian_trace") want.hessian_trace = true;
+    else if (word == "ggn_trace") want.ggn_trace = true;
+    else if (word == "hessian_density") want.hessian_density = true;
+    else if (word == "ggn_density") want.ggn_density = true;
     else
-      invalid_argument("want: unknown quantity '" + echo(word) +
-                       "'; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");
+      invalid_argument("want: unknown quantity '" + echo(word) + "'; expected a comma-separated list of " + kWords);
   }
-  if (!any) invalid_argument("want: empty; expected a comma-separated list of jacobian, ggn, hessian, per_parameter");
+  if (!any) invalid_argument(std::string("want: empty; expected a comma-separated list of ") + kWords);
   return want;
 }
 

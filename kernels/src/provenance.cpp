@@ -95,6 +95,15 @@ void fill_provenance(const AnalysisRequest& r, const std::vector<std::vector<dou
       if (!res.ggn->refined_from.empty()) p.methods.emplace_back("ggn_refined_from", res.ggn->refined_from);
     }
     if (res.hessian) p.methods.emplace_back("hessian", res.hessian->method);
+    // Matrix-free spectra (issue 12): their methods, and the seed of the stochastic ones.
+    bool stochastic = false;
+    for (const auto& [name, ends] : {std::pair{"hessian_top", &res.hessian_top}, {"ggn_top", &res.ggn_top}})
+      if (*ends) p.methods.emplace_back(name, (*ends)->method), stochastic = true;
+    for (const auto& [name, t] : {std::pair{"hessian_trace", &res.hessian_trace}, {"ggn_trace", &res.ggn_trace}})
+      if (*t) p.methods.emplace_back(name, (*t)->method), stochastic = stochastic || (*t)->method != "dense";
+    for (const auto& [name, d] : {std::pair{"hessian_density", &res.hessian_density}, {"ggn_density", &res.ggn_density}})
+      if (*d) p.methods.emplace_back(name, (*d)->method), stochastic = stochastic || (*d)->method != "dense";
+    if (stochastic) p.seeds.emplace_back("spectra", static_cast<int64_t>(r.spectra.seed));
     res.provenance = std::move(p);
   }
 }

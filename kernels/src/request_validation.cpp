@@ -102,12 +102,15 @@ void validate_request_except_params(const AnalysisRequest& r) {
     check_float32_range(r.inputs, "inputs", d);
     check_float32_range(r.targets, "targets", k);
   }
-  if (!r.want.jacobian && !r.want.ggn && !r.want.hessian && !r.want.per_parameter)
-    invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian, per_parameter");
+  if (!r.want.jacobian && !r.want.ggn && !r.want.hessian && !r.want.per_parameter && !r.want.any_hessian_spectra() &&
+      !r.want.any_ggn_spectra())
+    invalid_argument("want: nothing requested; expected one or more of jacobian, ggn, hessian, per_parameter, "
+                     "hessian_top, ggn_top, hessian_trace, ggn_trace, hessian_density, ggn_density");
   switch (r.loss) {
     case Loss::kNone:
-      if (r.want.ggn || r.want.hessian)
-        invalid_argument(std::string("loss: none, but want includes ") + (r.want.ggn ? "ggn" : "hessian") +
+      if (r.want.ggn || r.want.hessian || r.want.any_hessian_spectra() || r.want.any_ggn_spectra())
+        invalid_argument(std::string("loss: none, but want includes ") +
+                         (r.want.ggn || r.want.any_ggn_spectra() ? "ggn" : "hessian") +
                          "; the GGN and the Hessian need a loss (mse or cross_entropy)");
       if (!r.targets.empty() || !r.labels.empty())
         invalid_argument("targets: given, but loss is none; pass a loss (mse or cross_entropy) or drop the targets");

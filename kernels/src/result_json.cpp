@@ -126,6 +126,30 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
                       {"bound", bound_json(h.bound)}};
     if (!h.refined_from.empty()) doc["hessian"]["refined_from"] = h.refined_from;
   }
+  // Matrix-free spectra (issue 12).
+  for (const auto& [name, e] : {std::pair{"hessian_top", &r.hessian_top}, {"hessian_bottom", &r.hessian_bottom},
+                                {"ggn_top", &r.ggn_top}, {"ggn_bottom", &r.ggn_bottom}})
+    if (*e)
+      doc[name] = {{"eigenvalues", numbers((*e)->eigenvalues)},
+                   {"residual_norms", numbers((*e)->residual_norms)},
+                   {"converged", (*e)->converged},
+                   {"matvecs", (*e)->matvecs},
+                   {"method", (*e)->method}};
+  for (const auto& [name, t] : {std::pair{"hessian_trace", &r.hessian_trace}, {"ggn_trace", &r.ggn_trace}})
+    if (*t)
+      doc[name] = {{"estimate", number_or_null((*t)->estimate)},
+                   {"std_error", number_or_null((*t)->std_error)},
+                   {"probes", (*t)->probes},
+                   {"matvecs", (*t)->matvecs},
+                   {"method", (*t)->method}};
+  for (const auto& [name, d] : {std::pair{"hessian_density", &r.hessian_density}, {"ggn_density", &r.ggn_density}})
+    if (*d) {
+      json nodes = json::array(), weights = json::array();
+      for (const auto& v : (*d)->nodes) nodes.push_back(numbers(v));
+      for (const auto& v : (*d)->weights) weights.push_back(numbers(v));
+      doc[name] = {{"nodes", nodes}, {"weights", weights}, {"probes", (*d)->probes}, {"steps", (*d)->steps},
+                   {"matvecs", (*d)->matvecs}, {"method", (*d)->method}};
+    }
   if (!r.outputs.empty()) {
     json rows = json::array();
     const int64_t k = r.num_outputs;

@@ -342,6 +342,24 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     r.want.ggn = request.want().ggn();
     r.want.hessian = request.want().hessian();
     r.want.per_parameter = request.want().per_parameter();
+    r.want.hessian_top = request.want().hessian_top();
+    r.want.ggn_top = request.want().ggn_top();
+    r.want.hessian_trace = request.want().hessian_trace();
+    r.want.ggn_trace = request.want().ggn_trace();
+    r.want.hessian_density = request.want().hessian_density();
+    r.want.ggn_density = request.want().ggn_density();
+  }
+  if (request.has_spectra()) {
+    const v1::SpectraOptions& s = request.spectra();
+    if (s.has_top_k()) r.spectra.top_k = s.top_k();
+    if (s.has_bottom_k()) r.spectra.bottom_k = s.bottom_k();
+    if (s.has_lanczos_steps()) r.spectra.lanczos_steps = s.lanczos_steps();
+    if (s.has_lanczos_block()) r.spectra.lanczos_block = s.lanczos_block();
+    if (s.has_probes()) r.spectra.probes = s.probes();
+    if (s.has_seed()) r.spectra.seed = s.seed();
+    if (s.has_tol()) r.spectra.tol = s.tol();
+    r.spectra.eigenvectors = s.eigenvectors();
+    if (!s.method().empty()) r.spectra.method = s.method();
   }
   if (request.has_rtol()) r.rtol = request.rtol();
   if (request.has_atol()) r.atol = request.atol();
@@ -479,6 +497,24 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
   out->mutable_want()->set_ggn(request.want.ggn);
   out->mutable_want()->set_hessian(request.want.hessian);
   out->mutable_want()->set_per_parameter(request.want.per_parameter);
+  out->mutable_want()->set_hessian_top(request.want.hessian_top);
+  out->mutable_want()->set_ggn_top(request.want.ggn_top);
+  out->mutable_want()->set_hessian_trace(request.want.hessian_trace);
+  out->mutable_want()->set_ggn_trace(request.want.ggn_trace);
+  out->mutable_want()->set_hessian_density(request.want.hessian_density);
+  out->mutable_want()->set_ggn_density(request.want.ggn_density);
+  {
+    v1::SpectraOptions* s = out->mutable_spectra();
+    s->set_top_k(request.spectra.top_k);
+    s->set_bottom_k(request.spectra.bottom_k);
+    s->set_lanczos_steps(request.spectra.lanczos_steps);
+    s->set_lanczos_block(request.spectra.lanczos_block);
+    s->set_probes(request.spectra.probes);
+    s->set_seed(request.spectra.seed);
+    s->set_tol(request.spectra.tol);
+    s->set_eigenvectors(request.spectra.eigenvectors);
+    s->set_method(request.spectra.method);
+  }
   for (const std::string& name : request.model.param_names) out->add_param_names(name);
   out->set_method(method_to(request.method));
   out->set_dtype(request.dtype == DType::kFloat32 ? v1::COMPUTE_DTYPE_FLOAT32
@@ -625,6 +661,40 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
     bound_to_proto(r.jacobian->bound, out->mutable_jacobian()->mutable_bound());
   }
   per_parameter_to_proto(r.per_parameter, out);
+  // Matrix-free spectra (issue 12).
+  auto ends_to = [](const EigenEnds& e, v1::EigenEnds* p) {
+    p->mutable_eigenvalues()->Add(e.eigenvalues.begin(), e.eigenvalues.end());
+    p->mutable_residual_norms()->Add(e.residual_norms.begin(), e.residual_norms.end());
+    p->set_converged(e.converged);
+    p->set_matvecs(e.matvecs);
+    p->set_method(e.method);
+  };
+  if (r.hessian_top) ends_to(*r.hessian_top, out->mutable_hessian_top());
+  if (r.hessian_bottom) ends_to(*r.hessian_bottom, out->mutable_hessian_bottom());
+  if (r.ggn_top) ends_to(*r.ggn_top, out->mutable_ggn_top());
+  if (r.ggn_bottom) ends_to(*r.ggn_bottom, out->mutable_ggn_bottom());
+  auto trace_to = [](const TraceEstimate& t, v1::TraceEstimate* p) {
+    p->set_estimate(t.estimate);
+    p->set_std_error(t.std_error);
+    p->set_probes(t.probes);
+    p->set_matvecs(t.matvecs);
+    p->set_method(t.method);
+  };
+  if (r.hessian_trace) trace_to(*r.hessian_trace, out->mutable_hessian_trace());
+  if (r.ggn_trace) trace_to(*r.ggn_trace, out->mutable_ggn_trace());
+  auto density_to = [](const SpectralDensity& d, v1::SpectralDensity* p) {
+    for (size_t j = 0; j < d.nodes.size(); ++j) {
+      v1::QuadratureProbe* q = p->add_probes_quadrature();
+      q->mutable_nodes()->Add(d.nodes[j].begin(), d.nodes[j].end());
+      if (j < d.weights.size()) q->mutable_weights()->Add(d.weights[j].begin(), d.weights[j].end());
+    }
+    p->set_probes(d.probes);
+    p->set_steps(d.steps);
+    p->set_matvecs(d.matvecs);
+    p->set_method(d.method);
+  };
+  if (r.hessian_density) density_to(*r.hessian_density, out->mutable_hessian_density());
+  if (r.ggn_density) density_to(*r.ggn_density, out->mutable_ggn_density());
   if (r.ggn) {
     v1::GgnSpectrum* g = out->mutable_ggn();
     g->mutable_eigenvalues()->Add(r.ggn->eigenvalues.begin(), r.ggn->eigenvalues.end());
@@ -710,6 +780,38 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
     h.bound = bound_from_proto(p.hessian().bound());
     r.hessian = std::move(h);
   }
+  auto ends_from = [](const v1::EigenEnds& q) {
+    EigenEnds e;
+    e.eigenvalues = repeated_to_vector(q.eigenvalues());
+    e.residual_norms = repeated_to_vector(q.residual_norms());
+    e.converged = q.converged();
+    e.matvecs = q.matvecs();
+    e.method = q.method();
+    return e;
+  };
+  if (p.has_hessian_top()) r.hessian_top = ends_from(p.hessian_top());
+  if (p.has_hessian_bottom()) r.hessian_bottom = ends_from(p.hessian_bottom());
+  if (p.has_ggn_top()) r.ggn_top = ends_from(p.ggn_top());
+  if (p.has_ggn_bottom()) r.ggn_bottom = ends_from(p.ggn_bottom());
+  auto trace_from = [](const v1::TraceEstimate& q) {
+    return TraceEstimate{q.estimate(), q.std_error(), q.probes(), q.matvecs(), q.method()};
+  };
+  if (p.has_hessian_trace()) r.hessian_trace = trace_from(p.hessian_trace());
+  if (p.has_ggn_trace()) r.ggn_trace = trace_from(p.ggn_trace());
+  auto density_from = [](const v1::SpectralDensity& q) {
+    SpectralDensity d;
+    for (const v1::QuadratureProbe& pr : q.probes_quadrature()) {
+      d.nodes.push_back(repeated_to_vector(pr.nodes()));
+      d.weights.push_back(repeated_to_vector(pr.weights()));
+    }
+    d.probes = q.probes();
+    d.steps = q.steps();
+    d.matvecs = q.matvecs();
+    d.method = q.method();
+    return d;
+  };
+  if (p.has_hessian_density()) r.hessian_density = density_from(p.hessian_density());
+  if (p.has_ggn_density()) r.ggn_density = density_from(p.ggn_density());
   if (p.has_jacobian_matrix()) {
     r.jacobian_matrix = tensor_doubles(p.jacobian_matrix(), "result.jacobian_matrix");
   }

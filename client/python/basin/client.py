@@ -25,7 +25,11 @@ _METHOD = {"auto": pb2.METHOD_AUTO, "gram": pb2.METHOD_GRAM, "normal": pb2.METHO
 _DTYPE = {"float64": pb2.COMPUTE_DTYPE_FLOAT64, "float32": pb2.COMPUTE_DTYPE_FLOAT32}
 _DEVICE = {None: pb2.DEVICE_UNSPECIFIED, "auto": pb2.DEVICE_AUTO, "cpu": pb2.DEVICE_CPU,
            "cuda": pb2.DEVICE_CUDA}
-_WANTS = ("jacobian", "ggn", "hessian", "per_parameter")
+_WANTS = ("jacobian", "ggn", "hessian", "per_parameter", "hessian_top", "ggn_top", "hessian_trace",
+          "ggn_trace", "hessian_density", "ggn_density")
+# spectra={...}: the matrix-free options (AnalyzeRequest.spectra; the CLI's --top-k ... flags).
+_SPECTRA = ("top_k", "bottom_k", "lanczos_steps", "lanczos_block", "probes", "seed", "tol",
+            "eigenvectors", "method")
 _VECTORS = ("jacobian_row", "jacobian_null", "jacobian_left", "ggn", "hessian")
 _TENSOR_DTYPES = {np.dtype("<f4"): pb2.DTYPE_FLOAT32, np.dtype("<f8"): pb2.DTYPE_FLOAT64,
                   np.dtype("<i4"): pb2.DTYPE_INT32, np.dtype("<i8"): pb2.DTYPE_INT64}
@@ -457,7 +461,7 @@ class Client:
     # -- analysis ----------------------------------------------------------------------------
     def _build_request(self, model, inputs, targets, loss, reduction, want, method, dtype,
                        device, rtol, atol, return_jacobian, outputs, timeout, used_blobs,
-                       vectors=None, vectors_k=0):
+                       vectors=None, vectors_k=0, spectra=None):
         model = to_model(model, inputs)
         req = pb2.AnalyzeRequest()
         loss = "none" if loss is None else loss
@@ -481,6 +485,10 @@ class Client:
         if vectors_k and not vectors:
             raise ValueError("vectors_k: only with vectors=[...]")
         req.vectors_k = int(vectors_k or 0)
+        for key, value in (spectra or {}).items():
+            if key not in _SPECTRA:
+                raise ValueError(f"spectra: unknown {key!r}; expected some of {', '.join(_SPECTRA)}")
+            setattr(req.spectra, key, value)
 
         params = model.params
         if isinstance(model, Sequential):
@@ -564,7 +572,7 @@ class Client:
     def analyze(self, model, inputs, targets=None, loss="mse", want=None, method="auto",
                 dtype="float64", rtol=None, atol=None, timeout=None, device=None,
                 reduction="mean", return_jacobian=False, outputs=True, vectors=None,
-                vectors_k=0):
+                vectors_k=0, spectra=None):
         """Analyses `model` at its parameters on `inputs` (and `targets`): returns a Result, or
         a list of Results when the model carries several checkpoints.
 
@@ -591,23 +599,28 @@ class Client:
                  jacobian_left_basis [n·k, rank], ggn_eigenvectors / hessian_eigenvectors [N, c],
                  downloaded from the server when first read (Result.files names them)
         vectors_k: 0 = all; K keeps the K largest (hessian: the K largest and K smallest)
+        spectra: options of the matrix-free wants (hessian_top, ggn_top, *_trace, *_density):
+                 {"top_k": 20, "bottom_k": 0, "lanczos_steps", "lanczos_block", "probes",
+                 "seed", "tol": 1e-8, "eigenvectors": bool, "method": "auto"|"dense"|"matrix_free"};
+                 the Result then has hessian_top / hessian_bottom / hessian_trace /
+                 hessian_density (and ggn_*) as dicts with the CLI JSON's keys
         """
         def build(used):
             return self._build_request(model, inputs, targets, loss, reduction, want, method,
                                        dtype, device, rtol, atol, return_jacobian, outputs,
-                                       timeout, used, vectors, vectors_k)
+                                       timeout, used, vectors, vectors_k, spectra)
         resp, batch = self._with_blob_retry(build, lambda r: self._call("Analyze", r, timeout))
         return self._results(resp, batch)
 
     def submit(self, model, inputs, targets=None, loss="mse", want=None, method="auto",
                dtype="float64", rtol=None, atol=None, timeout=None, device=None,
                reduction="mean", return_jacobian=False, outputs=True, priority=0, vectors=None,
-               vectors_k=0):
+               vectors_k=0, spectra=None):
         """Like analyze(), but queues a job and returns a Job at once."""
         def build(used):
             return self._build_request(model, inputs, targets, loss, reduction, want, method,
                                        dtype, device, rtol, atol, return_jacobian, outputs,
-                                       timeout, used, vectors, vectors_k)
+                                       timeout, used, vectors, vectors_k, spectra)
 
         def send(req):
             return self._call("SubmitJob", pb2.SubmitJobRequest(request=req,

@@ -3,6 +3,7 @@
     from basin.plot import plot_spectrum, plot_checkpoints
     plot_spectrum(result, path="sigma.png")           # σ(G) on a log scale, rank cut marked
     plot_checkpoints(results, path="checkpoints.png")  # top eigenvalues and rank per checkpoint
+    plot_density(result, "hessian", path="density.png")  # SLQ density (want hessian_density)
 """
 import numpy as np
 
@@ -122,4 +123,49 @@ def plot_checkpoints(results, path=None, top=5, which=None, steps=None, title=No
     if path is not None:
         fig.savefig(path, dpi=120)
         plt.close(fig)
+    return fig
+
+
+def density_on_grid(density, grid=None, sigma=None, points=400):
+    """The smoothed spectral density of an SLQ result (a Result's hessian_density / ggn_density
+    dict, or the CLI JSON's object): (grid, φ) with φ(t) = mean over probes of
+    Σ_j w_j · N(t; θ_j, σ²), Gaussian kernels of width σ (default 1% of the nodes' span)."""
+    nodes = [np.asarray(v, dtype=np.float64) for v in density["nodes"]]
+    weights = [np.asarray(v, dtype=np.float64) for v in density["weights"]]
+    allv = np.concatenate(nodes) if nodes else np.zeros(1)
+    lo, hi = float(allv.min()), float(allv.max())
+    span = max(hi - lo, 1e-12)
+    sigma = 0.01 * span if sigma is None else float(sigma)
+    if grid is None:
+        grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, points)
+    grid = np.asarray(grid, dtype=np.float64)
+    phi = np.zeros_like(grid)
+    for th, w in zip(nodes, weights):
+        phi += (w[None, :] * np.exp(-0.5 * ((grid[:, None] - th[None, :]) / sigma) ** 2)).sum(axis=1)
+    phi /= max(len(nodes), 1) * sigma * np.sqrt(2 * np.pi)
+    return grid, phi
+
+
+def plot_density(result_or_density, which="hessian", path=None, sigma=None, ax=None, title=None):
+    """Draws the SLQ spectral density (want hessian_density / ggn_density) on a log scale, from a
+    Result (its `which`_density) or a density dict. Saves a PNG when `path` is given; returns the
+    matplotlib Figure."""
+    plt = _pyplot()
+    d = result_or_density
+    if not isinstance(d, dict):
+        d = getattr(d, f"{which}_density")
+        if d is None:
+            raise ValueError(f"the result has no {which}_density (want {which}_density)")
+    grid, phi = density_on_grid(d, sigma=sigma)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    else:
+        fig = ax.figure
+    ax.semilogy(grid, np.maximum(phi, 1e-12))
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density")
+    ax.set_title(title or f"{which} spectral density (SLQ, {d['probes']} probes × {d['steps']} steps)")
+    if path:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

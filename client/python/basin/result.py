@@ -235,6 +235,18 @@ class Result:
         """[N, c]: column j = the Hessian eigenvector of hessian.eigenvalues[indices[j]]."""
         return self.vectors("hessian_eigenvectors")
     per_parameter: Optional[list] = None          # [ParameterSpectrum] with want per_parameter
+    # Matrix-free spectra (want hessian_top … ggn_density): dicts with the CLI JSON's keys —
+    # *_top / *_bottom {eigenvalues, residual_norms, converged, matvecs, method},
+    # *_trace {estimate, std_error, probes, matvecs, method},
+    # *_density {nodes [P][M], weights [P][M], probes, steps, matvecs, method}.
+    hessian_top: Optional[dict] = None
+    hessian_bottom: Optional[dict] = None
+    ggn_top: Optional[dict] = None
+    ggn_bottom: Optional[dict] = None
+    hessian_trace: Optional[dict] = None
+    ggn_trace: Optional[dict] = None
+    hessian_density: Optional[dict] = None
+    ggn_density: Optional[dict] = None
 
     @classmethod
     def from_proto(cls, r):
@@ -268,7 +280,27 @@ class Result:
                           "dtype": v.dtype or "float64", "indices": [int(i) for i in v.indices]}
                  for v in r.vectors}
         t = r.timings
-        return cls(
+        extra = {}
+        for name in ("hessian_top", "hessian_bottom", "ggn_top", "ggn_bottom"):
+            if r.HasField(name):
+                e = getattr(r, name)
+                extra[name] = {"eigenvalues": np.array(e.eigenvalues, dtype=np.float64),
+                               "residual_norms": np.array(e.residual_norms, dtype=np.float64),
+                               "converged": bool(e.converged), "matvecs": int(e.matvecs),
+                               "method": e.method}
+        for name in ("hessian_trace", "ggn_trace"):
+            if r.HasField(name):
+                e = getattr(r, name)
+                extra[name] = {"estimate": e.estimate, "std_error": e.std_error,
+                               "probes": int(e.probes), "matvecs": int(e.matvecs), "method": e.method}
+        for name in ("hessian_density", "ggn_density"):
+            if r.HasField(name):
+                e = getattr(r, name)
+                extra[name] = {"nodes": [np.array(q.nodes, dtype=np.float64) for q in e.probes_quadrature],
+                               "weights": [np.array(q.weights, dtype=np.float64) for q in e.probes_quadrature],
+                               "probes": int(e.probes), "steps": int(e.steps),
+                               "matvecs": int(e.matvecs), "method": e.method}
+        return cls(**extra,
             num_params=int(r.num_params), num_examples=int(r.num_examples),
             num_outputs=int(r.num_outputs), backend=r.backend, device=r.device, dtype=r.dtype,
             loss_function=r.loss, reduction=r.reduction,

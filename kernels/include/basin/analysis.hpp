@@ -45,8 +45,16 @@ struct Want {
   // Per parameter tensor: σ and rank of G's column block, Gram-trace share, and the spectrum
   // of the Hessian's diagonal block when hessian is also wanted (see ParameterSpectrum).
   bool per_parameter = false;
+  // Matrix-free spectra (issue 12; SpectraOptions below): the K largest (and --bottom-k smallest)
+  // eigenvalues with residuals, the trace (Hutch++) and the density (stochastic Lanczos
+  // quadrature) of the Hessian H and of the GGN, from H·V / GGN·V products alone.
+  bool hessian_top = false, ggn_top = false;
+  bool hessian_trace = false, ggn_trace = false;
+  bool hessian_density = false, ggn_density = false;
+  bool any_hessian_spectra() const { return hessian_top || hessian_trace || hessian_density; }
+  bool any_ggn_spectra() const { return ggn_top || ggn_trace || ggn_density; }
 };
-// Parses "jacobian,ggn,hessian,per_parameter"; throws kInvalidArgument naming the unknown word.
+// Parses "jacobian,ggn,hessian,per_parameter,hessian_top,…"; throws kInvalidArgument naming the unknown word.
 Want parse_want(const std::string& list);
 
 // --vectors: which bases and eigenvectors to return besides the values (README "Vectors").
@@ -85,6 +93,23 @@ struct Limits {
 // field ("model.layers", "onnx_blob_id (...) nodes").
 void check_layer_count(int64_t count, const Limits& limits, const std::string& what);
 
+// Options of the matrix-free spectra (Want::hessian_top … ggn_density).
+struct SpectraOptions {
+  int64_t top_k = 20;         // K largest eigenvalues
+  int64_t bottom_k = 0;       // K smallest ("hessian_bottom"/"ggn_bottom" when > 0)
+  int64_t lanczos_steps = 0;  // eigenpairs: the restart length (basis vectors held); density: the
+                              // Lanczos steps per probe. 0: defaults (spectra.hpp; density 80)
+  int64_t lanczos_block = 0;  // vectors per product (0: min(K, 8))
+  int64_t probes = 0;         // trace (Hutch++ products, ≥ 4; 0: 30) and density (0: 4)
+  uint64_t seed = 0;
+  double tol = 1e-8;          // converged: ‖Hv − λv‖ ≤ tol · max|λ|
+  int64_t max_restarts = 60;
+  bool eigenvectors = false;  // return the eigenvectors (CLI --save-eigenvectors)
+  // "auto": the exact dense eigen-solve / trace / spectrum where N ≤ limits.max_hessian_params,
+  // matrix-free beyond; "dense" or "matrix_free" force one path.
+  std::string method = "auto";
+};
+
 struct AnalysisRequest {
   // The network: an operation graph (basin/graph.hpp: ONNX files, torch modules, any DAG of
   // primitive ops), or, when graph is null, the chain shorthand `model` (the JSON layer list),
@@ -108,6 +133,7 @@ struct AnalysisRequest {
   bool return_outputs = true;
   VectorsWant vectors;
   Limits limits;
+  SpectraOptions spectra;
 
   // The network's sizes, whichever way it is given (graph, or the chain `model`).
   int64_t num_params() const { return graph ? graph->num_params() : model.num_params(); }
@@ -207,6 +233,26 @@ struct ParameterSpectrum {
   std::optional<BlockSpectrum> hessian_block;
 };
 
+// Matrix-free results (Want::hessian_top …). "method": "lanczos" (or "dense" when auto took the
+// exact path), "hutch++", "slq" ("dense" likewise).
+struct EigenEnds {
+  std::vector<double> eigenvalues;     // top: descending; bottom: ascending
+  std::vector<double> residual_norms;  // ‖Av − λv‖ of each (one product per vector)
+  bool converged = false;              // every residual ≤ tol · max|λ|
+  int64_t matvecs = 0;                 // products of the run (top and bottom share one run)
+  std::string method;
+};
+struct TraceEstimate {
+  double estimate = 0, std_error = 0;
+  int64_t probes = 0, matvecs = 0;
+  std::string method;
+};
+struct SpectralDensity {
+  std::vector<std::vector<double>> nodes, weights;  // [P][M]: quadrature per probe (Σ w = 1)
+  int64_t probes = 0, steps = 0, matvecs = 0;
+  std::string method;
+};
+
 struct Timings {
   double forward_ms = 0;
   double jacobian_ms = 0;  // back-propagation + Gram / GᵀG / G assembly
@@ -257,11 +303,14 @@ struct AnalysisResult {
   std::vector<double> jacobian_matrix;  // (n·k) × N when return_jacobian
   std::vector<VectorArray> vectors;     // --vectors, in the order of VectorsWant's fields
   std::vector<ParameterSpectrum> per_parameter;  // when want.per_parameter, in θ order
+  std::optional<EigenEnds> hessian_top, hessian_bottom, ggn_top, ggn_bottom;
+  std::optional<TraceEstimate> hessian_trace, ggn_trace;
+  std::optional<SpectralDensity> hessian_density, ggn_density;
   Timings timings;
   Provenance provenance;
 };
 
-enum class Stage { kValidate, kForward, kJacobian, kGram, kSolve, kHessian, kDone };
+enum class Stage { kValidate, kForward, kJacobian, kGram, kSolve, kHessian, kDone, kLanczos, kTrace, kDensity };
 const char* stage_name(Stage s);
 
 // Progress is reported between steps; `cancel`, when set to true by another thread, makes

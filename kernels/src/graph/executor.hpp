@@ -80,6 +80,27 @@ class GraphNetwork {
   // block, the Gram itself; for the memory plan.
   double gram_bytes(int64_t r) const;
 
+  // ---- Curvature products (issue 12; defined in kernels/src/graph/products.cpp) ----
+  // Operators applied to a block of b directions in θ, V [b × N] row-major in backend memory,
+  // into out [b × N] (backend memory, overwritten), never forming an N×N or (n·k)×N matrix. The
+  // passes run over blocks of examples whose working set (a tangent and a ġ of every value for
+  // b directions) stays under pass_bytes, and are summed. `apply_m(u, i0, count)` replaces the
+  // output tangents u [count × b × k] (host, example-major) of examples [i0, i0 + count) by
+  // M_i u_i (the loss Hessian; the identity for GᵀG).
+  using OutputMap = std::function<void(std::vector<T>& u, int64_t i0, int64_t count)>;
+  //   H·V: tangents of every parameter = V's slices (jvp), then ġ backwards from ġ_out = M·J·V
+  //   with the kept gradient cotangents (rvjp): the full Hessian (needs gradient(…, keep = true)).
+  void hessian_product(const T* V, int64_t b, const OutputMap& apply_m, T* out, uint64_t pass_bytes);
+  //   Jᵀ M J V (GGN·V; GᵀG·V with apply_m = identity): jvp, then vjp summed over examples.
+  void gauss_newton_product(const T* V, int64_t b, const OutputMap& apply_m, T* out, uint64_t pass_bytes);
+  //   J V for examples [i0, i0 + count): host [count × b × k].
+  std::vector<T> jacobian_product(const T* V, int64_t b, int64_t i0, int64_t count);
+  //   Jᵀ U summed over examples [i0, i0 + count), U host [count × b × k]; out [b × N] += .
+  void jacobian_transpose_product(const std::vector<T>& U, int64_t b, int64_t i0, int64_t count, T* out);
+  // Examples per pass of a product over b directions within pass_bytes (n when the graph has
+  // differentiable nodes computed from parameters alone: their rvjp terms are not per example).
+  int64_t product_examples(int64_t b, uint64_t pass_bytes) const;
+
  private:
   enum class Mode { kPerExample, kSummed };
   // A parameter tensor's cotangent is complete: visit(t, tensor). For Mode kPerExample, E = count.
@@ -97,6 +118,9 @@ class GraphNetwork {
   void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
                        const std::function<void(int64_t rows)>& consume);
   void check_cancel() const;
+  // Curvature products (products.cpp): tangents of every value for examples [i0, i0 + count)
+  // from the parameters' directions V [b × N].
+  void tangent_pass(const T* V, int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan);
   void upload_params(const std::vector<double>& params);
 
   Backend<T>& be_;

@@ -1,0 +1,309 @@
+#include "matrix_free.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "basin/error.hpp"
+#include "host_linalg.hpp"
+#include "memory_plan.hpp"
+#include "spectra.hpp"
+
+namespace basin {
+
+namespace {
+
+constexpr uint64_t kProductPassBytes = 256ull << 20;  // tangents + ġ of one product pass
+constexpr int64_t kDefaultTraceProbes = 30;
+constexpr int64_t kDefaultDensityProbes = 4;
+constexpr int64_t kDefaultDensitySteps = 80;
+
+int64_t wanted(const AnalysisRequest& r) { return r.spectra.top_k + r.spectra.bottom_k; }
+bool any_top(const Want& w) { return w.hessian_top || w.ggn_top; }
+bool any_trace(const Want& w) { return w.hessian_trace || w.ggn_trace; }
+bool any_density(const Want& w) { return w.hessian_density || w.ggn_density; }
+bool any_spectra(const Want& w) { return w.any_hessian_spectra() || w.any_ggn_spectra(); }
+
+int64_t block_of(const AnalysisRequest& r) {
+  return r.spectra.lanczos_block > 0 ? r.spectra.lanczos_block : lanczos_default_block(wanted(r));
+}
+int64_t trace_probes(const AnalysisRequest& r) { return r.spectra.probes > 0 ? r.spectra.probes : kDefaultTraceProbes; }
+int64_t density_probes(const AnalysisRequest& r) {
+  return r.spectra.probes > 0 ? r.spectra.probes : kDefaultDensityProbes;
+}
+int64_t density_steps(const AnalysisRequest& r) {
+  return std::min(r.num_params(), r.spectra.lanczos_steps > 0 ? r.spectra.lanczos_steps : kDefaultDensitySteps);
+}
+LanczosOptions lanczos_options(const AnalysisRequest& r) {
+  LanczosOptions o;
+  o.top = r.spectra.top_k;
+  o.bottom = r.spectra.bottom_k;
+  o.basis = r.spectra.lanczos_steps;
+  o.block = r.spectra.lanczos_block;
+  o.tol = r.spectra.tol;
+  o.max_restarts = r.spectra.max_restarts;
+  o.seed = r.spectra.seed;
+  o.vectors = r.spectra.eigenvectors;
+  return o;
+}
+double elem_bytes(const AnalysisRequest& r) { return r.dtype == DType::kFloat32 ? 4.0 : 8.0; }
+
+}  // namespace
+
+bool spectra_dense(const AnalysisRequest& r) {
+  if (r.spectra.method == "dense") return true;
+  if (r.spectra.method == "matrix_free") return false;
+  return r.num_params() <= r.limits.max_hessian_params;
+}
+
+double spectra_bytes(const AnalysisRequest& r) {
+  const double N = static_cast<double>(r.num_params());
+  const double p = static_cast<double>(block_of(r));
+  double vectors = 0;
+  if (spectra_dense(r)) {
+    vectors = N + 2 * std::max<double>(wanted(r), 1) + p;  // the dense matrix (N rows) and the vectors
+  } else {
+    if (any_top(r.want)) {
+      const int64_t K = wanted(r), b = block_of(r);
+      const int64_t m = r.spectra.lanczos_steps > 0 ? r.spectra.lanczos_steps
+                                                    : lanczos_default_basis(K, b, r.num_params());
+      vectors = std::max<double>(vectors, static_cast<double>(lanczos_vectors_held(K, b, m)));
+    }
+    if (any_trace(r.want)) vectors = std::max<double>(vectors, 2.0 * (trace_probes(r) / 3) + 2 * p);
+    if (any_density(r.want)) {
+      const double group = std::min<double>(p, density_probes(r));
+      vectors = std::max<double>(vectors, group * (density_steps(r) + 2));
+    }
+  }
+  return vectors * N * 8.0 + 4.0 * p * N * elem_bytes(r) + double(kProductPassBytes);
+}
+
+void validate_spectra(const AnalysisRequest& r) {
+  if (!any_spectra(r.want)) return;
+  const SpectraOptions& s = r.spectra;
+  const int64_t N = r.num_params();
+  if (s.method != "auto" && s.method != "dense" && s.method != "matrix_free")
+    invalid_argument("spectra method: '" + s.method + "'; expected auto, dense or matrix_free");
+  if (!(s.tol > 0) || !std::isfinite(s.tol)) invalid_argument("tol: must be a finite number > 0");
+  if (s.lanczos_steps < 0 || s.lanczos_block < 0 || s.probes < 0 || s.top_k < 0 || s.bottom_k < 0)
+    invalid_argument("top_k, bottom_k, lanczos_steps, lanczos_block, probes: must be >= 0");
+  if (any_top(r.want)) {
+    if (wanted(r) == 0) invalid_argument("top_k/bottom_k: both are 0; ask for at least one eigenvalue");
+    if (wanted(r) >= N)
+      invalid_argument("top_k + bottom_k = " + std::to_string(wanted(r)) + " must be less than N = " +
+                       std::to_string(N) + " (want hessian or ggn gives every eigenvalue)");
+    if (!spectra_dense(r)) check_lanczos_options(lanczos_options(r), N);
+  }
+  if (any_trace(r.want) && trace_probes(r) < 4)
+    invalid_argument("probes = " + std::to_string(s.probes) + ": the Hutch++ trace needs at least 4");
+  if (any_density(r.want) && !spectra_dense(r) && s.lanczos_steps > N)
+    invalid_argument("lanczos_steps = " + std::to_string(s.lanczos_steps) + " exceeds N = " + std::to_string(N));
+  if (spectra_dense(r) && N > r.limits.max_dense_dim)
+    resource_exhausted("spectra method dense: the matrix is N × N with N = " + std::to_string(N) +
+                       ", over the dense-solver limit of " + std::to_string(r.limits.max_dense_dim) +
+                       "; use --spectra-method matrix_free");
+  const double need = spectra_bytes(r);
+  if (need > double(r.limits.max_memory_bytes)) {
+    std::string fits;
+    if (any_top(r.want) && !spectra_dense(r)) {
+      // The longest restart length whose vectors fit beside the products' blocks.
+      const double N8 = double(N) * 8.0, p = double(block_of(r));
+      const double room = (double(r.limits.max_memory_bytes) - 4.0 * p * double(N) * elem_bytes(r) -
+                           double(kProductPassBytes)) / N8;
+      const int64_t K = wanted(r), b = block_of(r);
+      const int64_t m = static_cast<int64_t>(std::floor(room)) - std::min<int64_t>(K + b, 1 << 30) - b;
+      fits = m >= K + 2 * b ? "; --lanczos-steps " + std::to_string(m) + " would fit"
+                            : "; not even the shortest restart length (" + std::to_string(K + 2 * b) +
+                                  ") fits: ask for fewer eigenvalues or a smaller --lanczos-block";
+    }
+    resource_exhausted("memory: the matrix-free spectra need about " + human_bytes(need) + " (bytes ≈ (M + K + b)·N·8 " +
+                       "+ the products' blocks, N = " + std::to_string(N) + "), over the limit of " +
+                       human_bytes(double(r.limits.max_memory_bytes)) + fits + " (or raise --max-memory)");
+  }
+}
+
+template <class T>
+void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& r, const LossTerms& terms,
+                     AnalysisResult& res, const std::function<void(Stage, double)>& progress) {
+  const int64_t N = r.num_params(), k = r.output_dim();
+  const int64_t p = std::max<int64_t>(1, block_of(r));
+  Buffer<T> xdev(be, static_cast<size_t>(p * N)), ydev(be, static_cast<size_t>(p * N));
+  // M_i u for the output tangents of examples [i0, i0 + count): the loss Hessian M_i = S_i S_iᵀ.
+  const typename GraphNetwork<T>::OutputMap apply_m = [&](std::vector<T>& u, int64_t i0, int64_t count) {
+    const int64_t b = static_cast<int64_t>(u.size()) / std::max<int64_t>(count * k, 1);
+    if (terms.scaled_identity) {
+      for (T& v : u) v *= static_cast<T>(terms.scale);
+      return;
+    }
+    const int64_t rc = terms.factor_cols;
+    std::vector<double> out(static_cast<size_t>(k));
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t d = 0; d < b; ++d) {
+        T* ui = u.data() + (i * b + d) * k;
+        std::fill(out.begin(), out.end(), 0.0);
+        for (int64_t j = 0; j < rc; ++j) {
+          const double* s = terms.factor_seeds.data() + ((i0 + i) * rc + j) * k;
+          double c = 0;
+          for (int64_t q = 0; q < k; ++q) c += s[q] * static_cast<double>(ui[q]);
+          for (int64_t q = 0; q < k; ++q) out[q] += c * s[q];
+        }
+        for (int64_t q = 0; q < k; ++q) ui[q] = static_cast<T>(out[q]);
+      }
+  };
+  auto make_op = [&](bool hessian) {
+    SymmetricOperator op;
+    op.dim = N;
+    op.max_block = p;
+    op.apply = [&, hessian](const double* x, int64_t b, double* y) {
+      for (int64_t j0 = 0; j0 < b; j0 += p) {
+        const int64_t bb = std::min(p, b - j0);
+        const size_t cnt = static_cast<size_t>(bb * N);
+        if constexpr (std::is_same_v<T, double>) {
+          be.upload(xdev.get(), x + j0 * N, cnt);
+        } else {
+          const std::vector<T> xt(x + j0 * N, x + j0 * N + cnt);
+          be.upload(xdev.get(), xt.data(), cnt);
+        }
+        if (hessian) net.hessian_product(xdev.get(), bb, apply_m, ydev.get(), kProductPassBytes);
+        else net.gauss_newton_product(xdev.get(), bb, apply_m, ydev.get(), kProductPassBytes);
+        if constexpr (std::is_same_v<T, double>) {
+          be.download(y + j0 * N, ydev.get(), cnt);
+        } else {
+          std::vector<T> yt(cnt);
+          be.download(yt.data(), ydev.get(), cnt);
+          std::copy(yt.begin(), yt.end(), y + j0 * N);
+        }
+      }
+    };
+    return op;
+  };
+  auto hook_for = [&](Stage stage) {
+    return [&progress, stage](int64_t it, int64_t total) {
+      progress(stage, std::min(1.0, double(it) / double(std::max<int64_t>(total, 1))));
+    };
+  };
+  auto vectors_array = [&](const std::string& name, const std::vector<double>& rows, int64_t count) {
+    VectorArray a;
+    a.name = name;
+    a.shape = {N, count};
+    a.data.assign(static_cast<size_t>(N * count), 0.0);
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t i = 0; i < N; ++i) a.data[i * count + j] = rows[j * N + i];
+    for (int64_t j = 0; j < count; ++j) a.indices.push_back(j);
+    return a;
+  };
+  const bool dense = spectra_dense(r);
+
+  for (const bool hessian : {true, false}) {
+    const std::string prefix = hessian ? "hessian" : "ggn";
+    const bool top = hessian ? r.want.hessian_top : r.want.ggn_top;
+    const bool trace = hessian ? r.want.hessian_trace : r.want.ggn_trace;
+    const bool density = hessian ? r.want.hessian_density : r.want.ggn_density;
+    if (!top && !trace && !density) continue;
+    const SymmetricOperator op = make_op(hessian);
+    auto& top_out = hessian ? res.hessian_top : res.ggn_top;
+    auto& bottom_out = hessian ? res.hessian_bottom : res.ggn_bottom;
+    auto& trace_out = hessian ? res.hessian_trace : res.ggn_trace;
+    auto& density_out = hessian ? res.hessian_density : res.ggn_density;
+    if (dense) {
+      // The exact path: A assembled column block by column block from the products, then one
+      // dense eigen-solve; the residuals of the eigenpairs reported are checked by products.
+      progress(Stage::kHessian, 0);
+      std::vector<double> a(static_cast<size_t>(N * N)), unit(static_cast<size_t>(p * N));
+      for (int64_t j0 = 0; j0 < N; j0 += p) {
+        const int64_t b = std::min(p, N - j0);
+        std::fill(unit.begin(), unit.end(), 0.0);
+        for (int64_t j = 0; j < b; ++j) unit[j * N + j0 + j] = 1.0;
+        op.apply(unit.data(), b, a.data() + j0 * N);
+        progress(Stage::kHessian, double(j0 + b) / double(N));
+      }
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < i; ++j) a[i * N + j] = a[j * N + i] = 0.5 * (a[i * N + j] + a[j * N + i]);
+      double tr = 0;
+      for (int64_t i = 0; i < N; ++i) tr += a[i * N + i];
+      progress(Stage::kSolve, 0);
+      const std::vector<double> w = spectra_detail::symmetric_eig(N, a);  // ascending; a: vectors (columns)
+      double lmax = 0;
+      for (double v : w) lmax = std::max(lmax, std::fabs(v));
+      if (top) {
+        auto end_of = [&](bool largest, int64_t count) {
+          EigenEnds e;
+          e.method = "dense";
+          e.matvecs = N;
+          e.converged = true;
+          std::vector<double> rows(static_cast<size_t>(count * N)), y(static_cast<size_t>(p * N));
+          for (int64_t j = 0; j < count; ++j) {
+            const int64_t col = largest ? N - 1 - j : j;
+            e.eigenvalues.push_back(w[col]);
+            for (int64_t i = 0; i < N; ++i) rows[j * N + i] = a[i * N + col];
+          }
+          for (int64_t j0 = 0; j0 < count; j0 += p) {
+            const int64_t b = std::min(p, count - j0);
+            op.apply(rows.data() + j0 * N, b, y.data());
+            e.matvecs += b;
+            for (int64_t j = 0; j < b; ++j) {
+              cblas_daxpy(N, -e.eigenvalues[j0 + j], rows.data() + (j0 + j) * N, 1, y.data() + j * N, 1);
+              e.residual_norms.push_back(spectra_detail::norm(y.data() + j * N, N));
+              e.converged = e.converged && e.residual_norms.back() <= r.spectra.tol * lmax;
+            }
+          }
+          if (r.spectra.eigenvectors)
+            res.vectors.push_back(vectors_array(prefix + (largest ? "_top" : "_bottom") + "_eigenvectors", rows, count));
+          return e;
+        };
+        top_out = end_of(true, r.spectra.top_k);
+        if (r.spectra.bottom_k > 0) bottom_out = end_of(false, r.spectra.bottom_k);
+      }
+      if (trace) trace_out = TraceEstimate{tr, 0.0, 0, N, "dense"};
+      if (density) {
+        SpectralDensity d;
+        d.nodes = {std::vector<double>(w.rbegin(), w.rend())};
+        d.weights = {std::vector<double>(static_cast<size_t>(N), 1.0 / double(N))};
+        d.probes = 1;
+        d.steps = N;
+        d.matvecs = N;
+        d.method = "dense";
+        density_out = std::move(d);
+      }
+      continue;
+    }
+    if (top) {
+      const LanczosResult lr = block_lanczos(op, lanczos_options(r), hook_for(Stage::kLanczos));
+      auto to_ends = [&](const EigenEnd& e) {
+        EigenEnds out;
+        out.eigenvalues = e.eigenvalues;
+        out.residual_norms = e.residual_norms;
+        out.converged = e.converged;
+        out.matvecs = lr.matvecs;
+        out.method = "lanczos";
+        return out;
+      };
+      top_out = to_ends(lr.top);
+      if (r.spectra.eigenvectors)
+        res.vectors.push_back(vectors_array(prefix + "_top_eigenvectors", lr.top.vectors,
+                                            static_cast<int64_t>(lr.top.eigenvalues.size())));
+      if (r.spectra.bottom_k > 0) {
+        bottom_out = to_ends(lr.bottom);
+        if (r.spectra.eigenvectors)
+          res.vectors.push_back(vectors_array(prefix + "_bottom_eigenvectors", lr.bottom.vectors,
+                                              static_cast<int64_t>(lr.bottom.eigenvalues.size())));
+      }
+    }
+    if (trace) {
+      const TraceResult t = hutch_plus_plus(op, trace_probes(r), r.spectra.seed + 1, hook_for(Stage::kTrace));
+      trace_out = TraceEstimate{t.estimate, t.std_error, t.probes, t.matvecs, "hutch++"};
+    }
+    if (density) {
+      const DensityResult d =
+          slq(op, density_probes(r), density_steps(r), r.spectra.seed + 2, hook_for(Stage::kDensity));
+      density_out = SpectralDensity{d.nodes, d.weights, d.probes, d.steps, d.matvecs, "slq"};
+    }
+  }
+}
+
+template void compute_spectra<double>(Backend<double>&, GraphNetwork<double>&, const AnalysisRequest&,
+                                      const LossTerms&, AnalysisResult&, const std::function<void(Stage, double)>&);
+template void compute_spectra<float>(Backend<float>&, GraphNetwork<float>&, const AnalysisRequest&, const LossTerms&,
+                                     AnalysisResult&, const std::function<void(Stage, double)>&);
+
+}  // namespace basin
