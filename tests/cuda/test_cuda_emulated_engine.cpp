@@ -17,7 +17,7 @@
 #include "basin/backend.hpp"
 #include "basin/model.hpp"
 #include "emulated_cuda_backend.hpp"
-#include "network.hpp"
+#include "chain_network.hpp"
 #include "per_parameter.hpp"
 
 namespace basin {

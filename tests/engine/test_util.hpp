@@ -10,7 +10,7 @@
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
 #include "loss.hpp"
-#include "network.hpp"
+#include "chain_network.hpp"
 
 namespace basin::test {
 

@@ -11,7 +11,7 @@
 #include "basin/graph.hpp"
 #include "basin/model.hpp"
 #include "graph/executor.hpp"
-#include "network.hpp"
+#include "chain_network.hpp"
 
 namespace basin {
 namespace test {

@@ -8,7 +8,8 @@
 //                example (rows of G) or summed over examples (gradients);
 //   tangents +   forward-over-reverse for blocks of unit directions in θ: rows of the Hessian's
 //   rvjp         residual term.
-// The public methods mirror the chain engine's (network.hpp) so that analysis.cpp runs either.
+// The public methods mirror the chain engine it replaced (kept as a test reference:
+// tests/reference/chain_network.hpp).
 #pragma once
 
 #include <atomic>
@@ -49,7 +50,7 @@ class GraphNetwork {
   Buffer<T> gram(const std::vector<T>& seeds, int64_t r, int64_t tile_rows = 0);
   // Lower triangle of G̃ᵀG̃ [N × N], G̃ assembled over blocks of examples.
   Buffer<T> normal(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
-  // TSQR's R of G̃ over blocks of examples (see network.hpp).
+  // TSQR's R of G̃ over blocks of examples: [R; G_block] QR-factorised block after block.
   Buffer<T> tsqr_r(const std::vector<T>& seeds, int64_t r, uint64_t block_bytes);
   // G̃ [(n·r) × N].
   Buffer<T> jacobian(const std::vector<T>& seeds, int64_t r);

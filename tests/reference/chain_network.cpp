@@ -1,4 +1,4 @@
-#include "network.hpp"
+#include "chain_network.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,6 @@
-// The algorithms of Basin written once over the Backend primitives (internal header).
+// The chain engine Basin had before the operation graph, kept as an INDEPENDENT REFERENCE for the
+// tests: the graph executor (kernels/src/graph/executor.cpp) must give its numbers on every chain
+// (tests/ops/test_executor.cpp, the engine tests' helpers). Not part of the library.
 //
 // Notation (DESIGN.md): n examples, k outputs, N parameters, layer i maps act[i] -> act[i+1];
 // act[0] = X. "Seeds" are the output-space directions back-propagated per example: the
