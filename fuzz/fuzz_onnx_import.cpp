@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const basin::ImportedModel m = basin::import_onnx(std::string(reinterpret_cast<const char*>(data), size), "fuzz");
     // What comes back must be self-consistent: the engine sizes buffers from these numbers.
-    if (static_cast<int64_t>(m.params.size()) != m.model.num_params()) __builtin_trap();
+    if (static_cast<int64_t>(m.params.size()) != m.graph.num_params()) __builtin_trap();
+    if (m.graph.input() < 0 || m.graph.output() < 0 || !m.graph.value(m.graph.output()).batched) __builtin_trap();
   } catch (const basin::Error&) {
     // expected for almost every input
   }

@@ -56,13 +56,14 @@ start=$(date +%s)
 case "$TARGET" in
 onnx)
   mkdir -p "$OUT/seeds"
-  # The importer and the two engine files it uses (Model::validate, error names); nothing else.
+  # The importer and the engine files it uses: the graph and its builder, the ops' shape rules
+  # (kernels/src/ops), Model (the chain form, activation names) and error names.
   "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" \
     -DONNX_NAMESPACE=onnx -DONNX_ML=1 \
-    -I"$ROOT/kernels/include" -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" \
-    "$ROOT/fuzz/fuzz_onnx_import.cpp" \
-    "$ROOT/kernels/onnx/src/onnx_import.cpp" "$ROOT/kernels/onnx/src/onnx_tensor.cpp" \
-    "$ROOT/kernels/onnx/src/activation_patterns.cpp" \
+    -I"$ROOT/kernels/include" -I"$ROOT/kernels" -I"$ROOT/kernels/src" -I"$ROOT/kernels/onnx/include" \
+    -I"$ROOT/kernels/onnx/src" \
+    "$ROOT/fuzz/fuzz_onnx_import.cpp" "$ROOT"/kernels/onnx/src/*.cpp \
+    "$ROOT/kernels/src/graph/graph.cpp" "$ROOT/kernels/src/graph/graph_builder.cpp" "$ROOT"/kernels/src/ops/*.cpp \
     "$ROOT/kernels/src/model.cpp" "$ROOT/kernels/src/error.cpp" \
     -lonnx_proto -lprotobuf -lpthread \
     -o "$OUT/fuzz_onnx_import"
@@ -100,11 +101,11 @@ request)
   fi
   defs=() libs=()
   if [[ -f /usr/include/onnx/onnx_pb.h ]]; then
-    srcs+=("$ROOT"/kernels/onnx/src/{onnx_import,onnx_tensor,activation_patterns}.cpp)
+    srcs+=("$ROOT"/kernels/onnx/src/*.cpp)
     defs=(-DBASIN_HAVE_ONNX=1 -DONNX_NAMESPACE=onnx -DONNX_ML=1)
     libs=(-lonnx_proto)
   fi
-  incs=(-I"$GEN" -I"$ROOT/wire/include" -I"$ROOT/kernels/include" -I"$ROOT/kernels/src"
+  incs=(-I"$GEN" -I"$ROOT/wire/include" -I"$ROOT/kernels/include" -I"$ROOT/kernels/src" -I"$ROOT/kernels"
         -I"$ROOT/kernels/onnx/include" -I"$ROOT/kernels/onnx/src" -I/usr/include/openblas
         -I/usr/include/x86_64-linux-gnu/openblas-pthread)
   # Objects without -fsanitize=fuzzer's main (only the link gets it), two at a time. An object

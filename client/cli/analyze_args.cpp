@@ -55,10 +55,13 @@ std::string usage() {
                      [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
                      [--rtol R] [--atol A] [--hessian-limit N] [--max-memory GiB] [--max-layers N]
+                     [--constants NAME,NAME...]
                      [--save-jacobian G.npy] [--json [--pretty]] [--save-dir DIR]
                      [--vectors jacobian_row,jacobian_null,jacobian_left,ggn,hessian [--vectors-k K]]
                      [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--timeout S]
        --params is a vector (N,) or checkpoints (B, N): one result per checkpoint, in order
+       --constants: ONNX initialisers to keep constant (default: every float initialiser in a
+         weight/bias/scale slot is a parameter, BatchNormalization's running statistics are not)
        --vectors writes DIR/<name>.npy beside DIR/result.json (needs --save-dir; one checkpoint)
        basin submit|watch|jobs|cancel|result|info|health ...   (remote; see README)
        basin --version
@@ -93,6 +96,16 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
     else if (flag == "--targets") o.targets_path = value();
     else if (flag == "--save-jacobian") o.save_jacobian = value();
     else if (flag == "--save-dir") o.save_dir = value();
+    else if (flag == "--constants") {
+      const std::string list = value();
+      size_t start = 0;
+      while (start <= list.size()) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        if (comma == start) invalid_argument("--constants: an empty name in '" + list + "'");
+        o.constants.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
     else if (flag == "--vectors") {
       try {
         o.request.vectors = parse_vectors(value());
@@ -175,16 +188,36 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   return o;
 }
 
+namespace {
+// "3, 32, 32" for messages that print (n, 3, 32, 32).
+std::string per_example_dims(const Shape& s) {
+  std::string out;
+  for (int64_t d : s) out += (out.empty() ? "" : ", ") + std::to_string(d);
+  return out;
+}
+}  // namespace
+
 void load_request_files(AnalyzeOptions& o) {
   AnalysisRequest& r = o.request;
   std::vector<double> onnx_params;
+  // The inputs first: their per-example shape resolves an ONNX model's dynamic dimensions.
+  const NpyArray x = read_npy(o.inputs_path, "--inputs");
+  if (!x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
+  if (!o.constants.empty() && !ends_with(o.model_path, ".onnx"))
+    invalid_argument("--constants: only with an .onnx --model (a JSON spec's parameters are its dense layers)");
   if (ends_with(o.model_path, ".onnx")) {
 #ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
     ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
     bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
+    bounds.constant_names = o.constants;
+    if (x.shape.size() >= 2) bounds.input_shape.assign(x.shape.begin() + 1, x.shape.end());
     ImportedModel imported = import_onnx_file(o.model_path, bounds);
-    r.model = imported.model;
     onnx_params = std::move(imported.params);
+    // A dense chain travels as its chain form (the same θ), as the JSON spec and the server's
+    // layer list do; any other network as the graph.
+    if (!imported.model.layers.empty()) r.model = std::move(imported.model);
+    else r.graph = std::make_shared<const Graph>(std::move(imported.graph));
 #else
     throw Error(ErrorCode::kUnimplemented, "--model " + o.model_path + ": this build of basin has no ONNX importer");
 #endif
@@ -196,7 +229,9 @@ void load_request_files(AnalyzeOptions& o) {
       throw Error(e.code(), what.rfind("--model", 0) == 0 ? what : "--model " + o.model_path + ": " + what);
     }
   }
-  const int64_t N = r.model.num_params(), d = r.model.input_dim, k = r.model.output_dim();
+  const int64_t N = r.graph ? r.graph->num_params() : r.model.num_params();
+  const int64_t d = r.graph ? r.graph->input_size() : r.model.input_dim;
+  const int64_t k = r.graph ? r.graph->output_dim() : r.model.output_dim();
 
   if (!o.params_path.empty()) {
     const NpyArray p = read_npy(o.params_path, "--params");
@@ -229,12 +264,13 @@ void load_request_files(AnalyzeOptions& o) {
                      " parameters (PyTorch parameters_to_vector order)");
   }
 
-  const NpyArray x = read_npy(o.inputs_path, "--inputs");
-  if (!x.is_float())
-    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
-  if (x.shape.size() != 2 || x.shape[1] != d)
+  // (n, d), or for a graph (n, per-example shape...) as its input declares.
+  const bool as_graph = r.graph && x.shape.size() >= 2 &&
+                        std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == r.graph->input_shape();
+  if (!as_graph && (x.shape.size() != 2 || x.shape[1] != d))
     invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
-                     ") to match the model's input_dim");
+                     ")" + (r.graph ? " or (n, " + per_example_dims(r.graph->input_shape()) + ")" : std::string()) +
+                     " to match the model's input_dim");
   r.num_examples = x.shape[0];
   r.inputs = x.to_double();
 

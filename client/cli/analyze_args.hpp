@@ -21,6 +21,7 @@ struct AnalyzeOptions {
   bool want_given = false;  // --want was given (else defaults, see README)
   std::string model_path, params_path, inputs_path, targets_path, save_jacobian;
   std::string save_dir;     // --save-dir DIR: result.json and the --vectors .npy files
+  std::vector<std::string> constants;  // --constants a,b: ONNX initialisers that are not parameters
   // --params of shape [B, N]: the checkpoints of a training run, one result each (request.params
   // holds the first). Empty for a single parameter vector.
   std::vector<std::vector<double>> checkpoints;

@@ -73,6 +73,16 @@ onnx::TensorProto* ModelBuilder::init(const std::string& name, const std::vector
   return t;
 }
 
+onnx::TensorProto* ModelBuilder::init_ints(const std::string& name, const std::vector<int64_t>& dims,
+                                           const std::vector<int64_t>& values) {
+  auto* t = graph()->add_initializer();
+  t->set_name(name);
+  for (int64_t d : dims) t->add_dims(d);
+  t->set_data_type(onnx::TensorProto_DataType_INT64);
+  for (int64_t v : values) t->add_int64_data(v);
+  return t;
+}
+
 onnx::NodeProto* ModelBuilder::node(const std::string& op, const std::vector<std::string>& inputs,
                                     const std::vector<std::string>& outputs, const std::string& name) {
   auto* n = graph()->add_node();
@@ -99,6 +109,13 @@ void set_int(onnx::NodeProto* n, const std::string& name, int64_t v) {
   a->set_name(name);
   a->set_type(onnx::AttributeProto_AttributeType_INT);
   a->set_i(v);
+}
+
+void set_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto_AttributeType_INTS);
+  for (int64_t x : v) a->add_ints(x);
 }
 
 void set_float(onnx::NodeProto* n, const std::string& name, float v) {

@@ -26,6 +26,9 @@ class ModelBuilder {
   // values row-major; raw = raw_data (little-endian), else float_data/double_data.
   onnx::TensorProto* init(const std::string& name, const std::vector<int64_t>& dims, const std::vector<double>& values,
                           int elem_type = kDouble, bool raw = true);
+  // An INT64 initialiser (shapes, axes, pads, indices).
+  onnx::TensorProto* init_ints(const std::string& name, const std::vector<int64_t>& dims,
+                               const std::vector<int64_t>& values);
   onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& inputs,
                         const std::vector<std::string>& outputs, const std::string& name = "");
   // A Constant node holding a scalar tensor (float32, as torch.onnx.export writes them).
@@ -38,6 +41,7 @@ class ModelBuilder {
 };
 
 void set_int(onnx::NodeProto* n, const std::string& name, int64_t v);
+void set_ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v);
 void set_float(onnx::NodeProto* n, const std::string& name, float v);
 void set_string(onnx::NodeProto* n, const std::string& name, const std::string& v);
 

@@ -300,10 +300,18 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
                              : 4 * limits.max_layers;
       bounds.check_stop = check_stop;
       const std::string what = "onnx_blob_id (" + echo(request.onnx_blob_id()) + ")";
+      // The client's names say which initialisers are θ (torch's named_parameters()).
+      bounds.parameter_names.assign(request.param_names().begin(), request.param_names().end());
+      if (request.inputs().source_case() == v1::TensorSource::kTensor) {  // resolves dynamic dims
+        const auto& dims = request.inputs().tensor().shape();
+        if (dims.size() >= 2) bounds.input_shape.assign(dims.begin() + 1, dims.end());
+      }
       ImportedModel imported = import_onnx(std::string(bytes.begin(), bytes.end()), what, bounds);
-      check_layer_count(static_cast<int64_t>(imported.model.layers.size()), limits, what + " layers");
-      r.model = std::move(imported.model);
+      check_layer_count(static_cast<int64_t>(imported.graph.nodes().size()), limits, what + " nodes");
       onnx_params = std::move(imported.params);
+      // A dense chain as its chain form (the same θ, as the layer list would be), else the graph.
+      if (!imported.model.layers.empty()) r.model = std::move(imported.model);
+      else r.graph = std::make_shared<const Graph>(std::move(imported.graph));
       break;
 #else
       (void)bytes;
@@ -315,12 +323,12 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     case v1::AnalyzeRequest::MODEL_SOURCE_NOT_SET:
       invalid_argument("model: missing; expected a layer list (model) or onnx_blob_id");
   }
-  if (request.param_names_size() > 0)  // the client's names win over an ONNX file's
+  if (request.param_names_size() > 0 && !r.graph)  // an ONNX graph's names are its initialisers'
     r.model.param_names.assign(request.param_names().begin(), request.param_names().end());
   if (check_stop) check_stop();
-  const int64_t n_params = r.model.num_params();
-  const int64_t in_dim = r.model.input_dim;
-  const int64_t k = r.model.output_dim();
+  const int64_t n_params = r.graph ? r.graph->num_params() : r.model.num_params();
+  const int64_t in_dim = r.graph ? r.graph->input_size() : r.model.input_dim;
+  const int64_t k = r.graph ? r.graph->output_dim() : r.model.output_dim();
 
   r.loss = loss_from(request.loss());
   r.reduction = reduction_from(request.reduction());
@@ -372,7 +380,9 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
   {
     NpyArray x = read_source(request.inputs(), "inputs", read_blob);
     const bool ok = (x.shape.size() == 2 && x.shape[1] == in_dim) ||
-                    (x.shape.size() == 1 && in_dim == 1);
+                    (x.shape.size() == 1 && in_dim == 1) ||
+                    (r.graph && x.shape.size() >= 2 &&
+                     std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == r.graph->input_shape());
     if (!ok || x.shape[0] < 1) {
       invalid_argument("inputs.shape: got " + shape_str(x.shape) + "; expected [n, " +
                        std::to_string(in_dim) + "] with n >= 1 (model input_dim is " +

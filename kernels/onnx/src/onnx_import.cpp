@@ -1,20 +1,22 @@
-// The ONNX importer: walks the graph from its single input to its single output and maps every
-// step onto a Basin layer. See include/basin/onnx_import.hpp for what is accepted and why the
-// parameter order is what it is.
+// The ONNX importer: the file's nodes in topological order, each mapped onto primitive graph
+// nodes (GraphBuilder for the composite layers). See include/basin/onnx_import.hpp for what is
+// accepted, how parameters are chosen and what the errors are.
 //
-// The walk keeps one "chain value" (the activations so far). At each step the chain value must
-// feed exactly one node that is a layer (Gemm, MatMul [+ Add], an activation, a no-op), or feed a
-// small element-wise block (Mul/Div/Add/Sub/Erf/Sigmoid over the chain value and scalar constants)
-// that closes again into one value and computes exact GELU or SiLU. Anything else is a branch
-// (kInvalidArgument) or an op Basin does not support (kUnimplemented).
+// Every ONNX value is, during the walk, either a graph value (the input, a parameter, a node's
+// output, a materialised constant) or a host constant (an initialiser that is not a parameter, a
+// Constant node, the result of shape arithmetic folded here). Host constants become graph
+// constants only when a graph node reads them. The batch size is unknown while importing: in
+// folded shape arithmetic it is the symbol kBatchSym (Shape of a batched tensor), which Reshape
+// and Expand accept in the batch position.
 #include "basin/onnx_import.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <deque>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -22,7 +24,11 @@
 #include <onnx/onnx_pb.h>
 
 #include "activation_patterns.hpp"
+#include "basin/activation.hpp"
 #include "basin/error.hpp"
+#include "basin/model.hpp"
+#include "src/graph/graph_builder.hpp"
+#include "chain_model.hpp"
 #include "onnx_tensor.hpp"
 
 namespace basin {
@@ -36,11 +42,16 @@ using onnx_import_detail::match_activation;
 constexpr int64_t kMinOpset = 11;
 constexpr int64_t kMaxOpset = 20;
 constexpr size_t kMaxBlockNodes = 16;  // the GELU pattern has 5 nodes (+ Constants)
-constexpr int64_t kMaxWidth = int64_t{1} << 31;
+constexpr double kBatchSym = -9007199254740991.0;  // the batch size in folded shape arithmetic
+constexpr int64_t kMaxFoldElements = 1 << 20;       // host-folded tensors (shape arithmetic)
 
-const char* const kSupportedOps =
-    "Gemm, MatMul (+ Add bias), Relu, LeakyRelu, Tanh, Sigmoid, Softplus, Gelu, the Erf pattern of exact "
-    "GELU, x*Sigmoid(x), Identity, Flatten, Dropout";
+const char* const kSupportedOps[] = {
+    "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "Div", "Dropout", "Elu", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool",
+    "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "LayerNormalization",
+    "LeakyRelu", "Log", "LogSoftmax", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "Reciprocal", "ReduceMean",
+    "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub",
+    "Tanh", "Transpose", "Unsqueeze"};
 
 [[noreturn]] void unimplemented(const std::string& message) { throw Error(ErrorCode::kUnimplemented, message); }
 
@@ -54,68 +65,98 @@ std::string printable(const std::string& s) {
   if (s.size() > 96) out += "...";
   return out;
 }
-
 std::string quoted(const std::string& s) { return "'" + printable(s) + "'"; }
 
-// Float attributes (LeakyRelu's alpha, Gemm's alpha/beta) are stored as float32: 0.2 arrives as
-// 0.20000000298. The source model meant the shortest decimal that rounds to that float, so read
-// it back as that decimal (0.2), which is what the JSON spec and PyTorch (in float64) use.
+// Float attributes are stored as float32: 0.2 arrives as 0.20000000298. The source model meant
+// the shortest decimal that rounds to that float, so read it back as that decimal.
 double float_attribute_value(float f) {
   char buf[64];
   const auto r = std::to_chars(buf, buf + sizeof(buf), f);
   if (r.ec != std::errc()) return static_cast<double>(f);
   double d = static_cast<double>(f);
-  std::from_chars(buf, r.ptr, d);  // locale-independent, unlike strtod
+  std::from_chars(buf, r.ptr, d);
   return d;
 }
 
-std::string dims_string(const std::vector<int64_t>& dims) {
-  std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + "]";
-}
+std::string dims_string(const std::vector<int64_t>& dims) { return shape_string(dims); }
 
 bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
 
+bool is_int_type(int32_t t) {
+  return t == onnx::TensorProto_DataType_INT64 || t == onnx::TensorProto_DataType_INT32 ||
+         t == onnx::TensorProto_DataType_INT16 || t == onnx::TensorProto_DataType_INT8 ||
+         t == onnx::TensorProto_DataType_UINT8 || t == onnx::TensorProto_DataType_UINT16 ||
+         t == onnx::TensorProto_DataType_UINT32 || t == onnx::TensorProto_DataType_UINT64 ||
+         t == onnx::TensorProto_DataType_BOOL;
+}
+bool is_float_type(int32_t t) {
+  return t == onnx::TensorProto_DataType_FLOAT || t == onnx::TensorProto_DataType_DOUBLE;
+}
+
 // Ops of the element-wise blocks that spell GELU and SiLU.
-bool is_block_op(const onnx::NodeProto& n) {
-  const std::string& op = n.op_type();
-  return is_default_domain(n.domain()) &&
-         (op == "Mul" || op == "Div" || op == "Add" || op == "Sub" || op == "Erf" || op == "Sigmoid");
+bool is_block_op(const std::string& op) {
+  return op == "Mul" || op == "Div" || op == "Add" || op == "Sub" || op == "Erf" || op == "Sigmoid";
 }
 
-// Element-wise ops in general: a value feeding only these is an activation Basin may not know,
-// rather than a branch of the network.
-bool is_elementwise_op(const onnx::NodeProto& n) {
-  static const std::unordered_set<std::string> kOps = {
-      "Mul",  "Div", "Add", "Sub",  "Pow",  "Erf",  "Sigmoid", "Tanh",  "Relu", "LeakyRelu", "Softplus",
-      "Exp",  "Log", "Neg", "Sqrt", "Abs",  "Clip", "Max",     "Min",   "Elu",  "Selu",      "HardSigmoid",
-      "Gelu", "Sin", "Cos", "Sign", "Reciprocal", "Softsign", "Celu", "Mish", "HardSwish", "PRelu"};
-  return is_default_domain(n.domain()) && kOps.count(n.op_type()) > 0;
+// Whether input `slot` of an `op` node is differentiable (a float initialiser there is a
+// parameter when the caller names none).
+bool differentiable_slot(const std::string& op, int slot) {
+  static const std::unordered_set<std::string> kAll = {"Add", "Sub", "Mul", "Div", "Concat", "Sum", "Max", "Min"};
+  static const std::unordered_set<std::string> kFirstThree = {"Gemm", "Conv", "BatchNormalization",
+                                                              "LayerNormalization", "GroupNormalization",
+                                                              "InstanceNormalization"};
+  if (kAll.count(op)) return true;
+  if (kFirstThree.count(op)) return slot <= 2;
+  if (op == "MatMul") return slot <= 1;
+  if (op == "Where") return slot == 1 || slot == 2;
+  return slot == 0;
 }
 
-// Ops that are one layer (or nothing) on their own.
-bool is_layer_op(const onnx::NodeProto& n) {
-  static const std::unordered_set<std::string> kOps = {"Gemm",    "MatMul",   "Relu", "LeakyRelu", "Tanh",
-                                                       "Sigmoid", "Softplus", "Gelu", "Identity",  "Flatten",
-                                                       "Dropout"};
-  return is_default_domain(n.domain()) && kOps.count(n.op_type()) > 0;
+// Attributes each op may carry (anything else is refused: it could change the meaning).
+const std::unordered_map<std::string, std::vector<std::string>>& known_attributes() {
+  static const std::unordered_map<std::string, std::vector<std::string>> k = {
+      {"Gemm", {"alpha", "beta", "transA", "transB"}},
+      {"Conv", {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"}},
+      {"MaxPool", {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"}},
+      {"AveragePool", {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"}},
+      {"BatchNormalization", {"epsilon", "momentum", "training_mode"}},
+      {"LayerNormalization", {"axis", "epsilon", "stash_type"}},
+      {"GroupNormalization", {"epsilon", "num_groups", "stash_type"}},
+      {"InstanceNormalization", {"epsilon"}},
+      {"Concat", {"axis"}}, {"Flatten", {"axis"}}, {"Reshape", {"allowzero"}}, {"Transpose", {"perm"}},
+      {"Squeeze", {"axes"}}, {"Unsqueeze", {"axes"}}, {"Dropout", {"ratio", "seed"}},
+      {"LeakyRelu", {"alpha"}}, {"Elu", {"alpha"}}, {"HardSigmoid", {"alpha", "beta"}}, {"Gelu", {"approximate"}},
+      {"Softmax", {"axis"}}, {"LogSoftmax", {"axis"}}, {"Clip", {"min", "max"}},
+      {"ReduceMean", {"axes", "keepdims", "noop_with_empty_axes"}},
+      {"ReduceSum", {"axes", "keepdims", "noop_with_empty_axes"}},
+      {"Pad", {"mode"}}, {"Shape", {"start", "end"}}, {"Gather", {"axis"}}, {"Cast", {"to", "saturate"}},
+      {"Constant", {"value", "value_float", "value_floats", "value_int", "value_ints"}},
+      {"ConstantOfShape", {"value"}}, {"Softplus", {}}, {"Relu", {}}, {"Tanh", {}}, {"Sigmoid", {}},
+      {"HardSwish", {}}, {"Erf", {}}, {"Exp", {}}, {"Log", {}}, {"Sqrt", {}}, {"Reciprocal", {}}, {"Neg", {}},
+      {"Identity", {}}, {"Add", {}}, {"Sub", {}}, {"Mul", {}}, {"Div", {}}, {"Pow", {}}, {"MatMul", {}},
+      {"GlobalAveragePool", {}}, {"Slice", {}}, {"Expand", {}}, {"Equal", {}}, {"Where", {}}, {"Floor", {}},
+      {"Ceil", {}}};
+  return k;
 }
 
-// A weight/bias is [out] or [1, out] (or a scalar when out = 1): one value per output feature.
-bool is_per_output(const ConstTensor& t, int64_t out) {
-  if (static_cast<int64_t>(t.values.size()) != out) return false;
-  if (t.dims.empty()) return out == 1;
-  for (size_t i = 0; i + 1 < t.dims.size(); ++i) {
-    if (t.dims[i] != 1) return false;
-  }
-  return t.dims.back() == out;
-}
+// A constant on the host: values widened to double, dims as in the file.
+struct Host {
+  Shape dims;
+  std::vector<double> values;
+  bool integer = false;
+};
+using HostPtr = std::shared_ptr<const Host>;
+
+// An ONNX value during the walk.
+struct Val {
+  int id = -1;   // graph value (or the materialised host constant)
+  HostPtr host;  // a host constant
+};
 
 class Importer {
  public:
   Importer(const onnx::ModelProto& model, std::string what, const ImportBounds& bounds)
-      : model_(model), g_(model.graph()), what_(std::move(what)), bounds_(bounds) {}
+      : model_(model), g_(model.graph()), what_(std::move(what)), bounds_(bounds), b_(result_.graph) {}
 
   ImportedModel run() {
     read_opset();
@@ -125,23 +166,13 @@ class Importer {
                          std::to_string(bounds_.max_nodes) + " nodes (4 x max_layers; raise it with --max-layers)");
     }
     index_values();
+    topological_order();
     find_input_and_output();
-    walk();
-    check_everything_used();
-    if (result_.model.input_dim <= 0) {
-      invalid_argument(what_ + ": cannot tell the input width: graph input " + quoted(input_) +
-                       " has no static feature dimension and no dense layer follows it");
-    }
-    check_output_shape();
-    // The engine's own checks (widths, at least one dense layer), named after this file.
-    try {
-      result_.model.validate();
-    } catch (const Error& e) {
-      throw Error(e.code(), what_ + ": " + e.what());
-    }
-    if (static_cast<int64_t>(result_.params.size()) != result_.model.num_params()) {
-      throw Error(ErrorCode::kInternal, what_ + ": imported parameter count does not match the model");
-    }
+    find_live_nodes();
+    find_activation_blocks();
+    choose_parameters();
+    build();
+    result_.model = onnx_import_detail::chain_model_of(result_.graph);
     return std::move(result_);
   }
 
@@ -170,18 +201,18 @@ class Importer {
     }
     for (const auto& t : g_.initializer()) {
       if (t.name().empty()) invalid_argument(what_ + ": an initialiser has no name (malformed model)");
-      if (!const_protos_.emplace(t.name(), &t).second) {
+      if (!inits_.emplace(t.name(), &t).second) {
         invalid_argument(what_ + ": initialiser " + quoted(t.name()) + " is defined twice (malformed model)");
       }
     }
-    used_.assign(static_cast<size_t>(g_.node_size()), false);
-    for (int i = 0; i < g_.node_size(); ++i) {
+    const int N = g_.node_size();
+    for (int i = 0; i < N; ++i) {
       poll_stop(i);
       const onnx::NodeProto& n = g_.node(i);
       if (n.op_type().empty()) node_error(ErrorCode::kInvalidArgument, i, "node has no op type (malformed model)");
       for (const std::string& o : n.output()) {
         if (o.empty()) continue;
-        if (const_protos_.count(o) || !producer_.emplace(o, i).second) {
+        if (inits_.count(o) || !producer_.emplace(o, i).second) {
           node_error(ErrorCode::kInvalidArgument, i, "value " + quoted(o) + " is produced twice (malformed model)");
         }
       }
@@ -190,64 +221,69 @@ class Importer {
         auto& c = consumers_[in];
         if (c.empty() || c.back() != i) c.push_back(i);
       }
-      if (is_default_domain(n.domain()) && n.op_type() == "Constant") index_constant(i);
-    }
-    // ONNX requires nodes in topological order; a later producer means a cycle or a broken file.
-    for (int i = 0; i < g_.node_size(); ++i) {
-      for (const std::string& in : g_.node(i).input()) {
-        auto p = producer_.find(in);
-        if (p != producer_.end() && p->second >= i) {
-          node_error(ErrorCode::kInvalidArgument, i,
-                     "it reads " + quoted(in) + " before " + node_ref(p->second) +
-                         " produces it (nodes not topologically sorted, or a cycle)");
-        }
-      }
     }
   }
 
-  // Constant nodes become constants like initialisers (value, value_float(s), value_int(s)).
-  void index_constant(int i) {
-    const onnx::NodeProto& n = g_.node(i);
-    if (n.input_size() != 0 || n.output_size() != 1 || n.output(0).empty() || n.attribute_size() != 1) {
-      node_error(ErrorCode::kInvalidArgument, i, "a Constant needs no inputs, one output and one value attribute");
+  // Kahn's algorithm over the producer relation (files are usually sorted, but need not be). A
+  // node left over lies on a cycle or after one; following unsorted inputs from it backwards
+  // reaches a node on the cycle, which is named.
+  void topological_order() {
+    const int N = g_.node_size();
+    std::vector<int> pending(static_cast<size_t>(N), 0);
+    for (int i = 0; i < N; ++i) {
+      std::unordered_set<int> preds;
+      for (const std::string& in : g_.node(i).input()) {
+        auto p = producer_.find(in);
+        if (p != producer_.end()) preds.insert(p->second);
+      }
+      if (preds.count(i)) node_error(ErrorCode::kInvalidArgument, i, "it reads its own output (the graph has a cycle)");
+      pending[static_cast<size_t>(i)] = static_cast<int>(preds.size());
     }
-    const onnx::AttributeProto& a = n.attribute(0);
-    const std::string& out = n.output(0);
-    ConstTensor t;
-    if (a.name() == "value" && a.has_t()) {
-      constant_nodes_.emplace(out, &a.t());
-      return;
-    } else if (a.name() == "value_float") {
-      t.values = {static_cast<double>(a.f())};
-    } else if (a.name() == "value_int") {
-      t.values = {static_cast<double>(a.i())};
-    } else if (a.name() == "value_floats") {
-      for (float f : a.floats()) t.values.push_back(f);
-      t.dims = {static_cast<int64_t>(t.values.size())};
-    } else if (a.name() == "value_ints") {
-      for (int64_t v : a.ints()) t.values.push_back(static_cast<double>(v));
-      t.dims = {static_cast<int64_t>(t.values.size())};
-    } else {
-      node_error(ErrorCode::kUnimplemented, i, "Constant attribute " + quoted(a.name()) + " is not supported");
+    order_.reserve(static_cast<size_t>(N));
+    for (int i = 0; i < N; ++i)
+      if (pending[static_cast<size_t>(i)] == 0) order_.push_back(i);
+    for (size_t k = 0; k < order_.size(); ++k) {
+      poll_stop(static_cast<int>(k));
+      const onnx::NodeProto& n = g_.node(order_[k]);
+      std::unordered_set<int> seen;
+      for (const std::string& o : n.output()) {
+        if (o.empty()) continue;
+        for (int c : consumers(o))
+          if (seen.insert(c).second && --pending[static_cast<size_t>(c)] == 0) order_.push_back(c);
+      }
     }
-    consts_.emplace(out, std::move(t));
+    if (static_cast<int>(order_.size()) == N) return;
+    int at = -1;
+    for (int i = 0; i < N && at < 0; ++i)
+      if (pending[static_cast<size_t>(i)] > 0) at = i;
+    std::vector<int> visited(static_cast<size_t>(N), 0);
+    while (!visited[static_cast<size_t>(at)]) {
+      visited[static_cast<size_t>(at)] = 1;
+      for (const std::string& in : g_.node(at).input()) {
+        auto p = producer_.find(in);
+        if (p != producer_.end() && pending[static_cast<size_t>(p->second)] > 0) {
+          at = p->second;
+          break;
+        }
+      }
+    }
+    node_error(ErrorCode::kInvalidArgument, at, "the graph has a cycle through this node");
   }
 
   void find_input_and_output() {
     std::vector<const onnx::ValueInfoProto*> inputs;
     for (const auto& v : g_.input()) {
-      if (!const_protos_.count(v.name())) inputs.push_back(&v);  // IR < 4 lists initialisers as inputs
+      if (!inits_.count(v.name())) inputs.push_back(&v);  // IR < 4 lists initialisers as inputs
     }
     if (inputs.size() != 1) {
       std::string names;
       for (size_t i = 0; i < inputs.size() && i < 4; ++i) names += (i ? ", " : "") + quoted(inputs[i]->name());
       invalid_argument(what_ + ": the graph has " + std::to_string(inputs.size()) + " inputs" +
-                       (names.empty() ? "" : " (" + names + ")") +
-                       "; Basin imports chains from exactly one input to one output");
+                       (names.empty() ? "" : " (" + names + ")") + "; Basin imports graphs of exactly one data input");
     }
     if (g_.output_size() != 1) {
       invalid_argument(what_ + ": the graph has " + std::to_string(g_.output_size()) +
-                       " outputs; Basin imports chains from exactly one input to one output");
+                       " outputs; Basin imports graphs of exactly one output");
     }
     const onnx::ValueInfoProto& in = *inputs[0];
     input_ = in.name();
@@ -256,67 +292,96 @@ class Importer {
     if (producer_.count(input_)) {
       node_error(ErrorCode::kInvalidArgument, producer_[input_], "it overwrites the graph input " + quoted(input_));
     }
-    if (constant_nodes_.count(output_) || consts_.count(output_) || const_protos_.count(output_)) {
-      invalid_argument(what_ + ": the graph output " + quoted(output_) + " is a constant");
-    }
+    if (inits_.count(output_)) invalid_argument(what_ + ": the graph output " + quoted(output_) + " is an initialiser");
+    if (output_ == input_) invalid_argument(what_ + ": the graph output is its input (no computation)");
+    if (!producer_.count(output_))
+      invalid_argument(what_ + ": the graph output " + quoted(output_) + " is not produced by any node");
 
-    // Input: [batch, features] (or [batch, d1, d2, ...] followed by Flatten). The batch dimension
-    // may be symbolic or fixed; the feature dimensions are inferred from the first dense layer when
-    // the file does not state them.
-    if (!in.has_type() || !in.type().has_tensor_type()) return;
-    const auto& tt = in.type().tensor_type();
-    const int32_t et = tt.elem_type();
-    if (et != onnx::TensorProto_DataType_UNDEFINED && et != onnx::TensorProto_DataType_FLOAT &&
-        et != onnx::TensorProto_DataType_DOUBLE) {
-      unimplemented(what_ + ": graph input " + quoted(input_) + " has element type " +
-                    onnx_import_detail::data_type_name(et) + "; only FLOAT and DOUBLE inputs are supported");
-    }
-    if (!tt.has_shape()) return;
-    const auto& shape = tt.shape();
-    rank_ = shape.dim_size();
-    if (rank_ < 2) {
-      unimplemented(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank_) +
-                    "; Basin expects [batch, features]");
-    }
-    int64_t width = 1;
-    for (int d = 1; d < rank_; ++d) {
-      const auto& dim = shape.dim(d);
-      if (!dim.has_dim_value()) return;  // symbolic: infer from the first dense layer
-      if (dim.dim_value() <= 0 || dim.dim_value() > kMaxWidth / width) {
-        invalid_argument(what_ + ": graph input " + quoted(input_) + " has feature dimension " +
-                         std::to_string(dim.dim_value()));
+    // Input: [batch, d1, ...]; the batch dimension may be symbolic or fixed, the others come from
+    // the file or, when symbolic, from the data (ImportBounds::input_shape).
+    const Shape& data = bounds_.input_shape;
+    const bool has_shape = in.has_type() && in.type().has_tensor_type() && in.type().tensor_type().has_shape();
+    if (in.has_type() && in.type().has_tensor_type()) {
+      const int32_t et = in.type().tensor_type().elem_type();
+      if (et != onnx::TensorProto_DataType_UNDEFINED && !is_float_type(et)) {
+        unimplemented(what_ + ": graph input " + quoted(input_) + " has element type " +
+                      onnx_import_detail::data_type_name(et) + "; only FLOAT and DOUBLE inputs are supported");
       }
-      width *= dim.dim_value();
     }
-    width_ = width;
-    result_.model.input_dim = width;
+    if (!has_shape) {
+      if (data.empty())
+        invalid_argument(what_ + ": graph input " + quoted(input_) +
+                         " has no shape in the file; give the data's per-example shape (the inputs)");
+      input_shape_ = data;
+      return;
+    }
+    const auto& shape = in.type().tensor_type().shape();
+    const int rank = shape.dim_size();
+    if (rank < 2) {
+      unimplemented(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank) +
+                    "; Basin expects [batch, ...] with at least one axis per example");
+    }
+    bool all_static = true;
+    int64_t static_numel = 1;
+    for (int d = 1; d < rank; ++d) {
+      all_static = all_static && shape.dim(d).has_dim_value();
+      static_numel *= shape.dim(d).has_dim_value() ? shape.dim(d).dim_value() : 1;
+    }
+    // Data given flattened ([n, d1·d2·...]) for a fully static input: the file's shape holds.
+    const bool flattened = !data.empty() && static_cast<int>(data.size()) != rank - 1 && all_static &&
+                           shape_numel(data) == static_numel;
+    const Shape no_data;
+    const Shape& data_used = flattened ? no_data : data;
+    if (!data_used.empty() && static_cast<int>(data_used.size()) != rank - 1)
+      invalid_argument(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank) +
+                       " (batch + " + std::to_string(rank - 1) + " axes) but the data's examples have shape " +
+                       shape_string(data));
+    if (shape.dim(0).has_dim_value()) static_batch_ = shape.dim(0).dim_value();
+    for (int d = 1; d < rank; ++d) {
+      const auto& dim = shape.dim(d);
+      if (dim.has_dim_value()) {
+        if (dim.dim_value() <= 0 || dim.dim_value() > (int64_t{1} << 31))
+          invalid_argument(what_ + ": graph input " + quoted(input_) + " has dimension " + std::to_string(d) + " = " +
+                           std::to_string(dim.dim_value()));
+        if (!data_used.empty() && data_used[static_cast<size_t>(d - 1)] != dim.dim_value())
+          invalid_argument(what_ + ": graph input " + quoted(input_) + " has dimension " + std::to_string(d) + " = " +
+                           std::to_string(dim.dim_value()) + " but the data's examples have shape " +
+                           shape_string(data_used));
+        input_shape_.push_back(dim.dim_value());
+      } else if (!data_used.empty()) {
+        input_shape_.push_back(data_used[static_cast<size_t>(d - 1)]);
+      } else {
+        const std::string sym = dim.has_dim_param() ? " ('" + printable(dim.dim_param()) + "')" : "";
+        invalid_argument(what_ + ": graph input " + quoted(input_) + " has a dynamic dimension " + std::to_string(d) +
+                         sym + "; only the batch dimension (0) may be dynamic: export with a fixed shape, or give the "
+                         "data's per-example shape");
+      }
+    }
   }
 
-  void check_output_shape() {
-    const onnx::ValueInfoProto& out = g_.output(0);
-    if (!out.has_type() || !out.type().has_tensor_type() || !out.type().tensor_type().has_shape()) return;
-    const auto& shape = out.type().tensor_type().shape();
-    if (shape.dim_size() != 2 || !shape.dim(1).has_dim_value()) return;
-    if (shape.dim(1).dim_value() != width_) {
-      invalid_argument(what_ + ": graph output " + quoted(output_) + " declares " +
-                       std::to_string(shape.dim(1).dim_value()) + " features but the layers produce " +
-                       std::to_string(width_));
+  // Nodes whose outputs reach the graph output. Others (but Constants) are a disconnected part.
+  void find_live_nodes() {
+    const int N = g_.node_size();
+    live_.assign(static_cast<size_t>(N), 0);
+    std::vector<int> stack = {producer_.at(output_)};
+    live_[static_cast<size_t>(stack[0])] = 1;
+    while (!stack.empty()) {
+      const int i = stack.back();
+      stack.pop_back();
+      for (const std::string& in : g_.node(i).input()) {
+        auto p = producer_.find(in);
+        if (p != producer_.end() && !live_[static_cast<size_t>(p->second)]) {
+          live_[static_cast<size_t>(p->second)] = 1;
+          stack.push_back(p->second);
+        }
+      }
     }
-  }
-
-  void check_everything_used() {
-    for (int i = 0; i < g_.node_size(); ++i) {
+    for (int i : order_) {
       const onnx::NodeProto& n = g_.node(i);
-      if (used_[static_cast<size_t>(i)] || (is_default_domain(n.domain()) && n.op_type() == "Constant")) continue;
+      if (live_[static_cast<size_t>(i)] || (is_default_domain(n.domain()) && n.op_type() == "Constant")) continue;
       node_error(ErrorCode::kInvalidArgument, i,
-                 "node is not on the chain from input " + quoted(input_) + " to output " + quoted(output_) +
-                     " (Basin imports single-chain graphs)");
+                 "its outputs do not reach the graph output " + quoted(output_) + " (a disconnected part of the graph)");
     }
-  }
-
-  // The caller's stop test, every 4096 steps of a per-node loop.
-  void poll_stop(int step) const {
-    if (bounds_.check_stop && step % 4096 == 0) bounds_.check_stop();
   }
 
   // ---- messages ----
@@ -327,119 +392,418 @@ class Importer {
     if (!is_default_domain(n.domain())) op = n.domain() + "::" + op;
     return "node " + (n.name().empty() ? "#" + std::to_string(i) : quoted(n.name())) + " (" + printable(op) + ")";
   }
-
   [[noreturn]] void node_error(ErrorCode code, int i, const std::string& reason) const {
     throw Error(code, what_ + ": " + node_ref(i) + ": " + reason);
   }
-
-  // ---- constants and attributes ----
-
-  // nullptr when `name` is not an initialiser or Constant output.
-  const ConstTensor* constant(const std::string& name) {
-    auto it = consts_.find(name);
-    if (it != consts_.end()) return &it->second;
-    const onnx::TensorProto* proto = nullptr;
-    std::string where;
-    if (auto p = const_protos_.find(name); p != const_protos_.end()) {
-      proto = p->second;
-      where = what_ + ": initialiser " + quoted(name);
-    } else if (auto c = constant_nodes_.find(name); c != constant_nodes_.end()) {
-      proto = c->second;
-      where = what_ + ": Constant " + quoted(name);
-    } else {
-      return nullptr;
-    }
-    ConstTensor t = decode_tensor(*proto, where);
-    return &consts_.emplace(name, std::move(t)).first->second;
-  }
-
-  // Input `idx` of node `i` that must be a constant (a weight, a bias).
-  const ConstTensor& require_constant(int i, int idx, const char* role) {
-    const onnx::NodeProto& n = g_.node(i);
-    if (idx >= n.input_size() || n.input(idx).empty()) node_error(ErrorCode::kInvalidArgument, i, std::string("missing ") + role);
-    const std::string& name = n.input(idx);
-    if (const ConstTensor* t = constant(name)) {
-      for (double v : t->values) {
-        if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, std::string(role) + " " + quoted(name) + " contains NaN or Inf");
-      }
-      return *t;
-    }
-    if (auto p = producer_.find(name); p != producer_.end()) {
-      node_error(ErrorCode::kUnimplemented, i,
-                 std::string(role) + " " + quoted(name) + " is computed by " + node_ref(p->second) +
-                     "; only initialisers and Constants are supported as weights");
-    }
-    if (name == input_) node_error(ErrorCode::kInvalidArgument, i, std::string("the graph input is used as its ") + role);
+  [[noreturn]] void mixing(int i, const std::string& how) const {
     node_error(ErrorCode::kInvalidArgument, i,
-               std::string(role) + " " + quoted(name) + " is not an initialiser, a Constant or a node output (missing initialiser)");
+               how + "; examples cannot be mixed (axis 0 is the batch axis, which every op must keep as it is)");
   }
+  void poll_stop(int step) const {
+    if (bounds_.check_stop && step % 4096 == 0) bounds_.check_stop();
+  }
+
+  // ---- attributes ----
 
   const onnx::AttributeProto* attr(int i, const char* name) const {
-    for (const auto& a : g_.node(i).attribute()) {
+    for (const auto& a : g_.node(i).attribute())
       if (a.name() == name) return &a;
-    }
     return nullptr;
   }
   int64_t attr_int(int i, const char* name, int64_t dflt) const {
     const onnx::AttributeProto* a = attr(i, name);
     if (!a) return dflt;
-    if (a->type() != onnx::AttributeProto_AttributeType_INT && !(a->type() == 0 && a->has_i())) {
+    if (a->type() != onnx::AttributeProto_AttributeType_INT && !(a->type() == 0 && a->has_i()))
       node_error(ErrorCode::kInvalidArgument, i, std::string("attribute ") + name + " must be an int");
-    }
     return a->i();
   }
   double attr_float(int i, const char* name, double dflt) const {
     const onnx::AttributeProto* a = attr(i, name);
     if (!a) return dflt;
-    if (a->type() != onnx::AttributeProto_AttributeType_FLOAT && !(a->type() == 0 && a->has_f())) {
+    if (a->type() != onnx::AttributeProto_AttributeType_FLOAT && !(a->type() == 0 && a->has_f()))
       node_error(ErrorCode::kInvalidArgument, i, std::string("attribute ") + name + " must be a float");
-    }
     if (!std::isfinite(a->f())) node_error(ErrorCode::kInvalidArgument, i, std::string("attribute ") + name + " is not finite");
     return float_attribute_value(a->f());
   }
   std::string attr_string(int i, const char* name, const std::string& dflt) const {
     const onnx::AttributeProto* a = attr(i, name);
     if (!a) return dflt;
-    if (a->type() != onnx::AttributeProto_AttributeType_STRING && !(a->type() == 0 && a->has_s())) {
+    if (a->type() != onnx::AttributeProto_AttributeType_STRING && !(a->type() == 0 && a->has_s()))
       node_error(ErrorCode::kInvalidArgument, i, std::string("attribute ") + name + " must be a string");
-    }
     return a->s();
   }
+  std::vector<int64_t> attr_ints(int i, const char* name, std::vector<int64_t> dflt) const {
+    const onnx::AttributeProto* a = attr(i, name);
+    if (!a) return dflt;
+    if (a->type() != onnx::AttributeProto_AttributeType_INTS && a->type() != 0)
+      node_error(ErrorCode::kInvalidArgument, i, std::string("attribute ") + name + " must be a list of ints");
+    return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+  }
+  void check_attributes(int i) const {
+    const onnx::NodeProto& n = g_.node(i);
+    auto it = known_attributes().find(n.op_type());
+    if (it == known_attributes().end()) return;
+    for (const auto& a : n.attribute()) {
+      if (std::find(it->second.begin(), it->second.end(), a.name()) != it->second.end()) continue;
+      std::string known;
+      for (const std::string& k : it->second) known += (known.empty() ? "" : ", ") + k;
+      node_error(ErrorCode::kInvalidArgument, i,
+                 "unknown attribute " + quoted(a.name()) + " (known: " + (known.empty() ? "none" : known) + ")");
+    }
+  }
 
-  // ---- the walk ----
+  // ---- activation blocks (GELU via Erf, SiLU via x·Sigmoid(x)) ----
 
-  void walk() {
-    cur_ = input_;
-    // Every step consumes at least one node, so node_size() + 1 steps bound the walk (cycles stop
-    // earlier: a used node is never taken again).
-    for (int step = 0; step <= g_.node_size(); ++step) {
-      poll_stop(step);
-      const std::vector<int>& cons = consumers(cur_);
-      if (cur_ == output_) {
-        if (!cons.empty()) {
-          node_error(ErrorCode::kInvalidArgument, cons[0],
-                     "it reads the graph output " + quoted(output_) + " (branching graph)");
-        }
-        return;
-      }
-      if (cons.empty()) {
-        const std::string from = producer_.count(cur_) ? " (output of " + node_ref(producer_[cur_]) + ")" : "";
-        invalid_argument(what_ + ": value " + quoted(cur_) + from + " is not used by any node and is not the graph output " +
-                         quoted(output_) + " (malformed or branching graph)");
-      }
-      if (cons.size() == 1 && used_[static_cast<size_t>(cons[0])]) {
-        node_error(ErrorCode::kInvalidArgument, cons[0], "the graph has a cycle");
-      }
-      if (cons.size() == 1 && is_layer_op(g_.node(cons[0]))) {
-        layer(cons[0]);
-      } else if (cons.size() == 1 && !is_block_op(g_.node(cons[0]))) {
-        node_error(ErrorCode::kUnimplemented, cons[0], "op is not supported (supported: " + std::string(kSupportedOps) + ")");
-      } else {
-        block();
+  bool constant_known(const std::string& v) const {
+    if (inits_.count(v)) return true;
+    auto p = producer_.find(v);
+    return p != producer_.end() && g_.node(p->second).op_type() == "Constant";
+  }
+  std::optional<double> scalar_of(const std::string& v) {
+    if (!constant_known(v)) return std::nullopt;
+    try {
+      const HostPtr h = raw_constant(v);
+      if (h->values.size() != 1) return std::nullopt;
+      return h->values[0];
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
+  // Expression of `v` over `x` through block ops; nullptr when it leaves the block.
+  const Expr* build_expr(const std::string& v, const std::string& x, std::vector<std::unique_ptr<Expr>>* pool,
+                         std::unordered_map<std::string, const Expr*>* memo, std::unordered_set<int>* nodes) {
+    if (auto m = memo->find(v); m != memo->end()) return m->second;
+    auto e = std::make_unique<Expr>();
+    if (v == x) {
+      e->kind = Expr::Kind::kInput;
+    } else if (constant_known(v)) {
+      const std::optional<double> s = scalar_of(v);
+      if (!s) return nullptr;
+      e->kind = Expr::Kind::kConst;
+      e->value = *s;
+    } else {
+      auto p = producer_.find(v);
+      if (p == producer_.end() || nodes->size() >= kMaxBlockNodes) return nullptr;
+      const onnx::NodeProto& n = g_.node(p->second);
+      if (!is_default_domain(n.domain()) || !is_block_op(n.op_type()) || n.output_size() != 1) return nullptr;
+      nodes->insert(p->second);
+      e->kind = Expr::Kind::kOp;
+      e->op = n.op_type();
+      for (const std::string& in : n.input()) {
+        if (in.empty()) return nullptr;
+        const Expr* arg = build_expr(in, x, pool, memo, nodes);
+        if (!arg) return nullptr;
+        e->args.push_back(arg);
       }
     }
-    invalid_argument(what_ + ": the walk from input " + quoted(input_) + " never reaches output " + quoted(output_) +
-                     " (the graph has a cycle)");
+    const Expr* raw = e.get();
+    pool->push_back(std::move(e));
+    memo->emplace(v, raw);
+    return raw;
+  }
+
+  // The value an Erf / Sigmoid is applied to, through Mul/Div by constants (x/√2 → x).
+  std::string block_root(const std::string& v) const {
+    std::string cur = v;
+    for (int step = 0; step < 4; ++step) {
+      auto p = producer_.find(cur);
+      if (p == producer_.end()) return cur;
+      const onnx::NodeProto& n = g_.node(p->second);
+      if ((n.op_type() != "Mul" && n.op_type() != "Div") || n.input_size() != 2) return cur;
+      if (constant_known(n.input(1))) cur = n.input(0);
+      else if (n.op_type() == "Mul" && constant_known(n.input(0))) cur = n.input(1);
+      else return cur;
+    }
+    return cur;
+  }
+
+  // Marks the nodes of every recognised block: the last one becomes one unary node of x.
+  void find_activation_blocks() {
+    absorbed_.assign(static_cast<size_t>(g_.node_size()), 0);
+    for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+      const int last = *it;
+      const onnx::NodeProto& n = g_.node(last);
+      if (absorbed_[static_cast<size_t>(last)] || !is_default_domain(n.domain()) || n.op_type() != "Mul" ||
+          n.output_size() != 1 || n.input_size() != 2)
+        continue;
+      // Candidate x: the root of an Erf's / Sigmoid's argument within a few nodes of `last`.
+      std::vector<std::string> candidates;
+      std::vector<std::string> frontier = {n.input(0), n.input(1)};
+      for (int depth = 0; depth < 5 && !frontier.empty(); ++depth) {
+        std::vector<std::string> next;
+        for (const std::string& v : frontier) {
+          auto p = producer_.find(v);
+          if (p == producer_.end()) continue;
+          const onnx::NodeProto& m = g_.node(p->second);
+          if (!is_block_op(m.op_type())) continue;
+          if ((m.op_type() == "Erf" || m.op_type() == "Sigmoid") && m.input_size() == 1)
+            candidates.push_back(block_root(m.input(0)));
+          for (const std::string& in : m.input()) next.push_back(in);
+        }
+        frontier = std::move(next);
+      }
+      for (const std::string& x : candidates) {
+        std::vector<std::unique_ptr<Expr>> pool;
+        std::unordered_map<std::string, const Expr*> memo;
+        std::unordered_set<int> nodes;
+        const Expr* e = build_expr(n.output(0), x, &pool, &memo, &nodes);
+        Activation a;
+        if (!e || !match_activation(*e, &a) || !closed(nodes, last)) continue;
+        for (int k : nodes) absorbed_[static_cast<size_t>(k)] = 1;
+        absorbed_[static_cast<size_t>(last)] = 0;
+        blocks_[last] = {a, x};
+        break;
+      }
+    }
+  }
+
+  // Every inner value of the block is used inside it only.
+  bool closed(const std::unordered_set<int>& nodes, int last) const {
+    for (int k : nodes) {
+      if (k == last) continue;
+      const std::string& o = g_.node(k).output(0);
+      if (o == output_) return false;
+      for (int c : consumers(o))
+        if (!nodes.count(c)) return false;
+    }
+    return true;
+  }
+
+  // ---- parameters ----
+
+  std::string initialiser_list() const {
+    std::string list;
+    int count = 0;
+    for (const auto& t : g_.initializer()) {
+      if (count++ == 24) {
+        list += ", ... (" + std::to_string(g_.initializer_size()) + " in all)";
+        break;
+      }
+      list += (list.empty() ? "" : ", ") + quoted(t.name());
+    }
+    return list.empty() ? "none" : list;
+  }
+
+  // θ holds a MatMul weight B [in, out] transposed, as [out, in] — how torch stores the Linear
+  // weight that torch.onnx.export writes as Wᵀ for bias-free layers — when B is rank 2 and every
+  // use of it is a MatMul's B. Then parameters_to_vector order holds for those exports too.
+  void find_transposed_weights() {
+    for (const std::string& p : theta_) {
+      auto it = inits_.find(p);
+      if (it == inits_.end() || it->second->dims_size() != 2) continue;
+      bool only_matmul_b = true;
+      for (int c : consumers(p)) {
+        const onnx::NodeProto& n = g_.node(c);
+        if (!live_[static_cast<size_t>(c)]) continue;
+        bool ok = n.op_type() == "MatMul" && n.input_size() == 2 && n.input(1) == p && n.input(0) != p;
+        only_matmul_b = only_matmul_b && ok;
+      }
+      if (only_matmul_b && !consumers(p).empty() && p != output_) transposed_.insert(p);
+    }
+  }
+
+  void choose_parameters() {
+    choose_parameter_names();
+    find_transposed_weights();
+  }
+
+  void choose_parameter_names() {
+    std::unordered_set<std::string> constants;
+    for (const std::string& c : bounds_.constant_names) {
+      if (!inits_.count(c))
+        invalid_argument(what_ + ": constant " + quoted(c) + " is not an initialiser of the file (initialisers: " +
+                         initialiser_list() + ")");
+      constants.insert(c);
+    }
+    if (!bounds_.parameter_names.empty()) {
+      std::unordered_set<std::string> seen;
+      for (const std::string& p : bounds_.parameter_names) {
+        auto it = inits_.find(identity_source(p));
+        if (it == inits_.end())
+          invalid_argument(what_ + ": parameter " + quoted(p) + " is not an initialiser of the file (initialisers: " +
+                           initialiser_list() + ")");
+        if (!seen.insert(p).second) invalid_argument(what_ + ": parameter " + quoted(p) + " is named twice");
+        if (constants.count(p)) invalid_argument(what_ + ": " + quoted(p) + " is named both a parameter and a constant");
+        if (!is_float_type(it->second->data_type()))
+          unimplemented(what_ + ": parameter " + quoted(p) + " has element type " +
+                        onnx_import_detail::data_type_name(it->second->data_type()) +
+                        "; parameters must be FLOAT or DOUBLE");
+        theta_.push_back(p);
+      }
+      return;
+    }
+    std::unordered_set<std::string> in_slot;
+    for (int i : order_) {
+      const onnx::NodeProto& n = g_.node(i);
+      if (!live_[static_cast<size_t>(i)] || absorbed_[static_cast<size_t>(i)] || blocks_.count(i)) continue;
+      for (int s = 0; s < n.input_size(); ++s)
+        if (inits_.count(n.input(s)) && differentiable_slot(n.op_type(), s)) in_slot.insert(n.input(s));
+    }
+    for (const auto& t : g_.initializer())
+      if (in_slot.count(t.name()) && is_float_type(t.data_type()) && !constants.count(t.name()))
+        theta_.push_back(t.name());
+  }
+
+  // torch.onnx.export writes parameters whose values equal an earlier one's (two fresh LayerNorms)
+  // as Identity nodes of that initialiser, named after the parameter: the name's initialiser.
+  std::string identity_source(const std::string& name) const {
+    std::string cur = name;
+    for (int step = 0; step < 8 && !inits_.count(cur); ++step) {
+      auto p = producer_.find(cur);
+      if (p == producer_.end() || g_.node(p->second).op_type() != "Identity" || g_.node(p->second).input_size() != 1)
+        break;
+      cur = g_.node(p->second).input(0);
+    }
+    return cur;
+  }
+
+  // ---- values ----
+
+  // An initialiser or Constant node output decoded (cached), whatever its role.
+  HostPtr raw_constant(const std::string& name) {
+    if (auto c = raw_.find(name); c != raw_.end()) return c->second;
+    auto h = std::make_shared<Host>();
+    if (auto p = inits_.find(name); p != inits_.end()) {
+      ConstTensor t = decode_tensor(*p->second, what_ + ": initialiser " + quoted(name));
+      h->dims = t.dims;
+      h->values = std::move(t.values);
+      h->integer = is_int_type(p->second->data_type());
+    } else {
+      const int i = producer_.at(name);
+      *h = constant_node(i);
+    }
+    raw_[name] = h;
+    return h;
+  }
+
+  Host constant_node(int i) {
+    const onnx::NodeProto& n = g_.node(i);
+    if (n.input_size() != 0 || n.output_size() != 1 || n.attribute_size() != 1)
+      node_error(ErrorCode::kInvalidArgument, i, "a Constant needs no inputs, one output and one value attribute");
+    const onnx::AttributeProto& a = n.attribute(0);
+    Host h;
+    if (a.name() == "value" && a.has_t()) {
+      ConstTensor t = decode_tensor(a.t(), what_ + ": Constant " + quoted(n.output(0)));
+      h.dims = t.dims;
+      h.values = std::move(t.values);
+      h.integer = is_int_type(a.t().data_type());
+    } else if (a.name() == "value_float") {
+      h.values = {static_cast<double>(a.f())};
+    } else if (a.name() == "value_int") {
+      h.values = {static_cast<double>(a.i())};
+      h.integer = true;
+    } else if (a.name() == "value_floats") {
+      for (float f : a.floats()) h.values.push_back(f);
+      h.dims = {static_cast<int64_t>(h.values.size())};
+    } else if (a.name() == "value_ints") {
+      for (int64_t v : a.ints()) h.values.push_back(static_cast<double>(v));
+      h.dims = {static_cast<int64_t>(h.values.size())};
+      h.integer = true;
+    } else {
+      node_error(ErrorCode::kUnimplemented, i, "Constant attribute " + quoted(a.name()) + " is not supported");
+    }
+    return h;
+  }
+
+  bool has_input(int i, int k) const { return k < g_.node(i).input_size() && !g_.node(i).input(k).empty(); }
+
+  Val& val(int i, int k) {
+    const onnx::NodeProto& n = g_.node(i);
+    if (!has_input(i, k)) node_error(ErrorCode::kInvalidArgument, i, "input " + std::to_string(k) + " is missing");
+    const std::string& name = n.input(k);
+    auto it = vals_.find(name);
+    if (it != vals_.end()) return it->second;
+    if (inits_.count(name)) {
+      Val v;
+      v.host = raw_constant(name);
+      return vals_[name] = v;
+    }
+    if (producer_.count(name))  // produced by a node not yet mapped: cannot happen in order
+      node_error(ErrorCode::kInternal, i, "input " + quoted(name) + " read before it is computed");
+    node_error(ErrorCode::kInvalidArgument, i,
+               "input " + quoted(name) + " is not the graph input, an initialiser or a node output (missing initialiser)");
+  }
+  bool is_host(int i, int k) { return has_input(i, k) && val(i, k).id < 0; }
+  bool batched(const Val& v) const { return v.id >= 0 && result_.graph.value(v.id).batched; }
+  bool batched_in(int i, int k) { return batched(val(i, k)); }
+
+  // Input k as a graph value (host constants are materialised once).
+  int gid(int i, int k) {
+    Val& v = val(i, k);
+    if (v.id < 0) {
+      for (double x : v.host->values)
+        if (!std::isfinite(x))
+          node_error(ErrorCode::kInvalidArgument, i, "constant " + quoted(g_.node(i).input(k)) + " contains NaN or Inf");
+      v.id = b_.constant(g_.node(i).input(k), v.host->dims, v.host->values);
+    }
+    return v.id;
+  }
+  // Input k as a host constant (shape arithmetic, exponents, pads, ...).
+  const Host& host(int i, int k, const std::string& role) {
+    Val& v = val(i, k);
+    if (!v.host || (v.id >= 0 && result_.graph.value(v.id).kind != ValueKind::kConstant)) {
+      node_error(ErrorCode::kUnimplemented, i,
+                 role + " " + quoted(g_.node(i).input(k)) + " must be a constant (an initialiser that is not a "
+                 "parameter, a Constant, or shape arithmetic on them)");
+    }
+    return *v.host;
+  }
+  std::vector<int64_t> host_ints(int i, int k, const std::string& role) {
+    const Host& h = host(i, k, role);
+    std::vector<int64_t> out;
+    for (double v : h.values) {
+      if (v == kBatchSym || std::isnan(v)) out.push_back(std::numeric_limits<int64_t>::min());
+      else if (!std::isfinite(v) || std::fabs(v) > 9.2e18) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
+      else out.push_back(static_cast<int64_t>(v));
+    }
+    return out;
+  }
+
+  // The full ONNX shape of a value: batched ones with the batch axis (kBatchSym in folding).
+  Shape full_shape(const Val& v) const {
+    if (v.id < 0) return v.host->dims;
+    const GraphValue& g = result_.graph.value(v.id);
+    Shape s = g.shape;
+    if (g.batched) s.insert(s.begin(), static_cast<int64_t>(kBatchSym));
+    return s;
+  }
+  int64_t full_rank(const Val& v) const { return static_cast<int64_t>(full_shape(v).size()); }
+  const Shape& gshape(int id) const { return result_.graph.value(id).shape; }
+
+  // ONNX axis (negative from the end) of a rank-`rank` tensor, range-checked.
+  int64_t norm_axis(int i, int64_t axis, int64_t rank) const {
+    if (axis < -rank || axis >= rank)
+      node_error(ErrorCode::kInvalidArgument, i,
+                 "axis " + std::to_string(axis) + " is outside the " + std::to_string(rank) + " axes of its input");
+    return axis < 0 ? axis + rank : axis;
+  }
+  // The graph's axis for ONNX axis `axis` of value v (per-example: minus one, and never 0).
+  int64_t graph_axis(int i, const Val& v, int64_t axis) const {
+    const int64_t a = norm_axis(i, axis, full_rank(v));
+    if (!batched(v)) return a;
+    if (a == 0) mixing(i, "it acts along axis 0");
+    return a - 1;
+  }
+
+  void set_out(int i, int k, Val v) {
+    const onnx::NodeProto& n = g_.node(i);
+    if (k < n.output_size() && !n.output(k).empty()) vals_[n.output(k)] = std::move(v);
+  }
+  void set_out(int i, int id) { Val v; v.id = id; set_out(i, 0, v); }
+  void set_host(int i, Host h) {
+    if (static_cast<int64_t>(h.values.size()) > kMaxFoldElements)
+      node_error(ErrorCode::kUnimplemented, i, "folding this constant computation would make over 2^20 values");
+    Val v;
+    v.host = std::make_shared<Host>(std::move(h));
+    set_out(i, 0, v);
+  }
+  // Outputs after the first must be unused.
+  void only_first_output(int i, ErrorCode code, const std::string& why) const {
+    const onnx::NodeProto& n = g_.node(i);
+    for (int o = 1; o < n.output_size(); ++o)
+      if (!n.output(o).empty() && (!consumers(n.output(o)).empty() || n.output(o) == output_))
+        node_error(code, i, "its output " + quoted(n.output(o)) + " is used; " + why);
   }
 
   const std::vector<int>& consumers(const std::string& v) const {
@@ -448,371 +812,1138 @@ class Importer {
     return it == consumers_.end() ? kNone : it->second;
   }
 
-  // Marks node i used and moves the chain to its first output, after checking that the chain value
-  // is its data input and that its other outputs are unused.
-  void take(int i, int data_inputs_max) {
+  std::string gname(int i) const {
     const onnx::NodeProto& n = g_.node(i);
-    if (n.input_size() < 1 || n.input(0) != cur_) {
-      node_error(ErrorCode::kUnimplemented, i, "the chain value " + quoted(cur_) + " must be its first input");
+    if (!n.name().empty()) return printable(n.name());
+    return n.output_size() > 0 && !n.output(0).empty() ? printable(n.output(0)) : "#" + std::to_string(i);
+  }
+
+  // ---- the walk ----
+
+  void build() {
+    Graph& graph = result_.graph;
+    vals_[input_].id = graph.add_input(input_, input_shape_);
+    for (const std::string& p : theta_) {
+      const HostPtr h = raw_constant(identity_source(p));
+      for (double v : h->values)
+        if (!std::isfinite(v)) invalid_argument(what_ + ": parameter " + quoted(p) + " contains NaN or Inf");
+      if (transposed_.count(p)) {
+        const int64_t rows = h->dims[0], cols = h->dims[1];
+        vals_[p].id = graph.add_parameter(p, {cols, rows});
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t r = 0; r < rows; ++r) result_.params.push_back(h->values[static_cast<size_t>(r * cols + c)]);
+        continue;
+      }
+      vals_[p].id = graph.add_parameter(p, h->dims);
+      result_.params.insert(result_.params.end(), h->values.begin(), h->values.end());
     }
-    if (n.input_size() > data_inputs_max) {
-      node_error(ErrorCode::kInvalidArgument, i, "takes " + std::to_string(n.input_size()) + " inputs, expected at most " +
-                                                     std::to_string(data_inputs_max));
-    }
-    if (n.output_size() < 1 || n.output(0).empty()) node_error(ErrorCode::kInvalidArgument, i, "it has no output");
-    for (int o = 1; o < n.output_size(); ++o) {
-      const std::string& extra = n.output(o);
-      if (!extra.empty() && (!consumers(extra).empty() || extra == output_)) {
-        node_error(ErrorCode::kUnimplemented, i, "its output " + quoted(extra) + " is used; only the first output may be");
+    for (size_t k = 0; k < order_.size(); ++k) {
+      poll_stop(static_cast<int>(k));
+      const int i = order_[k];
+      if (absorbed_[static_cast<size_t>(i)] || !live_[static_cast<size_t>(i)]) continue;
+      if (g_.node(i).op_type() == "Identity" && g_.node(i).output_size() == 1 && vals_.count(g_.node(i).output(0)))
+        continue;  // a parameter of its own (identity_source)
+      try {
+        map_node(i);
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        if (m.rfind(what_ + ":", 0) == 0) throw;
+        throw Error(e.code(), what_ + ": " + node_ref(i) + ": " + m);
       }
     }
-    used_[static_cast<size_t>(i)] = true;
-    cur_ = n.output(0);
+    const Val& out = vals_.at(output_);
+    if (out.id < 0 || !result_.graph.value(out.id).batched)
+      invalid_argument(what_ + ": the graph output " + quoted(output_) + " does not depend on the input " +
+                       quoted(input_));
+    graph.set_output(out.id);
+    check_declared_output();
+    try {
+      graph.validate(std::numeric_limits<int64_t>::max(), bounds_.check_stop);
+    } catch (const Error& e) {
+      throw Error(e.code(), what_ + ": " + e.what());
+    }
   }
 
-  void add_activation(Activation a, double alpha = 0.01) {
-    Layer l;
-    l.kind = Layer::Kind::kActivation;
-    l.activation = a;
-    l.alpha = alpha;
-    result_.model.layers.push_back(l);
+  void check_declared_output() {
+    const onnx::ValueInfoProto& out = g_.output(0);
+    if (!out.has_type() || !out.type().has_tensor_type() || !out.type().tensor_type().has_shape()) return;
+    const auto& shape = out.type().tensor_type().shape();
+    const Shape& got = gshape(vals_.at(output_).id);
+    if (shape.dim_size() != static_cast<int>(got.size()) + 1) {
+      invalid_argument(what_ + ": graph output " + quoted(output_) + " declares rank " + std::to_string(shape.dim_size()) +
+                       " but the nodes produce [batch] + " + shape_string(got));
+    }
+    for (int d = 1; d < shape.dim_size(); ++d)
+      if (shape.dim(d).has_dim_value() && shape.dim(d).dim_value() != got[static_cast<size_t>(d - 1)])
+        invalid_argument(what_ + ": graph output " + quoted(output_) + " declares dimension " + std::to_string(d) +
+                         " = " + std::to_string(shape.dim(d).dim_value()) + " but the nodes produce [batch] + " +
+                         shape_string(got));
   }
 
-  // Appends a dense layer with weight w [out, in] row-major and an optional bias [out].
-  // The names are those of the initialisers (PyTorch's named_parameters() for an export).
-  void add_dense(int i, int64_t in, int64_t out, std::vector<double> w, const std::vector<double>* bias,
-                 const std::string& weight_name, const std::string& bias_name) {
-    if (rank_ != 2) {
-      node_error(ErrorCode::kUnimplemented, i,
-                 "it is applied to a rank-" + std::to_string(rank_) + " tensor; Basin supports [batch, features] "
-                 "(flatten the input first)");
-    }
-    if (in <= 0 || out <= 0) node_error(ErrorCode::kInvalidArgument, i, "weight has an empty dimension");
-    if (width_ < 0) {
-      width_ = in;
-      result_.model.input_dim = in;
-    } else if (in != width_) {
-      node_error(ErrorCode::kInvalidArgument, i,
-                 "weight expects " + std::to_string(in) + " input features but the incoming tensor has " +
-                     std::to_string(width_) + " (wrong shapes)");
-    }
-    for (double v : w) {
-      if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, "weight is not finite after scaling by alpha");
-    }
-    if (bias) {
-      for (double v : *bias) {
-        if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, "bias is not finite after scaling by beta");
-      }
-    }
-    Layer l;
-    l.kind = Layer::Kind::kDense;
-    l.out = out;
-    l.bias = bias != nullptr;
-    result_.model.layers.push_back(l);
-    result_.params.insert(result_.params.end(), w.begin(), w.end());
-    if (bias) result_.params.insert(result_.params.end(), bias->begin(), bias->end());
-    result_.model.param_names.push_back(weight_name);
-    if (bias) result_.model.param_names.push_back(bias_name);
-    width_ = out;
-  }
-
-  void layer(int i) {
+  void map_node(int i) {
     const onnx::NodeProto& n = g_.node(i);
     const std::string& op = n.op_type();
+    if (!is_default_domain(n.domain()))
+      node_error(ErrorCode::kUnimplemented, i, "op is not supported (domain " + quoted(n.domain()) + "); supported: " +
+                                                   onnx_supported_ops());
+    if (n.output_size() < 1 || n.output(0).empty()) node_error(ErrorCode::kInvalidArgument, i, "it has no output");
+    check_attributes(i);
+    if (auto bl = blocks_.find(i); bl != blocks_.end()) {
+      auto it = vals_.find(bl->second.second);
+      if (it == vals_.end() || it->second.id < 0) node_error(ErrorCode::kInternal, i, "block input not mapped");
+      const char* fn = bl->second.first == Activation::kGelu ? "gelu" : "silu";
+      return set_out(i, b_.unary(it->second.id, fn, gname(i)));
+    }
+    if (op == "Constant") return set_host(i, constant_node(i));
+    if (op == "Shape") return shape_op(i);
+    if (fold(i)) return;
     if (op == "Gemm") return gemm(i);
     if (op == "MatMul") return matmul(i);
-    if (op == "Relu") { take(i, 1); return add_activation(Activation::kRelu); }
-    if (op == "Tanh") { take(i, 1); return add_activation(Activation::kTanh); }
-    if (op == "Sigmoid") { take(i, 1); return add_activation(Activation::kSigmoid); }
-    if (op == "Softplus") { take(i, 1); return add_activation(Activation::kSoftplus); }
-    if (op == "Identity") { take(i, 1); return; }
+    if (op == "Conv") return conv(i);
+    if (op == "MaxPool" || op == "AveragePool") return pool(i);
+    if (op == "GlobalAveragePool") return set_out(i, b_.global_avg_pool(data(i), gname(i)));
+    if (op == "BatchNormalization") return batch_norm(i);
+    if (op == "LayerNormalization") return layer_norm(i);
+    if (op == "GroupNormalization" || op == "InstanceNormalization") return group_norm(i);
+    if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return binary(i);
+    if (op == "Pow") return pow(i);
+    if (op == "Concat") return concat(i);
+    if (op == "Flatten") return flatten(i);
+    if (op == "Reshape") return reshape(i);
+    if (op == "Transpose") return transpose(i);
+    if (op == "Squeeze" || op == "Unsqueeze") return squeeze(i);
+    if (op == "Identity") { Val v = val(i, 0); return set_out(i, 0, v); }
+    if (op == "Dropout") return dropout(i);
+    if (op == "Slice") return slice(i);
+    if (op == "Gather") return gather(i);
+    if (op == "Expand") return expand(i);
+    if (op == "Pad") return pad(i);
+    if (op == "ReduceMean" || op == "ReduceSum") return reduce(i);
+    if (op == "Softmax" || op == "LogSoftmax") return softmax(i);
+    if (op == "Clip") return clip(i);
+    if (op == "Neg") return set_out(i, b_.scale(data(i), -1.0, gname(i)));
+    if (unary_op(i)) return;
+    node_error(ErrorCode::kUnimplemented, i, "op is not supported; supported: " + onnx_supported_ops());
+  }
+
+  // Input 0 as a graph value (the data operand of most ops).
+  int data(int i) { return gid(i, 0); }
+
+  bool unary_op(int i) {
+    const std::string& op = g_.node(i).op_type();
+    const std::string name = gname(i);
+    static const std::unordered_map<std::string, const char*> kPlain = {
+        {"Relu", "relu"}, {"Tanh", "tanh"}, {"Sigmoid", "sigmoid"}, {"Softplus", "softplus"}, {"Erf", unary_fn::kErf},
+        {"Exp", unary_fn::kExp}, {"Log", unary_fn::kLog}, {"Sqrt", unary_fn::kSqrt},
+        {"Reciprocal", unary_fn::kReciprocal}, {"HardSwish", "hardswish"}};
+    if (auto it = kPlain.find(op); it != kPlain.end()) {
+      set_out(i, b_.unary(data(i), it->second, name));
+      return true;
+    }
     if (op == "LeakyRelu") {
-      const double alpha = attr_float(i, "alpha", 0.01);
-      take(i, 1);
-      return add_activation(Activation::kLeakyRelu, alpha);
+      set_out(i, b_.unary(data(i), "leaky_relu", name, attr_float(i, "alpha", 0.01), 0, true));
+      return true;
+    }
+    if (op == "Elu") {
+      set_out(i, b_.unary(data(i), "elu", name, attr_float(i, "alpha", 1.0), 0, true));
+      return true;
+    }
+    if (op == "HardSigmoid") {
+      set_out(i, b_.unary(data(i), "hardsigmoid", name, attr_float(i, "alpha", 0.2), attr_float(i, "beta", 0.5), true, true));
+      return true;
     }
     if (op == "Gelu") {
       const std::string approx = attr_string(i, "approximate", "none");
-      if (approx == "tanh") {
-        node_error(ErrorCode::kUnimplemented, i, "approximate=\"tanh\" GELU is not supported (Basin's gelu is the exact erf form)");
-      }
-      if (approx != "none") node_error(ErrorCode::kInvalidArgument, i, "unknown approximate=" + quoted(approx));
-      take(i, 1);
-      return add_activation(Activation::kGelu);
+      if (approx != "none" && approx != "tanh")
+        node_error(ErrorCode::kInvalidArgument, i, "unknown approximate=" + quoted(approx) + " (expected none or tanh)");
+      set_out(i, b_.unary(data(i), approx == "tanh" ? "gelu_tanh" : "gelu", name));
+      return true;
     }
-    if (op == "Flatten") return flatten(i);
-    if (op == "Dropout") return dropout(i);
-    node_error(ErrorCode::kUnimplemented, i, "op is not supported");
+    return false;
   }
 
-  // Y = alpha · A' · B' + beta · C with A' = A (transA = 0 only), B' = B or Bᵀ.
+  // ---- shape arithmetic on the host ----
+
+  void shape_op(int i) {
+    const Shape s = full_shape(val(i, 0));
+    const int64_t r = static_cast<int64_t>(s.size());
+    int64_t start = attr_int(i, "start", 0), end = attr_int(i, "end", r);
+    if (start < 0) start += r;
+    if (end < 0) end += r;
+    start = std::clamp<int64_t>(start, 0, r);
+    end = std::clamp<int64_t>(end, start, r);
+    Host h;
+    h.integer = true;
+    for (int64_t d = start; d < end; ++d) h.values.push_back(static_cast<double>(s[static_cast<size_t>(d)]));
+    h.dims = {static_cast<int64_t>(h.values.size())};
+    set_host(i, std::move(h));
+  }
+
+  static std::vector<int64_t> strides_of(const Shape& s) {
+    std::vector<int64_t> st(s.size(), 1);
+    for (int64_t d = static_cast<int64_t>(s.size()) - 2; d >= 0; --d) st[d] = st[d + 1] * s[d + 1];
+    return st;
+  }
+
+  // NumPy broadcast of two shapes; false when they do not fit.
+  static bool broadcast_shape(const Shape& a, const Shape& b, Shape* out) {
+    const size_t r = std::max(a.size(), b.size());
+    out->assign(r, 1);
+    for (size_t k = 0; k < r; ++k) {
+      const int64_t da = k < r - a.size() ? 1 : a[k - (r - a.size())];
+      const int64_t db = k < r - b.size() ? 1 : b[k - (r - b.size())];
+      if (da != db && da != 1 && db != 1) return false;
+      (*out)[k] = da == 1 ? db : da;
+    }
+    return true;
+  }
+  // Index into `s` (right-aligned in `out`) of the element at multi-index of flat `f` of `out`.
+  static int64_t source_index(int64_t f, const Shape& out, const Shape& s) {
+    int64_t idx = 0, mult = 1;
+    for (int64_t d = static_cast<int64_t>(out.size()) - 1, e = static_cast<int64_t>(s.size()) - 1; d >= 0; --d, --e) {
+      const int64_t coord = f % out[d];
+      f /= out[d];
+      if (e >= 0) {
+        if (s[e] != 1) idx += coord * mult;
+        mult *= s[e];
+      }
+    }
+    return idx;
+  }
+
+  // Folds an all-constant node of shape arithmetic; false when it is not one.
+  bool fold(int i) {
+    static const std::unordered_set<std::string> kFoldable = {
+        "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Add", "Sub", "Mul", "Div",
+        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand"};
+    const onnx::NodeProto& n = g_.node(i);
+    const std::string& op = n.op_type();
+    if (!kFoldable.count(op)) return false;
+    for (int k = 0; k < n.input_size(); ++k)
+      if (has_input(i, k) && !is_host(i, k)) return false;
+    if (n.input_size() == 0 || !has_input(i, 0)) return false;
+    const Host& x = *val(i, 0).host;
+    int64_t total = 1;
+    for (int64_t d : x.dims) {
+      if (d < 0) node_error(ErrorCode::kInvalidArgument, i, "a constant has a negative dimension");
+      total *= d;
+    }
+    Host h;
+    h.integer = x.integer;
+    if (op == "Identity") {
+      h = x;
+    } else if (op == "Cast") {
+      const int64_t to = attr_int(i, "to", 0);
+      h = x;
+      h.integer = is_int_type(static_cast<int32_t>(to));
+      if (h.integer)
+        for (double& v : h.values)
+          if (v != kBatchSym && std::isfinite(v)) v = to == onnx::TensorProto_DataType_BOOL ? (v != 0) : std::trunc(v);
+    } else if (op == "Neg" || op == "Sqrt" || op == "Floor" || op == "Ceil") {
+      h = x;
+      for (double& v : h.values) {
+        if (v == kBatchSym) node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported");
+        v = op == "Neg" ? -v : op == "Sqrt" ? std::sqrt(v) : op == "Floor" ? std::floor(v) : std::ceil(v);
+      }
+    } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Equal") {
+      const Host& y = host(i, 1, "operand");
+      if (!broadcast_shape(x.dims, y.dims, &h.dims))
+        node_error(ErrorCode::kInvalidArgument, i, "shapes " + dims_string(x.dims) + " and " + dims_string(y.dims) +
+                                                       " do not broadcast");
+      h.integer = op == "Equal" || (x.integer && y.integer);
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      h.values.resize(static_cast<size_t>(m));
+      for (int64_t f = 0; f < m; ++f) {
+        const double a = x.values[source_index(f, h.dims, x.dims)], b = y.values[source_index(f, h.dims, y.dims)];
+        if ((a == kBatchSym || b == kBatchSym) && op != "Equal") {
+          // batch × 1, batch + 0 keep the batch; anything else computed from it mixes examples.
+          const double other = a == kBatchSym ? b : a;
+          if ((op == "Mul" && other == 1) || ((op == "Add" || op == "Sub") && other == 0 && a == kBatchSym) ||
+              (op == "Div" && b == 1 && a == kBatchSym)) {
+            h.values[f] = kBatchSym;
+            continue;
+          }
+          node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported");
+        }
+        double r = op == "Add" ? a + b : op == "Sub" ? a - b : op == "Mul" ? a * b : op == "Equal" ? (a == b) : 0;
+        if (op == "Div") {
+          if (h.integer) {
+            if (b == 0) node_error(ErrorCode::kInvalidArgument, i, "integer division by zero");
+            r = std::trunc(a / b);
+          } else {
+            r = a / b;
+          }
+        }
+        h.values[f] = r;
+      }
+    } else if (op == "Where") {
+      const Host& a = host(i, 1, "X");
+      const Host& b = host(i, 2, "Y");
+      Shape ab;
+      if (!broadcast_shape(a.dims, b.dims, &ab) || !broadcast_shape(x.dims, ab, &h.dims))
+        node_error(ErrorCode::kInvalidArgument, i, "shapes do not broadcast");
+      h.integer = a.integer && b.integer;
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      for (int64_t f = 0; f < m; ++f)
+        h.values.push_back(x.values[source_index(f, h.dims, x.dims)] != 0 ? a.values[source_index(f, h.dims, a.dims)]
+                                                                          : b.values[source_index(f, h.dims, b.dims)]);
+    } else if (op == "ConstantOfShape") {
+      h.dims.clear();
+      for (double v : x.values) {
+        if (v == kBatchSym) return false;  // a batched constant: not foldable
+        if (v < 0) node_error(ErrorCode::kInvalidArgument, i, "negative dimension");
+        h.dims.push_back(static_cast<int64_t>(v));
+      }
+      double fill = 0;
+      h.integer = false;
+      if (const onnx::AttributeProto* a = attr(i, "value"); a && a->has_t()) {
+        ConstTensor t = decode_tensor(a->t(), what_ + ": " + node_ref(i) + ": value");
+        if (t.values.size() != 1) node_error(ErrorCode::kInvalidArgument, i, "value must hold one element");
+        fill = t.values[0];
+        h.integer = is_int_type(a->t().data_type());
+      }
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      h.values.assign(static_cast<size_t>(m), fill);
+    } else if (op == "Gather") {
+      const Host& idx = host(i, 1, "indices");
+      const int64_t r = static_cast<int64_t>(x.dims.size());
+      if (r == 0) node_error(ErrorCode::kInvalidArgument, i, "Gather of a scalar");
+      const int64_t axis = norm_axis(i, attr_int(i, "axis", 0), r);
+      const int64_t D = x.dims[axis];
+      const std::vector<int64_t> st = strides_of(x.dims);
+      const int64_t outer = total / (D * st[axis] == 0 ? 1 : D * st[axis]), inner = st[axis];
+      h.dims.assign(x.dims.begin(), x.dims.begin() + axis);
+      h.dims.insert(h.dims.end(), idx.dims.begin(), idx.dims.end());
+      h.dims.insert(h.dims.end(), x.dims.begin() + axis + 1, x.dims.end());
+      for (int64_t o = 0; o < outer; ++o)
+        for (double jd : idx.values) {
+          int64_t j = static_cast<int64_t>(jd);
+          if (j < 0) j += D;
+          if (j < 0 || j >= D) node_error(ErrorCode::kInvalidArgument, i, "index " + std::to_string(j) + " out of range");
+          for (int64_t in = 0; in < inner; ++in) h.values.push_back(x.values[(o * D + j) * inner + in]);
+        }
+    } else if (op == "Unsqueeze" || op == "Squeeze") {
+      h = x;
+      h.dims = squeezed_dims(i, x.dims, op == "Unsqueeze");
+    } else if (op == "Concat") {
+      const int64_t r = static_cast<int64_t>(x.dims.size());
+      const int64_t axis = norm_axis(i, attr_int(i, "axis", 0), r);
+      h.dims = x.dims;
+      h.dims[axis] = 0;
+      std::vector<const Host*> parts;
+      for (int k = 0; k < n.input_size(); ++k) {
+        if (!has_input(i, k)) continue;
+        const Host* p = val(i, k).host.get();
+        if (static_cast<int64_t>(p->dims.size()) != r) node_error(ErrorCode::kInvalidArgument, i, "Concat of different ranks");
+        for (int64_t d = 0; d < r; ++d)
+          if (d != axis && p->dims[d] != x.dims[d]) node_error(ErrorCode::kInvalidArgument, i, "Concat shapes do not fit");
+        h.dims[axis] += p->dims[axis];
+        h.integer = h.integer && p->integer;
+        parts.push_back(p);
+      }
+      int64_t outer = 1;
+      for (int64_t d = 0; d < axis; ++d) outer *= x.dims[d];
+      for (int64_t o = 0; o < outer; ++o)
+        for (const Host* p : parts) {
+          const int64_t chunk = outer == 0 ? 0 : shape_numel(p->dims) / outer;
+          h.values.insert(h.values.end(), p->values.begin() + o * chunk, p->values.begin() + (o + 1) * chunk);
+        }
+    } else if (op == "Slice") {
+      const Shape out = slice_shape(i, x.dims, nullptr);
+      std::vector<int64_t> start(x.dims.size(), 0), step(x.dims.size(), 1);
+      slice_shape(i, x.dims, &start, &step);
+      h.dims = out;
+      const std::vector<int64_t> st = strides_of(x.dims), ost = strides_of(out);
+      const int64_t m = shape_numel(out);
+      for (int64_t f = 0; f < m; ++f) {
+        int64_t src = 0, rem = f;
+        for (size_t d = 0; d < out.size(); ++d) {
+          const int64_t c = rem / ost[d];
+          rem %= ost[d];
+          src += (start[d] + c * step[d]) * st[d];
+        }
+        h.values.push_back(x.values[src]);
+      }
+    } else if (op == "Reshape" || op == "Flatten") {
+      h = x;
+      if (op == "Flatten") {
+        const int64_t r = static_cast<int64_t>(x.dims.size());
+        int64_t a = attr_int(i, "axis", 1);
+        if (a < 0) a += r;
+        if (a < 0 || a > r) node_error(ErrorCode::kInvalidArgument, i, "axis out of range");
+        int64_t p = 1;
+        for (int64_t d = 0; d < a; ++d) p *= x.dims[d];
+        h.dims = {p, p == 0 ? 0 : total / p};
+      } else {
+        h.dims = resolve_reshape(i, x.dims, host_ints(i, 1, "shape"), false);
+      }
+    } else if (op == "Expand") {
+      std::vector<int64_t> to = host_ints(i, 1, "shape");
+      for (int64_t d : to)
+        if (d == std::numeric_limits<int64_t>::min()) return false;
+      if (!broadcast_shape(x.dims, to, &h.dims)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      for (int64_t f = 0; f < m; ++f) h.values.push_back(x.values[source_index(f, h.dims, x.dims)]);
+    }
+    set_host(i, std::move(h));
+    return true;
+  }
+
+  // Squeeze / Unsqueeze axes: the attribute before opset 13, the second input from 13.
+  std::vector<int64_t> squeeze_axes(int i) {
+    if (result_.opset >= 13 && has_input(i, 1)) return host_ints(i, 1, "axes");
+    return attr_ints(i, "axes", {});
+  }
+  Shape squeezed_dims(int i, const Shape& dims, bool unsqueeze) {
+    std::vector<int64_t> axes = squeeze_axes(i);
+    const int64_t r = static_cast<int64_t>(dims.size());
+    if (unsqueeze) {
+      const int64_t out_r = r + static_cast<int64_t>(axes.size());
+      std::vector<char> inserted(static_cast<size_t>(out_r), 0);
+      for (int64_t a : axes) {
+        a = norm_axis(i, a, out_r);
+        if (inserted[a]) node_error(ErrorCode::kInvalidArgument, i, "axis repeated");
+        inserted[a] = 1;
+      }
+      Shape out;
+      size_t k = 0;
+      for (int64_t d = 0; d < out_r; ++d) out.push_back(inserted[d] ? 1 : dims[k++]);
+      return out;
+    }
+    std::vector<char> drop(static_cast<size_t>(r), 0);
+    if (axes.empty()) {
+      for (int64_t d = 0; d < r; ++d) drop[d] = dims[d] == 1;
+    }
+    for (int64_t a : axes) {
+      a = norm_axis(i, a, r);
+      if (dims[a] != 1) node_error(ErrorCode::kInvalidArgument, i, "cannot squeeze axis " + std::to_string(a) +
+                                                                       " of size " + std::to_string(dims[a]));
+      drop[a] = 1;
+    }
+    Shape out;
+    for (int64_t d = 0; d < r; ++d)
+      if (!drop[d]) out.push_back(dims[d]);
+    return out;
+  }
+
+  // Reshape's target for a full shape `in`: 0 copies (unless allowzero), -1 is inferred.
+  // `batched`: in[0] is the batch (kBatchSym); the target must keep it first.
+  Shape resolve_reshape(int i, const Shape& in, std::vector<int64_t> to, bool is_batched) {
+    const bool allowzero = attr_int(i, "allowzero", 0) != 0;
+    const int64_t kSym = std::numeric_limits<int64_t>::min();
+    int64_t known = 1, infer = -1;
+    int64_t total = 1;
+    for (size_t d = is_batched ? 1 : 0; d < in.size(); ++d) total *= in[d];
+    for (size_t d = 0; d < to.size(); ++d) {
+      if (to[d] == 0 && !allowzero) {
+        if (d >= in.size()) node_error(ErrorCode::kInvalidArgument, i, "shape has a 0 beyond the input's rank");
+        to[d] = in[d];
+        if (is_batched && d == 0) to[d] = kSym;
+      }
+      if (is_batched && d == 0) {
+        const bool batch_like = to[0] == kSym || to[0] == -1 || (static_batch_ > 0 && to[0] == static_batch_);
+        if (!batch_like) mixing(i, "its shape " + dims_string(to) + " does not keep the batch dimension first");
+        if (to[0] == -1) {
+          // [-1, rest...] keeps the batch only when rest holds a whole example.
+          int64_t rest = 1;
+          for (size_t e = 1; e < to.size(); ++e) rest *= to[e] == 0 && e < in.size() ? in[e] : to[e];
+          if (rest != total) mixing(i, "its shape " + dims_string(to) + " does not keep the batch dimension first");
+        }
+        continue;
+      }
+      if (to[d] == kSym) mixing(i, "it moves the batch dimension");
+      if (to[d] == -1) {
+        if (infer >= 0) node_error(ErrorCode::kInvalidArgument, i, "shape has two -1 entries");
+        infer = static_cast<int64_t>(d);
+      } else if (to[d] <= 0) {
+        node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(to[d]));
+      } else {
+        known *= to[d];
+      }
+    }
+    if (infer >= 0) {
+      if (known == 0 || total % known != 0)
+        node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + dims_string(in) + " to " + dims_string(to));
+      to[infer] = total / known;
+    }
+    Shape out(to.begin() + (is_batched ? 1 : 0), to.end());
+    if (shape_numel(out) != total)
+      node_error(ErrorCode::kInvalidArgument, i,
+                 "cannot reshape " + (is_batched ? std::string("[batch] + ") + dims_string(Shape(in.begin() + 1, in.end()))
+                                                 : dims_string(in)) +
+                     " to " + dims_string(to));
+    return out;
+  }
+
+  // Slice's output shape of `dims` (and, when asked, each axis's start and step).
+  Shape slice_shape(int i, const Shape& dims, std::vector<int64_t>* start_out, std::vector<int64_t>* step_out = nullptr,
+                    bool is_batched = false) {
+    const std::vector<int64_t> starts = host_ints(i, 1, "starts"), ends = host_ints(i, 2, "ends");
+    if (starts.size() != ends.size()) node_error(ErrorCode::kInvalidArgument, i, "starts and ends differ in length");
+    std::vector<int64_t> axes, steps;
+    if (has_input(i, 3)) axes = host_ints(i, 3, "axes");
+    else for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
+    if (has_input(i, 4)) steps = host_ints(i, 4, "steps");
+    else steps.assign(starts.size(), 1);
+    if (axes.size() != starts.size() || steps.size() != starts.size())
+      node_error(ErrorCode::kInvalidArgument, i, "starts, ends, axes and steps differ in length");
+    const int64_t r = static_cast<int64_t>(dims.size());
+    Shape out = dims;
+    for (size_t k = 0; k < axes.size(); ++k) {
+      const int64_t a = norm_axis(i, axes[k], r);
+      if (steps[k] <= 0) node_error(ErrorCode::kUnimplemented, i, "only positive steps are supported");
+      if (is_batched && a == 0) {
+        if (starts[k] != 0 || ends[k] < (int64_t{1} << 31)) mixing(i, "it slices along axis 0");
+        continue;
+      }
+      const int64_t D = dims[a];
+      int64_t s = starts[k] < 0 ? starts[k] + D : starts[k];
+      int64_t e = ends[k] < 0 ? ends[k] + D : ends[k];
+      s = std::clamp<int64_t>(s, 0, D);
+      e = std::clamp<int64_t>(e, 0, D);
+      out[a] = e > s ? (e - s + steps[k] - 1) / steps[k] : 0;
+      if (out[a] == 0) node_error(ErrorCode::kInvalidArgument, i, "the slice along axis " + std::to_string(a) + " is empty");
+      if (start_out) (*start_out)[a] = s;
+      if (step_out) (*step_out)[a] = steps[k];
+    }
+    return out;
+  }
+
+  // ---- layers ----
+
   void gemm(int i) {
-    const onnx::NodeProto& n = g_.node(i);
-    if (attr_int(i, "transA", 0) != 0) node_error(ErrorCode::kUnimplemented, i, "transA=1 is not supported");
-    const int64_t trans_b = attr_int(i, "transB", 0);
-    if (trans_b != 0 && trans_b != 1) node_error(ErrorCode::kInvalidArgument, i, "transB must be 0 or 1");
-    const double alpha = attr_float(i, "alpha", 1.0);
-    const double beta = attr_float(i, "beta", 1.0);
-    if (n.input_size() < 2) node_error(ErrorCode::kInvalidArgument, i, "Gemm needs inputs A and B");
-    const ConstTensor& b = require_constant(i, 1, "weight B");
-    if (b.dims.size() != 2) {
-      node_error(ErrorCode::kInvalidArgument, i, "weight B has shape " + dims_string(b.dims) + ", expected rank 2");
+    if (!has_input(i, 1)) node_error(ErrorCode::kInvalidArgument, i, "Gemm needs inputs A and B");
+    const int64_t trans_a = attr_int(i, "transA", 0), trans_b = attr_int(i, "transB", 0);
+    if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
+      node_error(ErrorCode::kInvalidArgument, i, "transA and transB must be 0 or 1");
+    const double alpha = attr_float(i, "alpha", 1.0), beta = attr_float(i, "beta", 1.0);
+    const int a = data(i);
+    const bool a_batched = result_.graph.value(a).batched;
+    if (a_batched && gshape(a).size() != 1)
+      node_error(ErrorCode::kInvalidArgument, i, "input A is [batch] + " + shape_string(gshape(a)) +
+                                                     "; Gemm takes a matrix [batch, features] (flatten it first)");
+    if (a_batched && trans_a) mixing(i, "transA=1 transposes the batch axis");
+    if (batched_in(i, 1)) node_error(ErrorCode::kUnimplemented, i, "input B depends on the input; only A may");
+    const Val& bv = val(i, 1);
+    const Shape bs = full_shape(bv);
+    if (bs.size() != 2) node_error(ErrorCode::kInvalidArgument, i, "B has shape " + dims_string(bs) + ", expected rank 2");
+    const int64_t N = trans_b ? bs[0] : bs[1];
+    int w;
+    bool alpha_pending = false;
+    if (bv.id < 0 && alpha != 1) {
+      std::vector<double> s = bv.host->values;
+      for (double& v : s) v *= alpha;
+      w = b_.constant(g_.node(i).input(1) + ":alpha", bs, std::move(s));
+    } else {
+      w = gid(i, 1);
+      alpha_pending = alpha != 1;
     }
-    const int64_t out = trans_b ? b.dims[0] : b.dims[1];
-    const int64_t in = trans_b ? b.dims[1] : b.dims[0];
-    const std::vector<double>* bias = nullptr;
-    std::vector<double> scaled_bias;
-    std::string bias_name;
-    if (n.input_size() >= 3 && !n.input(2).empty()) {
-      bias_name = n.input(2);
-      const ConstTensor& c = require_constant(i, 2, "bias C");
-      if (!is_per_output(c, out)) {
-        node_error(ErrorCode::kUnimplemented, i,
-                   "bias C has shape " + dims_string(c.dims) + "; only a per-output bias [" + std::to_string(out) + "] or [1, " +
-                       std::to_string(out) + "] is supported");
+    const bool has_c = has_input(i, 2) && beta != 0;
+    int bias = -1;
+    if (has_c && !alpha_pending) {
+      const Val& cv = val(i, 2);
+      const Shape cs = full_shape(cv);
+      const bool per_output = shape_numel(cs) == N && (cs == Shape{N} || cs == Shape{1, N});
+      if (cv.id < 0 && per_output) {
+        std::vector<double> s = cv.host->values;
+        for (double& v : s) v *= beta;
+        bias = b_.constant(g_.node(i).input(2) + (beta != 1 ? ":beta" : ""), {N}, std::move(s));
+      } else if (cv.id >= 0 && beta == 1 && cs == Shape{N} && !batched(cv)) {
+        bias = cv.id;
       }
-      scaled_bias = c.values;
-      for (double& v : scaled_bias) v *= beta;
-      bias = &scaled_bias;
     }
-    std::vector<double> w(static_cast<size_t>(in * out));
-    for (int64_t o = 0; o < out; ++o) {
-      for (int64_t k = 0; k < in; ++k) {
-        const double v = trans_b ? b.values[static_cast<size_t>(o * in + k)] : b.values[static_cast<size_t>(k * out + o)];
-        w[static_cast<size_t>(o * in + k)] = alpha * v;
+    const bool add_c = has_c && bias < 0;
+    const std::string name = gname(i);
+    Attributes at;
+    at["trans_a"] = attr_of(trans_a);
+    at["trans_b"] = attr_of(trans_b);
+    std::vector<int> in = {a, w};
+    if (bias >= 0) in.push_back(bias);
+    int y = b_.node("matmul", in, at, alpha_pending || add_c ? name + ":matmul" : name);
+    if (alpha_pending) y = b_.mul(y, b_.scalar(name + ":alpha", alpha), add_c ? name + ":alpha" : name);
+    if (add_c) {
+      int c;
+      const Val& cv = val(i, 2);
+      if (cv.id < 0) {
+        std::vector<double> s = cv.host->values;
+        for (double& v : s) v *= beta;
+        c = b_.constant(g_.node(i).input(2) + ":beta", cv.host->dims, std::move(s));
+      } else {
+        c = gid(i, 2);
+        if (beta != 1) c = b_.mul(c, b_.scalar(name + ":beta", beta), name + ":beta");
       }
+      y = add_checked(i, y, c, name);
     }
-    const std::string weight_name = n.input(1);
-    take(i, 3);
-    if (!bias) bias = trailing_bias(out, &bias_name);  // Gemm without C, then Add (some converters)
-    add_dense(i, in, out, std::move(w), bias, weight_name, bias_name);
+    set_out(i, y);
   }
 
-  // Y = A · B, B [in, out]; an Add of a per-output constant right after it is the bias.
+  // a + b under the broadcast rules (refusing what would mix examples).
+  int add_checked(int i, int a, int b, const std::string& name) {
+    check_broadcast(i, a, b);
+    return b_.add(a, b, name);
+  }
+
+  // Two operands of an element-wise op: both batched need equal ranks (their batch axes align);
+  // an unbatched one may not reach past, or be non-1 at, the batch axis.
+  void check_broadcast(int i, int a, int b) {
+    const GraphValue& va = result_.graph.value(a);
+    const GraphValue& vb = result_.graph.value(b);
+    if (va.batched && vb.batched) {
+      if (va.shape.size() != vb.shape.size())
+        mixing(i, "its operands [batch] + " + shape_string(va.shape) + " and [batch] + " + shape_string(vb.shape) +
+                      " have different ranks, so broadcasting would align the batch axis with another");
+      return;
+    }
+    if (!va.batched && !vb.batched) return;
+    const GraphValue& s = va.batched ? va : vb;
+    const GraphValue& u = va.batched ? vb : va;
+    const size_t full = s.shape.size() + 1;
+    if (u.shape.size() > full)
+      mixing(i, "operand " + shape_string(u.shape) + " has more axes than [batch] + " + shape_string(s.shape));
+    if (u.shape.size() == full && u.shape[0] != 1)
+      mixing(i, "operand " + shape_string(u.shape) + " has " + std::to_string(u.shape[0]) + " entries along the batch axis");
+  }
+
+  // A constant without the leading axis that faces the batch axis (dropped when it is 1).
+  int drop_batch_facing(int i, int v, size_t batched_full_rank, const std::string& name) {
+    const Shape& s = gshape(v);
+    if (result_.graph.value(v).batched || s.size() != batched_full_rank) return v;
+    if (s[0] != 1) mixing(i, "operand " + shape_string(s) + " has " + std::to_string(s[0]) + " entries along the batch axis");
+    return b_.reshaped(v, Shape(s.begin() + 1, s.end()), name);
+  }
+
   void matmul(int i) {
-    const ConstTensor& b = require_constant(i, 1, "weight B");
-    if (b.dims.size() != 2) {
-      node_error(ErrorCode::kUnimplemented, i, "weight B has shape " + dims_string(b.dims) + "; only a matrix [in, out] is supported");
+    int a = data(i), b = gid(i, 1);
+    const GraphValue& va = result_.graph.value(a);
+    const GraphValue& vb = result_.graph.value(b);
+    const std::string name = gname(i);
+    const size_t ra = va.shape.size() + (va.batched ? 1 : 0), rb = vb.shape.size() + (vb.batched ? 1 : 0);
+    if (va.batched && vb.batched) {
+      if (ra < 3 || rb < 3 || ra != rb)
+        mixing(i, "both operands carry the batch axis but [batch] + " + shape_string(va.shape) + " · [batch] + " +
+                      shape_string(vb.shape) + " would contract or broadcast over it");
+    } else if (va.batched) {
+      if (ra == 2 && rb != 2 && rb != 1) mixing(i, "B " + shape_string(vb.shape) + " has batch axes that would move the batch axis");
+      if (ra >= 3 && rb > ra) mixing(i, "B " + shape_string(vb.shape) + " has more axes than A");
+      if (ra >= 3 && rb == ra) b = drop_batch_facing(i, b, ra, name + ":b");
+    } else if (vb.batched) {
+      if (rb <= 2) mixing(i, "the product contracts over the batch axis of B");
+      if (ra > rb) mixing(i, "A " + shape_string(va.shape) + " has more axes than B");
+      if (ra == rb) a = drop_batch_facing(i, a, rb, name + ":a");
     }
-    const int64_t in = b.dims[0];
-    const int64_t out = b.dims[1];
-    std::vector<double> w(static_cast<size_t>(in * out));
-    for (int64_t o = 0; o < out; ++o) {
-      for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(o * in + k)] = b.values[static_cast<size_t>(k * out + o)];
-    }
-    const std::string weight_name = g_.node(i).input(1);
-    take(i, 2);
-    std::string bias_name;
-    const std::vector<double>* bias = trailing_bias(out, &bias_name);
-    add_dense(i, in, out, std::move(w), bias, weight_name, bias_name);
-  }
-
-  // An Add of a per-output constant right after a bias-free MatMul/Gemm is that layer's bias
-  // (either operand order). Moves the chain past the Add; nullptr (chain unmoved) otherwise.
-  const std::vector<double>* trailing_bias(int64_t out, std::string* name) {
-    const std::vector<int>& next = consumers(cur_);
-    if (cur_ == output_ || next.size() != 1 || used_[static_cast<size_t>(next[0])]) return nullptr;
-    const int a = next[0];
-    const onnx::NodeProto& add = g_.node(a);
-    if (!is_default_domain(add.domain()) || add.op_type() != "Add" || add.input_size() != 2 ||
-        add.input(0) == add.input(1)) {
-      return nullptr;
-    }
-    const int other = add.input(0) == cur_ ? 1 : 0;
-    const ConstTensor* c = constant(add.input(other));
-    if (!c) return nullptr;
-    if (!is_per_output(*c, out)) {
-      node_error(ErrorCode::kUnimplemented, a,
-                 "the bias added to the dense layer has shape " + dims_string(c->dims) + "; only [" + std::to_string(out) +
-                     "] or [1, " + std::to_string(out) + "] is supported");
-    }
-    const std::vector<double>* bias = &require_constant(a, other, "bias").values;
-    *name = add.input(other);
-    if (add.output_size() != 1 || add.output(0).empty()) node_error(ErrorCode::kInvalidArgument, a, "it has no output");
-    used_[static_cast<size_t>(a)] = true;
-    cur_ = add.output(0);
-    return bias;
-  }
-
-  // Flatten(axis) of [batch, d1, ...] is [batch, d1·d2·...] for axis 1 and a no-op on rank 2.
-  void flatten(int i) {
-    int64_t axis = attr_int(i, "axis", 1);
-    if (axis < 0) axis += rank_;
-    if (axis != 1) {
-      node_error(ErrorCode::kUnimplemented, i, "only Flatten with axis=1 (keeping the batch dimension) is supported");
-    }
-    take(i, 1);
-    rank_ = 2;
-  }
-
-  // Inference-mode Dropout is the identity.
-  void dropout(int i) {
-    const onnx::NodeProto& n = g_.node(i);
-    if (n.input_size() >= 3 && !n.input(2).empty()) {
-      const ConstTensor* training = constant(n.input(2));
-      if (!training || training->values.size() != 1 || training->values[0] != 0) {
-        node_error(ErrorCode::kUnimplemented, i, "only inference-mode Dropout (training_mode false) is supported");
-      }
-    }
-    take(i, 3);
-  }
-
-  // ---- element-wise blocks (GELU via Erf, SiLU via x·Sigmoid(x)) ----
-
-  void block() {
-    const std::vector<int>& entry = consumers(cur_);
-    // Candidate last nodes, nearest first: element-wise nodes reachable from the chain value.
-    std::vector<int> order;
-    std::unordered_set<int> seen;
-    std::deque<int> queue;
-    for (int c : entry) {
-      if (is_block_op(g_.node(c)) && !used_[static_cast<size_t>(c)] && seen.insert(c).second) queue.push_back(c);
-    }
-    while (!queue.empty() && order.size() < kMaxBlockNodes) {
-      const int n = queue.front();
-      queue.pop_front();
-      order.push_back(n);
-      for (const std::string& o : g_.node(n).output()) {
-        for (int c : consumers(o)) {
-          if (is_block_op(g_.node(c)) && !used_[static_cast<size_t>(c)] && seen.insert(c).second) queue.push_back(c);
+    // A weight stored transposed in θ (transposed_): the product reads it with trans_b = 1.
+    const bool b_transposed = transposed_.count(g_.node(i).input(1)) > 0;
+    // MatMul followed by the Add of a per-output bias: one matmul node with the bias input.
+    int bias = -1;
+    const std::string& out = g_.node(i).output(0);
+    const std::vector<int>& next = consumers(out);
+    if (out != output_ && next.size() == 1 && g_.node(next[0]).op_type() == "Add" && g_.node(next[0]).input_size() == 2 &&
+        va.batched && !vb.batched && vb.shape.size() == 2 && va.shape.size() == 1 && live_[next[0]]) {
+      const int add = next[0];
+      const onnx::NodeProto& an = g_.node(add);
+      const int other = an.input(0) == out ? 1 : 0;
+      if (an.input(1 - other) == out && an.input(other) != out) {
+        auto it = vals_.find(an.input(other));
+        const bool known = it != vals_.end() || inits_.count(an.input(other));
+        if (known) {
+          Val& cv = val(add, other);
+          if (!batched(cv) && full_shape(cv) == Shape{vb.shape[b_transposed ? 0 : 1]}) {
+            bias = gid(add, other);
+            absorbed_[static_cast<size_t>(add)] = 1;
+            fused_[out] = an.output(0);
+          }
         }
       }
     }
-
-    int first_closed = -1;
-    for (int last : order) {
-      std::unordered_set<int> nodes;
-      if (!closed_block(last, &nodes)) continue;
-      if (first_closed < 0) first_closed = last;
-      Activation a;
-      if (!match_block(last, &a)) continue;
-      for (int n : nodes) used_[static_cast<size_t>(n)] = true;
-      cur_ = g_.node(last).output(0);
-      add_activation(a);
-      return;
-    }
-
-    if (first_closed >= 0) {
-      node_error(ErrorCode::kUnimplemented, first_closed,
-                 "the element-wise subgraph from " + quoted(cur_) + " to this node is not a supported activation "
-                 "(recognised: x*0.5*(1+erf(x/sqrt(2))) for exact GELU, x*Sigmoid(x) for SiLU)");
-    }
-    if (entry.size() == 1) {
-      node_error(ErrorCode::kInvalidArgument, entry[0],
-                 "it combines the chain value " + quoted(cur_) + " with a value that is neither constant nor derived from "
-                 "it alone (branching graph)");
-    }
-    std::string list;
-    for (size_t k = 0; k < entry.size() && k < 4; ++k) list += (k ? ", " : "") + node_ref(entry[k]);
-    if (entry.size() > 4) list += ", ...";
-    bool all_elementwise = true;
-    for (int c : entry) all_elementwise = all_elementwise && is_elementwise_op(g_.node(c));
-    if (all_elementwise) {
-      // An activation spelled with ops outside the recognised patterns (e.g. tanh-approximate GELU
-      // with Pow): a valid graph Basin does not support, not a branch.
-      unimplemented(what_ + ": value " + quoted(cur_) + " feeds " + std::to_string(entry.size()) + " element-wise nodes (" +
-                    list + ") that do not form a supported activation (recognised: x*0.5*(1+erf(x/sqrt(2))) for "
-                    "exact GELU, x*Sigmoid(x) for SiLU)");
-    }
-    invalid_argument(what_ + ": value " + quoted(cur_) + " feeds " + std::to_string(entry.size()) + " nodes (" + list +
-                     "); Basin imports single-chain graphs (branching graph)");
+    std::vector<int> in = {a, b};
+    if (bias >= 0) in.push_back(bias);
+    Attributes at;
+    if (b_transposed) at["trans_b"] = attr_of(int64_t{1});
+    const int y = b_.node("matmul", in, at, name);
+    set_out(i, y);
+    if (auto f = fused_.find(out); f != fused_.end()) vals_[f->second].id = y;
   }
 
-  // Collects the nodes computing `v` from the chain value and constants through element-wise ops.
-  bool collect(const std::string& v, std::unordered_set<int>* nodes) {
-    if (v == cur_ || constant_known(v)) return true;
-    auto p = producer_.find(v);
-    if (p == producer_.end()) return false;
-    const int n = p->second;
-    if (nodes->count(n)) return true;
-    const onnx::NodeProto& node = g_.node(n);
-    if (!is_block_op(node) || used_[static_cast<size_t>(n)] || nodes->size() >= kMaxBlockNodes) return false;
-    if (node.output_size() != 1) return false;
-    nodes->insert(n);
-    for (const std::string& in : node.input()) {
-      if (in.empty() || !collect(in, nodes)) return false;
+  // Conv / pool spatial attributes: pads from auto_pad.
+  std::vector<int64_t> spatial_pads(int i, const Shape& x, const std::vector<int64_t>& kernel,
+                                    const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations) {
+    const size_t sr = kernel.size();
+    const std::string auto_pad = attr_string(i, "auto_pad", "NOTSET");
+    if (auto_pad == "NOTSET") {
+      std::vector<int64_t> pads = attr_ints(i, "pads", std::vector<int64_t>(2 * sr, 0));
+      if (pads.size() != 2 * sr)
+        node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
+                                                       std::to_string(2 * sr));
+      return pads;
     }
-    return true;
+    if (auto_pad == "VALID") return std::vector<int64_t>(2 * sr, 0);
+    if (auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+      node_error(ErrorCode::kInvalidArgument, i, "unknown auto_pad=" + quoted(auto_pad) +
+                                                     " (expected NOTSET, VALID, SAME_UPPER or SAME_LOWER)");
+    std::vector<int64_t> pads(2 * sr, 0);
+    for (size_t d = 0; d < sr; ++d) {
+      const int64_t in = x[x.size() - sr + d];
+      const int64_t out = (in + strides[d] - 1) / strides[d];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - in);
+      const int64_t small = total / 2, big = total - small;
+      pads[d] = auto_pad == "SAME_UPPER" ? small : big;
+      pads[d + sr] = auto_pad == "SAME_UPPER" ? big : small;
+    }
+    return pads;
   }
 
-  bool constant_known(const std::string& v) const {
-    return consts_.count(v) || const_protos_.count(v) || constant_nodes_.count(v);
+  void conv(int i) {
+    const int x = data(i);
+    if (!has_input(i, 1)) node_error(ErrorCode::kInvalidArgument, i, "Conv needs inputs X and W");
+    if (batched_in(i, 1)) node_error(ErrorCode::kUnimplemented, i, "the weight depends on the input; only X may");
+    const int w = gid(i, 1);
+    const Shape& ws = gshape(w);
+    if (ws.size() < 3) node_error(ErrorCode::kInvalidArgument, i, "W has shape " + shape_string(ws) + ", expected [M, C/group, k...]");
+    const size_t sr = ws.size() - 2;
+    const std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+    const std::vector<int64_t> ks = attr_ints(i, "kernel_shape", kernel);
+    if (ks != kernel)
+      node_error(ErrorCode::kInvalidArgument, i, "kernel_shape " + dims_string(ks) + " does not match W " + shape_string(ws));
+    const std::vector<int64_t> strides = attr_ints(i, "strides", std::vector<int64_t>(sr, 1));
+    const std::vector<int64_t> dilations = attr_ints(i, "dilations", std::vector<int64_t>(sr, 1));
+    if (strides.size() != sr || dilations.size() != sr)
+      node_error(ErrorCode::kInvalidArgument, i, "strides and dilations need " + std::to_string(sr) + " entries");
+    const std::vector<int64_t> pads = spatial_pads(i, gshape(x), kernel, strides, dilations);
+    const int b = has_input(i, 2) ? gid(i, 2) : -1;
+    set_out(i, b_.conv(x, w, b, strides, pads, dilations, attr_int(i, "group", 1), gname(i)));
   }
 
-  // True when the nodes computing `last`'s output form a block: every use of the chain value and of
-  // every inner value lies inside it.
-  bool closed_block(int last, std::unordered_set<int>* nodes) {
-    if (g_.node(last).output_size() != 1 || g_.node(last).output(0).empty()) return false;
-    if (!collect(g_.node(last).output(0), nodes)) return false;
-    for (int c : consumers(cur_)) {
-      if (!nodes->count(c)) return false;
+  void pool(int i) {
+    const onnx::NodeProto& n = g_.node(i);
+    const bool is_max = n.op_type() == "MaxPool";
+    only_first_output(i, ErrorCode::kUnimplemented, "MaxPool's Indices output is not supported");
+    const int x = data(i);
+    const std::vector<int64_t> kernel = attr_ints(i, "kernel_shape", {});
+    if (kernel.empty()) node_error(ErrorCode::kInvalidArgument, i, "kernel_shape is required");
+    const size_t sr = kernel.size();
+    const std::vector<int64_t> strides = attr_ints(i, "strides", std::vector<int64_t>(sr, 1));
+    const std::vector<int64_t> dilations = attr_ints(i, "dilations", std::vector<int64_t>(sr, 1));
+    if (strides.size() != sr || dilations.size() != sr)
+      node_error(ErrorCode::kInvalidArgument, i, "strides and dilations need " + std::to_string(sr) + " entries");
+    if (gshape(x).size() < sr + 1)
+      node_error(ErrorCode::kInvalidArgument, i, "input [batch] + " + shape_string(gshape(x)) + " has fewer than " +
+                                                     std::to_string(sr) + " spatial axes");
+    Attributes a;
+    a["kernel_shape"] = attr_of(kernel);
+    a["strides"] = attr_of(strides);
+    a["pads"] = attr_of(spatial_pads(i, gshape(x), kernel, strides, dilations));
+    const int64_t ceil_mode = attr_int(i, "ceil_mode", 0);
+    if (ceil_mode != 0 && ceil_mode != 1) node_error(ErrorCode::kInvalidArgument, i, "ceil_mode must be 0 or 1");
+    a["ceil_mode"] = attr_of(ceil_mode);
+    if (is_max) {
+      if (attr_int(i, "storage_order", 0) != 0) node_error(ErrorCode::kUnimplemented, i, "storage_order=1 is not supported");
+      a["dilations"] = attr_of(dilations);
+      return set_out(i, b_.node("max_pool", {x}, a, gname(i)));
     }
-    for (int n : *nodes) {
-      if (n == last) continue;
-      const std::string& o = g_.node(n).output(0);
-      if (o == output_) return false;
-      for (int c : consumers(o)) {
-        if (!nodes->count(c)) return false;
+    for (int64_t d : dilations)
+      if (d != 1) node_error(ErrorCode::kUnimplemented, i, "AveragePool with dilations is not supported");
+    const int64_t cip = attr_int(i, "count_include_pad", 0);
+    if (cip != 0 && cip != 1) node_error(ErrorCode::kInvalidArgument, i, "count_include_pad must be 0 or 1");
+    a["count_include_pad"] = attr_of(cip);
+    set_out(i, b_.node("avg_pool", {x}, a, gname(i)));
+  }
+
+  // BatchNormalization's running statistics: constants, whatever the file makes of them (an
+  // exporter may write them as an Identity of an identical parameter initialiser).
+  int statistic(int i, int k, const char* role) {
+    std::string name = g_.node(i).input(k);
+    for (int step = 0; step < 8 && !inits_.count(name); ++step) {
+      auto p = producer_.find(name);
+      if (p == producer_.end() || g_.node(p->second).op_type() != "Identity") break;
+      name = g_.node(p->second).input(0);
+    }
+    if (inits_.count(name) || (producer_.count(name) && g_.node(producer_[name]).op_type() == "Constant")) {
+      const HostPtr h = raw_constant(name);
+      for (double v : h->values)
+        if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, std::string(role) + " contains NaN or Inf");
+      return b_.constant(g_.node(i).input(k), h->dims, h->values);
+    }
+    return gid(i, k);
+  }
+
+  void batch_norm(int i) {
+    const int64_t training = attr_int(i, "training_mode", 0);
+    if (training != 0)
+      node_error(ErrorCode::kInvalidArgument, i,
+                 "training_mode=" + std::to_string(training) +
+                     ": only inference-mode BatchNormalization (running statistics) is supported; export the model "
+                     "in eval mode");
+    only_first_output(i, ErrorCode::kInvalidArgument,
+                      "the running-statistics outputs exist only in training mode (export in eval mode)");
+    for (int k = 1; k <= 4; ++k)
+      if (!has_input(i, k)) node_error(ErrorCode::kInvalidArgument, i, "BatchNormalization needs 5 inputs");
+    const int x = data(i);
+    if (!result_.graph.value(x).batched) node_error(ErrorCode::kUnimplemented, i, "its input does not depend on the data");
+    const int mean = statistic(i, 3, "mean"), var = statistic(i, 4, "var");
+    set_out(i, b_.batch_norm_inference(x, gid(i, 1), gid(i, 2), mean, var, attr_float(i, "epsilon", 1e-5), gname(i)));
+  }
+
+  // γ / β inputs: -1 when absent, or a constant equal to 1 (γ) / 0 (β) everywhere.
+  int affine(int i, int k, double neutral) {
+    if (!has_input(i, k)) return -1;
+    const Val& v = val(i, k);
+    if (v.id < 0 && std::all_of(v.host->values.begin(), v.host->values.end(), [&](double x) { return x == neutral; }))
+      return -1;
+    return gid(i, k);
+  }
+
+  void layer_norm(int i) {
+    only_first_output(i, ErrorCode::kUnimplemented, "LayerNormalization's Mean and InvStdDev outputs are not supported");
+    const Val& xv = val(i, 0);
+    const int64_t axis = graph_axis(i, xv, attr_int(i, "axis", -1));
+    const int x = data(i);
+    set_out(i, b_.layer_norm(x, axis, attr_float(i, "epsilon", 1e-5), affine(i, 1, 1.0), affine(i, 2, 0.0), gname(i)));
+  }
+
+  void group_norm(int i) {
+    const int x = data(i);
+    if (!result_.graph.value(x).batched) node_error(ErrorCode::kUnimplemented, i, "its input does not depend on the data");
+    const double eps = attr_float(i, "epsilon", 1e-5);
+    if (g_.node(i).op_type() == "InstanceNormalization")
+      return set_out(i, b_.instance_norm(x, eps, affine(i, 1, 1.0), affine(i, 2, 0.0), gname(i)));
+    const int64_t groups = attr_int(i, "num_groups", 0);
+    if (groups <= 0) node_error(ErrorCode::kInvalidArgument, i, "num_groups must be a positive int");
+    set_out(i, b_.group_norm(x, groups, eps, affine(i, 1, 1.0), affine(i, 2, 0.0), gname(i)));
+  }
+
+  void binary(int i) {
+    const std::string& op = g_.node(i).op_type();
+    if (!has_input(i, 1) || g_.node(i).input_size() != 2) node_error(ErrorCode::kInvalidArgument, i, op + " takes 2 inputs");
+    const int a = gid(i, 0);
+    const bool b_host = is_host(i, 1);
+    const int b = gid(i, 1);
+    check_broadcast(i, a, b);
+    const std::string name = gname(i);
+    if (op == "Add") return set_out(i, b_.add(a, b, name));
+    if (op == "Sub") return set_out(i, b_.sub(a, b, name));
+    if (op == "Mul") return set_out(i, b_.mul(a, b, name));
+    (void)b_host;
+    set_out(i, b_.div(a, b, name));
+  }
+
+  void pow(int i) {
+    const Host& e = host(i, 1, "exponent");
+    if (e.values.size() != 1) node_error(ErrorCode::kUnimplemented, i, "only a scalar constant exponent is supported");
+    set_out(i, b_.pow_constant(data(i), e.values[0], gname(i)));
+  }
+
+  void concat(int i) {
+    const onnx::NodeProto& n = g_.node(i);
+    std::vector<int> ins;
+    size_t full = 0;
+    bool any_batched = false;
+    for (int k = 0; k < n.input_size(); ++k)
+      if (has_input(i, k) && batched_in(i, k)) {
+        any_batched = true;
+        full = gshape(val(i, k).id).size() + 1;
       }
+    int64_t axis = 0;
+    for (int k = 0; k < n.input_size(); ++k) {
+      if (!has_input(i, k)) continue;
+      int v = gid(i, k);
+      if (any_batched && !result_.graph.value(v).batched) v = drop_batch_facing(i, v, full, gname(i) + ":" + std::to_string(k));
+      ins.push_back(v);
     }
-    return true;
+    if (ins.empty()) node_error(ErrorCode::kInvalidArgument, i, "Concat has no inputs");
+    for (int k = 0; k < n.input_size(); ++k)
+      if (has_input(i, k)) {
+        axis = graph_axis(i, any_batched ? val_of_batched(i) : val(i, k), attr_int(i, "axis", 0));
+        break;
+      }
+    if (ins.size() == 1) return set_out(i, ins[0]);
+    Attributes a;
+    a["axis"] = attr_of(axis);
+    set_out(i, b_.node("concat", ins, a, gname(i)));
+  }
+  const Val& val_of_batched(int i) {
+    for (int k = 0; k < g_.node(i).input_size(); ++k)
+      if (has_input(i, k) && batched_in(i, k)) return val(i, k);
+    return val(i, 0);
   }
 
-  bool match_block(int last, Activation* a) {
-    std::vector<std::unique_ptr<Expr>> pool;
-    std::unordered_map<std::string, const Expr*> memo;
-    std::unordered_set<std::string> building;
-    const Expr* e = build_expr(g_.node(last).output(0), &pool, &memo, &building);
-    return e != nullptr && match_activation(*e, a);
+  void flatten(int i) {
+    const Val& xv = val(i, 0);
+    const int64_t r = full_rank(xv);
+    int64_t axis = attr_int(i, "axis", 1);
+    if (axis < -r || axis > r) node_error(ErrorCode::kInvalidArgument, i, "axis " + std::to_string(axis) + " is out of range");
+    if (axis < 0) axis += r;
+    const int x = data(i);
+    if (!batched(xv)) {
+      const Shape& s = gshape(x);
+      int64_t p = 1;
+      for (int64_t d = 0; d < axis; ++d) p *= s[d];
+      return set_out(i, b_.reshape(x, {p, shape_numel(s) / p}, gname(i)));
+    }
+    if (axis == 0) mixing(i, "Flatten(axis=0) merges the batch axis into the features");
+    if (axis > 1)
+      mixing(i, "Flatten(axis=" + std::to_string(axis) + ") merges the batch axis with axes 1.." +
+                    std::to_string(axis - 1) + " (only axis=1 keeps one row per example)");
+    set_out(i, b_.flatten(x, gname(i)));
   }
 
-  // Expression of `v` over the chain value; nullptr for non-scalar constants or cycles.
-  const Expr* build_expr(const std::string& v, std::vector<std::unique_ptr<Expr>>* pool,
-                         std::unordered_map<std::string, const Expr*>* memo, std::unordered_set<std::string>* building) {
-    if (auto m = memo->find(v); m != memo->end()) return m->second;
-    auto e = std::make_unique<Expr>();
-    if (v == cur_) {
-      e->kind = Expr::Kind::kInput;
-    } else if (constant_known(v)) {
-      const ConstTensor* t = constant(v);
-      if (t->values.size() != 1) return nullptr;  // per-feature scaling is not an activation
-      e->kind = Expr::Kind::kConst;
-      e->value = t->values[0];
+  void reshape(int i) {
+    const Val& xv = val(i, 0);
+    const Shape out = resolve_reshape(i, full_shape(xv), host_ints(i, 1, "shape"), batched(xv));
+    set_out(i, b_.reshape(data(i), out, gname(i)));
+  }
+
+  void transpose(int i) {
+    const Val& xv = val(i, 0);
+    const int64_t r = full_rank(xv);
+    std::vector<int64_t> perm = attr_ints(i, "perm", {});
+    if (perm.empty())
+      for (int64_t d = r - 1; d >= 0; --d) perm.push_back(d);
+    if (static_cast<int64_t>(perm.size()) != r)
+      node_error(ErrorCode::kInvalidArgument, i, "perm has " + std::to_string(perm.size()) + " entries for rank " + std::to_string(r));
+    std::vector<char> seen(static_cast<size_t>(r), 0);
+    for (int64_t& p : perm) {
+      p = norm_axis(i, p, r);
+      if (seen[p]++) node_error(ErrorCode::kInvalidArgument, i, "perm repeats axis " + std::to_string(p));
+    }
+    if (batched(xv)) {
+      if (perm[0] != 0) mixing(i, "perm " + dims_string(perm) + " moves the batch axis");
+      perm.erase(perm.begin());
+      for (int64_t& p : perm) --p;
+    }
+    set_out(i, b_.transpose(data(i), perm, gname(i)));
+  }
+
+  void squeeze(int i) {
+    const Val& xv = val(i, 0);
+    const bool unsq = g_.node(i).op_type() == "Unsqueeze";
+    Shape s = full_shape(xv);
+    if (batched(xv)) {
+      // The batch axis must stay axis 0: squeeze/unsqueeze only the axes after it.
+      const std::vector<int64_t> axes = squeeze_axes(i);
+      const int64_t out_r = static_cast<int64_t>(s.size()) + (unsq ? static_cast<int64_t>(axes.size()) : 0);
+      for (int64_t a : axes)
+        if (norm_axis(i, a, unsq ? out_r : static_cast<int64_t>(s.size())) == 0)
+          mixing(i, std::string(unsq ? "it inserts an axis before" : "it removes") + " the batch axis");
+      s[0] = 1;  // never squeezed implicitly (the batch size is unknown)
+      if (!unsq && axes.empty()) s[0] = 2;
+      Shape out = squeezed_dims(i, s, unsq);
+      out.erase(out.begin());
+      return set_out(i, b_.reshape(data(i), out, gname(i)));
+    }
+    set_out(i, b_.reshape(data(i), squeezed_dims(i, s, unsq), gname(i)));
+  }
+
+  void dropout(int i) {
+    if (has_input(i, 2)) {
+      const Host& t = host(i, 2, "training_mode");
+      if (t.values.size() != 1 || t.values[0] != 0)
+        node_error(ErrorCode::kUnimplemented, i, "only inference-mode Dropout (training_mode false) is supported");
+    }
+    only_first_output(i, ErrorCode::kUnimplemented, "Dropout's mask output is not supported (inference only)");
+    Val v = val(i, 0);
+    set_out(i, 0, v);
+  }
+
+  void slice(int i) {
+    const Val& xv = val(i, 0);
+    const bool bt = batched(xv);
+    const Shape full = full_shape(xv);
+    const Shape dims = bt ? Shape(full.begin(), full.end()) : full;
+    std::vector<int64_t> start(dims.size(), 0), step(dims.size(), 1);
+    Shape out = slice_shape(i, dims, &start, &step, bt);
+    std::vector<int64_t> starts, ends, axes, steps;
+    for (size_t d = bt ? 1 : 0; d < dims.size(); ++d) {
+      if (out[d] == dims[d] && step[d] == 1) continue;
+      starts.push_back(start[d]);
+      ends.push_back(start[d] + (out[d] - 1) * step[d] + 1);
+      axes.push_back(static_cast<int64_t>(d) - (bt ? 1 : 0));
+      steps.push_back(step[d]);
+    }
+    const int x = data(i);
+    if (axes.empty()) return set_out(i, x);
+    Attributes a;
+    a["starts"] = attr_of(starts);
+    a["ends"] = attr_of(ends);
+    a["axes"] = attr_of(axes);
+    a["steps"] = attr_of(steps);
+    set_out(i, b_.node("slice", {x}, a, gname(i)));
+  }
+
+  // Gather of the data with a constant scalar index along an axis ≥ 1: a slice without that axis.
+  void gather(int i) {
+    const Val& xv = val(i, 0);
+    if (!is_host(i, 1)) node_error(ErrorCode::kUnimplemented, i, "only constant indices are supported (no embeddings yet)");
+    const Host& idx = host(i, 1, "indices");
+    if (!idx.dims.empty() || idx.values.size() != 1)
+      node_error(ErrorCode::kUnimplemented, i, "only a scalar constant index is supported");
+    const int64_t axis = graph_axis(i, xv, attr_int(i, "axis", 0));
+    const int x = data(i);
+    const Shape s = gshape(x);
+    int64_t j = static_cast<int64_t>(idx.values[0]);
+    if (j < 0) j += s[axis];
+    if (j < 0 || j >= s[axis]) node_error(ErrorCode::kInvalidArgument, i, "index out of range");
+    Attributes a;
+    a["starts"] = attr_of(std::vector<int64_t>{j});
+    a["ends"] = attr_of(std::vector<int64_t>{j + 1});
+    a["axes"] = attr_of(std::vector<int64_t>{axis});
+    a["steps"] = attr_of(std::vector<int64_t>{1});
+    const int sl = b_.node("slice", {x}, a, gname(i) + ":slice");
+    Shape out = s;
+    out.erase(out.begin() + axis);
+    set_out(i, b_.reshape(sl, out, gname(i)));
+  }
+
+  void expand(int i) {
+    const Val& xv = val(i, 0);
+    std::vector<int64_t> to = host_ints(i, 1, "shape");
+    const int64_t kSym = std::numeric_limits<int64_t>::min();
+    const int x = data(i);
+    if (!batched(xv)) {
+      for (int64_t d : to)
+        if (d == kSym) node_error(ErrorCode::kUnimplemented, i, "expanding a constant to the batch size is not supported");
+      Shape out;
+      if (!broadcast_shape(gshape(x), to, &out)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
+      Attributes a;
+      a["shape"] = attr_of(out);
+      return set_out(i, out == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)));
+    }
+    const Shape full = full_shape(xv);
+    if (to.size() > full.size()) mixing(i, "the target shape has more axes than the input");
+    const size_t off = full.size() - to.size();
+    if (off == 0 && !(to[0] == kSym || to[0] == 1 || to[0] == static_batch_)) mixing(i, "it expands the batch axis");
+    Shape per(to.begin() + (off == 0 ? 1 : 0), to.end());
+    for (int64_t& d : per)
+      if (d == kSym) mixing(i, "it moves the batch size to another axis");
+    Shape out;
+    if (!broadcast_shape(gshape(x), per, &out)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
+    Attributes a;
+    a["shape"] = attr_of(out);
+    set_out(i, out == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)));
+  }
+
+  void pad(int i) {
+    const std::string mode = attr_string(i, "mode", "constant");
+    if (mode != "constant") node_error(ErrorCode::kUnimplemented, i, "mode=" + quoted(mode) + " is not supported (constant only)");
+    if (has_input(i, 2)) {
+      const Host& c = host(i, 2, "constant_value");
+      if (c.values.size() != 1 || c.values[0] != 0)
+        node_error(ErrorCode::kUnimplemented, i, "only padding with 0 is supported");
+    }
+    const Val& xv = val(i, 0);
+    const int64_t r = full_rank(xv);
+    std::vector<int64_t> pads = host_ints(i, 1, "pads");
+    std::vector<int64_t> axes;
+    if (has_input(i, 3)) {
+      for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
     } else {
-      if (!building->insert(v).second) return nullptr;  // cycle
-      const onnx::NodeProto& n = g_.node(producer_.at(v));
-      e->kind = Expr::Kind::kOp;
-      e->op = n.op_type();
-      for (const std::string& in : n.input()) {
-        const Expr* arg = build_expr(in, pool, memo, building);
-        if (!arg) return nullptr;
-        e->args.push_back(arg);
-      }
-      building->erase(v);
+      for (int64_t d = 0; d < r; ++d) axes.push_back(d);
     }
-    const Expr* raw = e.get();
-    pool->push_back(std::move(e));
-    memo->emplace(v, raw);
-    return raw;
+    if (pads.size() != 2 * axes.size())
+      node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
+                                                     std::to_string(2 * axes.size()));
+    std::vector<int64_t> begins(static_cast<size_t>(r), 0), ends(static_cast<size_t>(r), 0);
+    for (size_t k = 0; k < axes.size(); ++k) {
+      if (pads[k] < 0 || pads[k + axes.size()] < 0) node_error(ErrorCode::kUnimplemented, i, "negative pads are not supported");
+      begins[axes[k]] = pads[k];
+      ends[axes[k]] = pads[k + axes.size()];
+    }
+    const bool bt = batched(xv);
+    if (bt && (begins[0] != 0 || ends[0] != 0)) mixing(i, "it pads the batch axis");
+    std::vector<int64_t> p(begins.begin() + (bt ? 1 : 0), begins.end());
+    p.insert(p.end(), ends.begin() + (bt ? 1 : 0), ends.end());
+    const int x = data(i);
+    if (std::all_of(p.begin(), p.end(), [](int64_t v) { return v == 0; })) return set_out(i, x);
+    Attributes a;
+    a["pads"] = attr_of(p);
+    set_out(i, b_.node("pad", {x}, a, gname(i)));
+  }
+
+  void reduce(int i) {
+    const std::string& op = g_.node(i).op_type();
+    const bool axes_input = (op == "ReduceSum" && result_.opset >= 13) || (op == "ReduceMean" && result_.opset >= 18);
+    std::vector<int64_t> axes = axes_input ? (has_input(i, 1) ? host_ints(i, 1, "axes") : std::vector<int64_t>{})
+                                           : attr_ints(i, "axes", {});
+    const bool keepdims = attr_int(i, "keepdims", 1) != 0;
+    const Val& xv = val(i, 0);
+    const int x = data(i);
+    if (axes.empty()) {
+      if (attr_int(i, "noop_with_empty_axes", 0) != 0) return set_out(i, x);
+      if (batched(xv)) mixing(i, "it reduces over every axis, the batch axis included");
+      for (int64_t d = 0; d < full_rank(xv); ++d) axes.push_back(d);
+    }
+    std::vector<int64_t> g;
+    for (int64_t a : axes) g.push_back(graph_axis(i, xv, a));
+    std::sort(g.begin(), g.end());
+    if (std::adjacent_find(g.begin(), g.end()) != g.end()) node_error(ErrorCode::kInvalidArgument, i, "axes repeat");
+    set_out(i, b_.reduce(op == "ReduceSum" ? "reduce_sum" : "reduce_mean", x, g, keepdims, gname(i)));
+  }
+
+  void softmax(int i) {
+    const Val& xv = val(i, 0);
+    const int64_t r = full_rank(xv);
+    const int64_t dflt = result_.opset >= 13 ? -1 : 1;
+    const int64_t axis = norm_axis(i, attr_int(i, "axis", dflt), r);
+    std::vector<int64_t> axes;
+    // Before opset 13 Softmax normalises over all axes from `axis` on (the input coerced to 2-D).
+    for (int64_t a = axis; a < (result_.opset >= 13 ? axis + 1 : r); ++a) axes.push_back(graph_axis(i, xv, a));
+    const int x = data(i);
+    if (g_.node(i).op_type() == "Softmax") return set_out(i, b_.softmax(x, axes, gname(i)));
+    set_out(i, b_.log_softmax(x, axes, gname(i)));
+  }
+
+  void clip(int i) {
+    std::optional<double> lo, hi;
+    if (has_input(i, 1)) {
+      const Host& h = host(i, 1, "min");
+      if (h.values.size() != 1) node_error(ErrorCode::kInvalidArgument, i, "min must be a scalar");
+      lo = h.values[0];
+    }
+    if (has_input(i, 2)) {
+      const Host& h = host(i, 2, "max");
+      if (h.values.size() != 1) node_error(ErrorCode::kInvalidArgument, i, "max must be a scalar");
+      hi = h.values[0];
+    }
+    const int x = data(i);
+    if (!lo && !hi) return set_out(i, x);
+    if (lo && *lo == 0 && !hi) return set_out(i, b_.unary(x, "relu", gname(i)));
+    if (lo && hi && *lo > *hi) node_error(ErrorCode::kInvalidArgument, i, "min is greater than max");
+    const double inf = std::numeric_limits<double>::infinity();
+    set_out(i, b_.unary(x, "hardtanh", gname(i), lo.value_or(-inf), hi.value_or(inf), true, true));
   }
 
   const onnx::ModelProto& model_;
   const onnx::GraphProto& g_;
   std::string what_;
   const ImportBounds& bounds_;
-  std::unordered_map<std::string, const onnx::TensorProto*> const_protos_;   // initialisers
-  std::unordered_map<std::string, const onnx::TensorProto*> constant_nodes_;  // Constant(value=tensor)
-  std::unordered_map<std::string, ConstTensor> consts_;                       // decoded, by value name
-  std::unordered_map<std::string, int> producer_;
-  std::unordered_map<std::string, std::vector<int>> consumers_;  // distinct nodes, in graph order
-  std::vector<bool> used_;
-  std::string input_, output_, cur_;
-  int rank_ = 2;       // rank of the chain value
-  int64_t width_ = -1;  // features of the chain value; -1 until known
   ImportedModel result_;
+  GraphBuilder b_;
+  std::unordered_map<std::string, const onnx::TensorProto*> inits_;
+  std::unordered_map<std::string, int> producer_;
+  std::unordered_map<std::string, std::vector<int>> consumers_;  // distinct nodes, in file order
+  std::unordered_map<std::string, HostPtr> raw_;                 // decoded initialisers / Constants
+  std::unordered_map<std::string, Val> vals_;
+  std::unordered_map<int, std::pair<Activation, std::string>> blocks_;  // last node → (fn, x)
+  std::unordered_map<std::string, std::string> fused_;                  // MatMul output → its Add's
+  std::vector<int> order_;
+  std::vector<char> live_, absorbed_;
+  std::vector<std::string> theta_;
+  std::unordered_set<std::string> transposed_;  // MatMul weights held as Bᵀ in θ
+  std::string input_, output_;
+  Shape input_shape_;
+  int64_t static_batch_ = -1;
 };
 
 }  // namespace
+
+std::string onnx_supported_ops() {
+  std::string s;
+  for (const char* op : kSupportedOps) s += (s.empty() ? "" : ", ") + std::string(op);
+  return s + " (and the Erf pattern of exact GELU, x*Sigmoid(x))";
+}
 
 ImportedModel import_onnx(const std::string& file_bytes, const std::string& what, const ImportBounds& bounds) {
   if (file_bytes.empty()) invalid_argument(what + ": the file is empty");

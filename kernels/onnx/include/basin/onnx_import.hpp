@@ -1,20 +1,39 @@
-// ONNX import: turn an exported feed-forward network into Basin's Model and parameter vector.
+// ONNX import: an exported network as Basin's operation graph (basin/graph.hpp) and its
+// parameter vector.
 //
-// Accepted graphs are chains from one input to one output made of dense layers (Gemm, or MatMul
-// optionally followed by Add of a constant bias) and element-wise activations (Relu, LeakyRelu,
-// Tanh, Sigmoid, Softplus, Gelu, the Erf pattern older exporters write for exact GELU,
-// x·Sigmoid(x) for SiLU), plus the no-ops Identity, Flatten (axis 1) and Dropout (inference).
-// Opsets 11–20 of the default domain; initialisers float32 or float64, raw or typed.
+// The graph is walked in topological order (cycles are refused naming a node on them) and each
+// ONNX node becomes primitive graph nodes, composite layers through GraphBuilder
+// (kernels/src/graph/graph_builder.hpp): Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool,
+// GlobalAveragePool, BatchNormalization (inference), LayerNormalization, GroupNormalization,
+// InstanceNormalization, Add/Sub/Mul/Div, Pow (constant exponent), Concat, Flatten, Reshape,
+// Transpose, Squeeze/Unsqueeze, Slice, Gather (a constant index), Expand, Pad (constant), Identity,
+// Dropout (inference), ReduceMean/ReduceSum, Softmax/LogSoftmax and the element-wise functions
+// (Relu, LeakyRelu, Tanh, Sigmoid, Softplus, Gelu, Elu, HardSigmoid, HardSwish, Clip, Erf, Exp,
+// Log, Sqrt, Reciprocal, Neg, and the Erf pattern of exact GELU and x·Sigmoid(x)). Shape
+// arithmetic (Shape, Constant, Gather/Slice/Concat/Unsqueeze/Cast/... on constants) is folded
+// for the actual input shape. Opsets 11–20 of the default domain; initialisers float32 or
+// float64, raw or typed.
 //
-// The parameter vector is in PyTorch's parameters_to_vector order of the equivalent
-// nn.Sequential: per dense layer, weight [out, in] row-major, then bias [out]. So Gemm's B is
-// transposed when transB = 0 and MatMul's B [in, out] is always transposed; Gemm's alpha and beta
-// are folded into the weight and bias (W = alpha·B', b = beta·C).
+// Tensors carry the example (batch) axis first; an op that would mix examples (touch axis 0,
+// move it) is refused (kInvalidArgument). ONNX axis a ≥ 1 of a batched tensor is the graph's
+// per-example axis a − 1 (docs/ARCHITECTURE.md "The operation graph").
+//
+// Parameters θ: with ImportBounds::parameter_names, exactly those initialisers in that order;
+// otherwise the float initialisers used in differentiable slots (weights, biases, γ/β, ...), in
+// the file's initialiser order, less ImportBounds::constant_names. BatchNormalization's running
+// statistics and initialisers used only in shape arithmetic are constants. θ is each
+// initialiser's values row-major as stored, except a rank-2 weight used only as MatMul's B
+// [in, out], which θ holds transposed ([out, in], as torch stores the Linear that exports as
+// MatMul(x, Wᵀ)): PyTorch's parameters_to_vector order for a torch export. A parameter used by
+// several nodes is one parameter. Graph parameter names are the initialiser names; a parameter
+// name may also be an Identity of an initialiser (torch writes a parameter equal to an earlier
+// one that way).
 //
 // Failures throw basin::Error whose message starts with `what` and names the node, its op type
 // and the reason: kUnimplemented for a valid graph using something Basin does not support (an
-// op, an attribute value, a data type), kInvalidArgument for a malformed, truncated or branching
-// graph. The importer never aborts on hostile input (it is fuzzed: fuzz/fuzz_onnx_import.cpp).
+// op, an attribute value, a data type), kInvalidArgument for a malformed or truncated graph,
+// a cycle, shapes that do not fit, examples mixed, kResourceExhausted over max_nodes. The importer
+// never aborts on hostile input (it is fuzzed: fuzz/fuzz_onnx_import.cpp).
 #pragma once
 
 #include <cstdint>
@@ -22,25 +41,38 @@
 #include <string>
 #include <vector>
 
+#include "basin/graph.hpp"
 #include "basin/model.hpp"
 
 namespace basin {
 
 struct ImportedModel {
-  Model model;
-  std::vector<double> params;  // model.num_params() values, parameters_to_vector order
+  Graph graph;
+  std::vector<double> params;  // graph.num_params() values, θ order
   int64_t opset = 0;           // the default-domain opset the file declares
+  // The chain shorthand of the same network with the same θ (dense layers and activations,
+  // matmul trans_b = 1), for the routes that still take a Model; layers is empty when the graph
+  // is not such a chain.
+  Model model;
 };
 
-// Bounds on one import, so that a hostile file cannot tie a server thread up.
+// Bounds and choices of one import.
 struct ImportBounds {
-  // Graph nodes, refused (kResourceExhausted) right after parsing, before any per-node work.
-  // A layer is one to five nodes (Gemm; MatMul + Add; the Erf pattern of GELU), so the default
-  // is 4 x Limits::max_layers; the imported model is then held to max_layers by the engine.
+  // ONNX graph nodes, refused (kResourceExhausted) right after parsing, before any per-node work.
   int64_t max_nodes = 40000;
   // Called every few thousand nodes of the import's linear passes; throws (basin::Error
   // kCancelled / kDeadlineExceeded) to stop an import whose caller has gone.
   std::function<void()> check_stop;
+  // When non-empty: exactly these initialisers, in this order, are θ (the Python client sends
+  // the module's named_parameters() names); an unknown name is kInvalidArgument listing the
+  // initialisers.
+  std::vector<std::string> parameter_names;
+  // Initialisers to treat as constants even in differentiable slots (the CLI's --constants).
+  std::vector<std::string> constant_names;
+  // The per-example shape of the data (the input's shape without the batch axis), when known:
+  // resolves dynamic non-batch dimensions and is checked against static ones. Empty: every
+  // non-batch dimension of the graph input must be static.
+  Shape input_shape;
 };
 
 // `file_bytes` is the serialised ModelProto; `what` names it in error messages (a path, a blob id).
@@ -48,5 +80,8 @@ ImportedModel import_onnx(const std::string& file_bytes, const std::string& what
                           const ImportBounds& bounds = {});
 // Reads `path` and imports it; an unreadable file is kInvalidArgument naming the path.
 ImportedModel import_onnx_file(const std::string& path, const ImportBounds& bounds = {});
+
+// The ONNX op types import_onnx maps, comma-separated (for messages and GetServerInfo).
+std::string onnx_supported_ops();
 
 }  // namespace basin
