@@ -57,15 +57,26 @@ case "$TARGET" in
 onnx)
   mkdir -p "$OUT/seeds"
   # The importer and the engine files it uses: the graph and its builder, the ops' shape rules
-  # (kernels/src/ops), Model (the chain form, activation names) and error names.
-  "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" \
-    -DONNX_NAMESPACE=onnx -DONNX_ML=1 \
-    -I"$ROOT/kernels/include" -I"$ROOT/kernels" -I"$ROOT/kernels/src" -I"$ROOT/kernels/onnx/include" \
-    -I"$ROOT/kernels/onnx/src" \
-    "$ROOT/fuzz/fuzz_onnx_import.cpp" "$ROOT"/kernels/onnx/src/*.cpp \
-    "$ROOT/kernels/src/graph/graph.cpp" "$ROOT/kernels/src/graph/graph_builder.cpp" "$ROOT"/kernels/src/ops/*.cpp \
-    "$ROOT/kernels/src/model.cpp" "$ROOT/kernels/src/error.cpp" \
-    -lonnx_proto -lprotobuf -lpthread \
+  # (kernels/src/ops), Model (the chain form, activation names) and error names; objects two at a
+  # time (only the link gets libFuzzer's main), named for their source's path.
+  OBJ="$OUT/onnx_obj"
+  mkdir -p "$OBJ"
+  srcs=("$ROOT"/kernels/onnx/src/*.cpp "$ROOT/kernels/src/graph/graph.cpp" "$ROOT/kernels/src/graph/graph_builder.cpp"
+        "$ROOT"/kernels/src/ops/*.cpp "$ROOT/kernels/src/model.cpp" "$ROOT/kernels/src/error.cpp")
+  incs=(-I"$ROOT/kernels/include" -I"$ROOT/kernels" -I"$ROOT/kernels/src" -I"$ROOT/kernels/onnx/include"
+        -I"$ROOT/kernels/onnx/src")
+  objs=()
+  for s in "${srcs[@]}"; do
+    rel=${s#"$ROOT"/}
+    objs+=("$OBJ/${rel//\//_}.o")
+  done
+  for i in "${!srcs[@]}"; do printf '%s\0%s\0' "${srcs[$i]}" "${objs[$i]}"; done |
+    xargs -0 -n2 -P2 bash -c '
+    '"${LAUNCH[*]} $CXX"' -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+      -fno-sanitize-recover=undefined -DONNX_NAMESPACE=onnx -DONNX_ML=1 '"${incs[*]}"' -c "$0" -o "$1"'
+  "${LAUNCH[@]}" "$CXX" "${FLAGS[@]}" -DONNX_NAMESPACE=onnx -DONNX_ML=1 "${incs[@]}" \
+    -c "$ROOT/fuzz/fuzz_onnx_import.cpp" -o "$OBJ/fuzz_onnx_import.o"
+  "$CXX" "${FLAGS[@]}" "$OBJ/fuzz_onnx_import.o" "${objs[@]}" -lonnx_proto -lprotobuf -lpthread \
     -o "$OUT/fuzz_onnx_import"
   echo "run_fuzz.sh: built $OUT/fuzz_onnx_import in $(( $(date +%s) - start )) s"
   if /usr/bin/python3 -c "import onnx, numpy" 2>/dev/null; then

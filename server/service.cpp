@@ -548,6 +548,7 @@ grpc::Status BasinService::GetServerInfo(grpc::ServerContext* ctx,
     const bool cuda = cuda_available(&why);
     resp->set_cuda_available(cuda);
     if (!cuda) resp->set_cuda_unavailable_reason(why);
+    for (const std::string& op : op_names()) resp->add_supported_ops(op);
     return grpc::Status::OK;
   });
 }

@@ -50,7 +50,7 @@ std::string read_text_file(const std::string& path, const std::string& what) {
 
 std::string usage() {
   return R"(usage: basin analyze (--local | --server HOST:PORT) --model spec.json|model.onnx
-                     [--params p.npy] --inputs X.npy [--targets Y.npy]
+                     [--params p.npy] --inputs X.npy [--targets Y.npy]     (X: (n, ...))
                      [--loss mse|cross_entropy|none] [--reduction mean|sum]
                      [--want jacobian,ggn,hessian,per_parameter] [--method auto|gram|normal|svd]
                      [--dtype float64|float32] [--device auto|cpu|cuda]
@@ -160,7 +160,8 @@ AnalyzeOptions parse_analyze_args(const std::vector<std::string>& args, bool all
   if (!o.local && o.server.empty())
     invalid_argument("analyze: say where to run it: --local (in this process) or --server HOST:PORT");
   if (o.model_path.empty()) invalid_argument("--model: missing; expected a JSON model spec or an .onnx file");
-  if (o.inputs_path.empty()) invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim)");
+  if (o.inputs_path.empty())
+    invalid_argument("--inputs: missing; expected an .npy array of shape (n, input_dim), or (n, ...) of the ONNX model's input shape");
   if (!o.save_jacobian.empty()) o.request.return_jacobian = true;
   // `basin submit` (allow_unknown) queues a job: its files are written later, by
   // `basin result ID --save-dir DIR`.
@@ -200,14 +201,17 @@ std::string per_example_dims(const Shape& s) {
 void load_request_files(AnalyzeOptions& o) {
   AnalysisRequest& r = o.request;
   std::vector<double> onnx_params;
-  // The inputs first: their per-example shape resolves an ONNX model's dynamic dimensions.
+  // The inputs first: their per-example shape (X.shape[1:]) resolves an ONNX graph's dynamic
+  // dimensions.
   const NpyArray x = read_npy(o.inputs_path, "--inputs");
   // Integer inputs are token ids, for an ONNX model whose input is INT32/INT64 (checked below).
   if (!x.is_float() && !ends_with(o.model_path, ".onnx"))
     invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
-  if (!o.constants.empty() && !ends_with(o.model_path, ".onnx"))
+  o.inputs_shape = x.shape;
+  o.onnx = ends_with(o.model_path, ".onnx");
+  if (!o.constants.empty() && !o.onnx)
     invalid_argument("--constants: only with an .onnx --model (a JSON spec's parameters are its dense layers)");
-  if (ends_with(o.model_path, ".onnx")) {
+  if (o.onnx) {
 #ifdef BASIN_HAVE_ONNX  // ONNX-HOOK
     ImportBounds bounds;  // the same node bound as basind's (4 x max_layers)
     bounds.max_nodes = 4 * std::min<int64_t>(r.limits.max_layers, INT64_MAX / 4);
@@ -265,13 +269,14 @@ void load_request_files(AnalyzeOptions& o) {
                      " parameters (PyTorch parameters_to_vector order)");
   }
 
-  // (n, d), or for a graph (n, per-example shape...) as its input declares.
-  const bool as_graph = r.graph && x.shape.size() >= 2 &&
-                        std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == r.graph->input_shape();
-  if (!as_graph && (x.shape.size() != 2 || x.shape[1] != d))
+  // (n, d), or (n, ...) of d values per example taken row-major (nn.Flatten's order): a chain
+  // takes (n, 3, 2, 2) for input_dim 12; a graph its per-example shape, or the same values flat.
+  int64_t per_example = 1;
+  for (size_t i = 1; i < x.shape.size(); ++i) per_example *= x.shape[i];
+  if (x.shape.size() < 2 || per_example != d)
     invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
                      ")" + (r.graph ? " or (n, " + per_example_dims(r.graph->input_shape()) + ")" : std::string()) +
-                     " to match the model's input_dim");
+                     " to match the model's input (" + std::to_string(d) + " values per example)");
   const bool token_model = r.graph && r.graph->input() >= 0 && r.graph->value(r.graph->input()).integer;
   if (token_model && x.is_float())
     invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) +

@@ -26,6 +26,10 @@ struct AnalyzeOptions {
   // holds the first). Empty for a single parameter vector.
   std::vector<std::vector<double>> checkpoints;
   std::vector<std::string> rest;  // flags this parser does not know (for the remote commands)
+  // --inputs' shape [n, ...]: the per-example shape is what follows n (an ONNX model's input
+  // shape; a chain's inputs are flattened per example to input_dim).
+  std::vector<int64_t> inputs_shape;
+  bool onnx = false;        // --model is an .onnx file (--server uploads it as a blob)
 };
 
 // Parses flags (argv after "analyze"). Throws basin::Error(kInvalidArgument) naming the flag.

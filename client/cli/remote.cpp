@@ -205,6 +205,32 @@ void download_vectors(v1::Basin::Stub& stub, const Connection& c, AnalysisResult
   }
 }
 
+// An .onnx --model goes as the file itself (uploaded once, content-addressed), which the server
+// imports as --local does: the layer list cannot carry a graph. The inputs keep their shape
+// (n, ...); the params are sent only when --params was given (else the file's initialisers).
+void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const AnalyzeOptions& o, v1::AnalyzeRequest* req) {
+  if (!o.onnx) return;
+  const std::string bytes = read_text("--model", o.model_path);
+  constexpr size_t kChunk = 4u << 20;
+  auto ctx = make_context(c);
+  v1::UploadBlobResponse up;
+  auto writer = stub.UploadBlob(ctx.get(), &up);
+  size_t off = 0;
+  do {  // at least one message, also for an empty file (the server names what is wrong with it)
+    v1::UploadBlobRequest chunk;
+    chunk.set_chunk(bytes.substr(off, kChunk));
+    if (!writer->Write(chunk)) break;
+    off += kChunk;
+  } while (off < bytes.size());
+  writer->WritesDone();
+  GRPC_CHECK(writer->Finish(), "UploadBlob");
+  req->set_onnx_blob_id(up.blob_id());  // the oneof: the layer list goes
+  req->clear_param_names();
+  v1::Tensor* x = req->mutable_inputs()->mutable_tensor();
+  x->clear_shape();
+  for (int64_t d : o.inputs_shape) x->add_shape(d);
+  if (o.params_path.empty()) req->clear_params();
+}
 
 int cmd_submit(const Connection& c, std::vector<std::string> args) {
   // The analyze flag parser needs to know where to run; the connection says it.
@@ -225,6 +251,7 @@ int cmd_submit(const Connection& c, std::vector<std::string> args) {
   req.set_priority(priority);
   v1::SubmitJobResponse resp;
   auto stub = v1::Basin::NewStub(open_channel(c));
+  attach_onnx_model(*stub, c, o, req.mutable_request());
   auto ctx = make_context(c);
   GRPC_CHECK(stub->SubmitJob(ctx.get(), req, &resp), "SubmitJob");
   if (o.json) {
@@ -466,6 +493,7 @@ int remote_analyze(AnalyzeOptions& o) {
   wire::request_to_proto(o.request, &req, o.checkpoints);
   v1::AnalyzeResponse resp;
   auto stub = v1::Basin::NewStub(open_channel(c));
+  attach_onnx_model(*stub, c, o, &req);
   auto ctx = make_context(c);
   GRPC_CHECK(stub->Analyze(ctx.get(), req, &resp), "Analyze");
   const size_t expected = std::max<size_t>(1, o.checkpoints.size());

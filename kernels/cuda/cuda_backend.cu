@@ -11,7 +11,9 @@
 //     its upper triangle: CUBLAS_FILL_MODE_UPPER everywhere, with SYRK's trans flag flipped
 //     (row-major A·Aᵀ of A [n×k] is column-major XᵀX of X = Aᵀ [k×n]).
 //
-// Everything is enqueued on the context's one stream. Only the calls that hand results to the
+// Everything is enqueued on the one stream this backend leases from its device's context
+// (device_context.hpp: one context per GPU, shared by every job; a stream and handles per
+// concurrent job). Only the calls that hand results to the
 // host (download, the solvers) and upload (whose host source may be freed on return)
 // synchronise; kernel faults therefore surface at the next of those, named by that call.
 #include <cuda_runtime.h>
@@ -33,25 +35,28 @@
 #include "check.hpp"
 #include "device_context.hpp"
 #include "elementwise.hpp"
+#include "launch.cuh"
 #include "ops/cuda_op_kernels.hpp"
+
+// cusolverDnXsyevBatched arrived in cuSOLVER 11.7.1 (CUDA 12.6 Update 2); older headers do not
+// declare it, so its call is compiled only where it exists (the guard below is a compile-time
+// one: an older toolkit builds this file and solves large batches one syevd call per matrix).
+// -DBASIN_ASSUME_OLD_CUSOLVER=1 compiles the old-toolkit branch with a new toolkit, to check that
+// it builds (kernels/cuda/CMakeLists.txt, basin_cuda_old_cusolver_check).
+#if defined(CUSOLVER_VERSION)
+#define BASIN_CUSOLVER_VERSION_SEEN CUSOLVER_VERSION
+#else
+#define BASIN_CUSOLVER_VERSION_SEEN 0
+#endif
+#if BASIN_CUSOLVER_VERSION_SEEN >= 11701 && !defined(BASIN_ASSUME_OLD_CUSOLVER)
+#define BASIN_HAVE_XSYEV_BATCHED 1
+#else
+#define BASIN_HAVE_XSYEV_BATCHED 0
+#endif
 
 namespace basin {
 namespace cuda {
 namespace kernels {
-
-constexpr int kThreadsPerBlock = 256;
-// Grid-stride loops: a grid of at most this many blocks covers any size (2^16·256 = 16.7M
-// threads, far more than an H100 keeps resident), so no launch exceeds the grid limits.
-constexpr int64_t kMaxBlocks = int64_t(1) << 16;
-
-inline unsigned blocks_for(int64_t count) {
-  return static_cast<unsigned>(std::min<int64_t>((count + kThreadsPerBlock - 1) / kThreadsPerBlock, kMaxBlocks));
-}
-
-// idx runs over [0, count) across the whole grid; consecutive threads get consecutive indices.
-#define BASIN_FOR_EACH_INDEX(idx, count)                                                  \
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < (count); \
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 template <class T>
 __global__ void fill(int64_t count, T value, T* dst) {
@@ -137,20 +142,7 @@ __global__ void qr_r_row_major(int64_t count, int64_t m, int64_t n, const T* qr,
   BASIN_FOR_EACH_INDEX(idx, count) qr_r_row_major_element(idx, m, n, qr, a);
 }
 
-#undef BASIN_FOR_EACH_INDEX
-
 }  // namespace kernels
-
-// Launches `kernel` over `count` indices on `stream` and checks the launch.
-#define BASIN_LAUNCH(kernel, count, stream, ...)                                                 \
-  do {                                                                                           \
-    const int64_t basin_count_ = (count);                                                        \
-    if (basin_count_ > 0) {                                                                      \
-      kernel<<<kernels::blocks_for(basin_count_), kernels::kThreadsPerBlock, 0, (stream)>>>(     \
-          basin_count_, __VA_ARGS__);                                                            \
-      BASIN_CUDA_CHECK_LAUNCH();                                                                 \
-    }                                                                                            \
-  } while (0)
 
 // ---- typed wrappers: one algorithm, float and double (RAFT's shape) ----
 namespace {
@@ -199,7 +191,7 @@ std::string human_bytes(double b) {
 // stream order when it goes out of scope.
 class Scratch {
  public:
-  Scratch(const DeviceContext& ctx, size_t bytes) : ctx_(ctx), bytes_(bytes), ptr_(ctx.allocate_bytes(bytes)) {}
+  Scratch(const StreamContext& ctx, size_t bytes) : ctx_(ctx), bytes_(bytes), ptr_(ctx.allocate_bytes(bytes)) {}
   ~Scratch() { ctx_.free_bytes(ptr_); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -208,7 +200,7 @@ class Scratch {
   size_t bytes() const { return bytes_; }
 
  private:
-  const DeviceContext& ctx_;
+  const StreamContext& ctx_;
   size_t bytes_;
   void* ptr_;
 };
@@ -255,7 +247,7 @@ class SyevjParams {
 template <class T>
 class CudaBackend final : public Backend<T> {
  public:
-  explicit CudaBackend(int device) : ctx_(device), op_kernels_(ctx_) {}
+  explicit CudaBackend(int device) : ctx_(DeviceContext::get(device)), op_kernels_(ctx_) {}
   OpKernels<T>& op_kernels() override { return op_kernels_; }
 
   BackendInfo info() const override {
@@ -433,16 +425,20 @@ class CudaBackend final : public Backend<T> {
   bool has_batched_solver() const override { return true; }
   std::vector<T> symmetric_eigenvalues_batched(int64_t batch, int64_t n, T* a) override {
     if (batch == 1) return symmetric_eigenvalues(n, a);
+    const bool jacobi = n <= kSyevjBatchedMaxDim && batch <= std::numeric_limits<int>::max();
+#if !BASIN_HAVE_XSYEV_BATCHED
+    // No cusolverDnXsyevBatched in this cuSOLVER: one syevd call per matrix (same results).
+    if (!jacobi) return Backend<T>::symmetric_eigenvalues_batched(batch, n, a);
+#endif
     std::vector<T> w(static_cast<size_t>(batch * n));
     if (w.empty()) return w;
     ctx_.activate();
     require_finite(a, batch * n * n, "matrices handed to the batched eigen-solver");
-    constexpr cudaDataType dt = data_type<T>();
     const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;  // row-major lower = column-major upper
     Scratch w_dev(ctx_, w.size() * sizeof(T));
     Scratch info_dev(ctx_, static_cast<size_t>(batch) * sizeof(int));
     const char* solver = nullptr;
-    if (n <= kSyevjBatchedMaxDim && batch <= std::numeric_limits<int>::max()) {
+    if (jacobi) {
       solver = "syevjBatched";
       SyevjParams params;
       int lwork = 0;
@@ -455,12 +451,8 @@ class CudaBackend final : public Backend<T> {
                                          params.get(), static_cast<int>(batch)));
       check_batch_info(info_dev, solver, batch, n);
     } else {
-#if CUSOLVER_VERSION < 11701
-      // cusolverDnXsyevBatched arrived in cuSOLVER 11.7.1 (CUDA 12.6 Update 2): older
-      // toolkits solve the matrices one syevd call each. The call below is compiled out there,
-      // since their headers do not declare it.
-      return Backend<T>::symmetric_eigenvalues_batched(batch, n, a);
-#else
+#if BASIN_HAVE_XSYEV_BATCHED
+      constexpr cudaDataType dt = data_type<T>();
       solver = "cusolverDnXsyevBatched";
       size_t device_bytes = 0, host_bytes = 0;
       BASIN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(ctx_.cusolver(), ctx_.cusolver_params(),
@@ -473,6 +465,13 @@ class CudaBackend final : public Backend<T> {
                                                   device_bytes, host_work.empty() ? nullptr : host_work.data(),
                                                   host_bytes, info_dev.as<int>(), batch));
       check_batch_info(info_dev, solver, batch, n);
+#else
+      // Unreachable (handled above before any allocation); kept so that a change to the
+      // dispatch cannot silently skip the solve on an old cuSOLVER.
+      throw Error(ErrorCode::kInternal, "symmetric_eigenvalues_batched: cusolverDnXsyevBatched (n = " +
+                                            std::to_string(n) + " > 32) is not available in cuSOLVER " +
+                                            std::to_string(BASIN_CUSOLVER_VERSION_SEEN) +
+                                            "; it needs cuSOLVER 11.7.1 (CUDA 12.6 Update 2)");
 #endif
     }
     BASIN_CUDA_CHECK(cudaMemcpyAsync(w.data(), w_dev.as<T>(), w.size() * sizeof(T), cudaMemcpyDeviceToHost,
@@ -711,11 +710,11 @@ class CudaBackend final : public Backend<T> {
                     (info > 0 ? " (did not converge; non-finite values in the matrix?)" : " (illegal argument)"));
   }
 
-  DeviceContext ctx_;
+  // This job's stream and handles, leased from the device's long-lived context
+  // (device_context.hpp) and returned when the backend goes.
+  StreamContext ctx_;
   CudaOpKernels<T> op_kernels_;  // after ctx_: they launch on its stream
 };
-
-#undef BASIN_LAUNCH
 
 // The module's entry points (exported with C linkage by cuda_module.cpp and loaded lazily by
 // kernels/src/cuda_loader.cpp, so CPU-only runs never load the CUDA libraries).

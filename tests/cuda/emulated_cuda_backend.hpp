@@ -1,7 +1,8 @@
 // A host emulation of the CUDA backend: every primitive does what kernels/cuda/cuda_backend.cu
 // does, with the device replaced by the host --
 //   * each kernel → a loop over its element body (kernels/cuda/elementwise.hpp), indices in a
-//     shuffled order (threads have no order);
+//     shuffled order (threads have no order); the op kernels likewise over
+//     kernels/src/ops/kernels/ with the device launches' plans (emulated_op_kernels.hpp);
 //   * each cuBLAS call → a naive column-major BLAS fed the arguments of blas_mapping.hpp;
 //   * cuSOLVER → LAPACK through the CPU backend, behind the CUDA backend's gesvd orientation and
 //     transpose logic (geqrf: LAPACKE on the host directly, with the same transpose and R
@@ -33,19 +34,11 @@
 #include "blas_mapping.hpp"
 #include "column_major_reference.hpp"
 #include "elementwise.hpp"
-#include "../../kernels/cpu/ops/cpu_op_kernels.hpp"
+#include "emulated_op_kernels.hpp"
+#include "shuffled_index.hpp"
 
 namespace basin {
 namespace test {
-
-template <class Body>
-void for_each_index(int64_t count, Body body) {
-  static std::mt19937_64 rng(777);
-  std::vector<int64_t> order(static_cast<size_t>(std::max<int64_t>(count, 0)));
-  std::iota(order.begin(), order.end(), int64_t(0));
-  std::shuffle(order.begin(), order.end(), rng);  // threads run in no particular order
-  for (int64_t idx : order) body(idx);
-}
 
 // Device-memory accounting of all emulated backends. With BASIN_EMULATED_FREE_BYTES set, the
 // emulated device has that much memory: info() reports it free, and allocations beyond it fail
@@ -68,9 +61,8 @@ struct EmulatedMemory {
 template <class T>
 class EmulatedCudaBackend final : public Backend<T> {
  public:
-  // STUB: the CPU's loops (host memory is the emulated device's); to become shuffled-order loops
-  // over the same element bodies, as for the primitives.
-  OpKernels<T>& op_kernels() override { return cpu_op_kernels<T>(); }
+  // The CUDA op kernels' launch plans and element bodies, in shuffled order (emulated_op_kernels.hpp).
+  OpKernels<T>& op_kernels() override { return op_kernels_; }
   BackendInfo info() const override {
     BackendInfo i;
     i.name = "cuda";  // stands in for the CUDA backend wherever "cuda" is expected
@@ -297,6 +289,7 @@ class EmulatedCudaBackend final : public Backend<T> {
     return LAPACKE_sgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau);
   }
   std::unique_ptr<Backend<T>> lapack_ = make_cpu_backend<T>();
+  EmulatedOpKernels<T> op_kernels_;
   int live_ = 0;
 };
 

@@ -12,13 +12,14 @@
 #       cmake -S . -B build-cuda -DCMAKE_CUDA_ARCHITECTURES=90 -DBASIN_WITH_GRPC=OFF -DBASIN_WITH_ONNX=OFF
 #       cmake --build build-cuda -j2 && tests/cuda/gpu_check.sh --bundle build-cuda build-cuda-carry
 #     (--bundle copies the test binaries, the CLI and the non-CUDA shared libraries `ldd` lists,
-#     ~55 MB), then on the GPU machine, with carry=["build-cuda-carry"]:
+#     those gzipped: ~30 MB), then on the GPU machine, with carry=["build-cuda-carry"]:
 #       SKIP_BUILD=1 tests/cuda/gpu_check.sh
 #     Without SKIP_BUILD the script tries step 1 first and falls back to the carried binaries
 #     (run directly, not through ctest: ctest files hold this machine's absolute paths).
 #
-# Steps: environment → build → CUDA tests (parity must RUN, not skip) → compute-sanitizer memcheck
-# on a small parity case → `basin analyze --local` with --device cuda vs cpu on examples/data.
+# Steps: environment → build → CUDA tests (parity must RUN, not skip) → the op kernels and graph
+# requests case by case → compute-sanitizer memcheck on small parity cases (op kernels included)
+# → `basin analyze --local` with --device cuda vs cpu on examples/data.
 # Then, unless BENCH=0: bench/bench_gpu.py (Basin --device cuda vs PyTorch, JAX if present; ~5 min).
 # Exit status: the number of failed steps (0 = all good). Env: PREBUILT=dir (default build-cuda-carry),
 # FRESH=dir (default build-gpu), SKIP_BUILD=1 (use PREBUILT directly), JOBS (default nproc), BENCH.
@@ -36,13 +37,16 @@ if [[ "${1:-}" == "--bundle" ]]; then
     [[ -e "$SRC/$rel" ]] || { echo "missing $SRC/$rel: build first"; exit 1; }
     cp "$SRC/$rel" "$DST/$rel"
     ldd "$SRC/$rel" | awk '/=> \//{print $3}' |
-      grep -v -E '/usr/local/cuda|/libc\.so|/libm\.so|ld-linux|/libdl\.so|/libpthread\.so|/librt\.so' |
+      grep -v -E '/usr/local/cuda|/libc\.so|/libm\.so|ld-linux|/libdl\.so|/libpthread\.so|/librt\.so|/libbasin_cuda\.so' |
       while read -r lib; do cp -L -n "$lib" "$DST/bundled-libs/"; done
   done
   # The C++ runtime goes aside: this one needs this machine's glibc (2.36); the GPU host's own
   # libstdc++ is tried first and this one only if the binaries do not start with it.
   mkdir -p "$DST/bundled-libs/cxx"
   mv "$DST"/bundled-libs/libstdc++.so.* "$DST"/bundled-libs/libgcc_s.so.* "$DST/bundled-libs/cxx/" 2>/dev/null
+  # Compressed (OpenBLAS alone is 36 MB): the carry limit is 64 MiB with the working tree. The
+  # GPU run unpacks it into a temporary folder (LIBDIR below).
+  tar -czf "$DST/bundled-libs.tar.gz" -C "$DST" bundled-libs && rm -rf "$DST/bundled-libs"
   du -sh "$DST"
   echo "carry [\"$DST\"] and run: PREBUILT=$DST SKIP_BUILD=1 tests/cuda/gpu_check.sh"
   exit 0
@@ -80,10 +84,18 @@ fi
 if [[ -z "$MODE" ]]; then
   if [[ -x "$PREBUILT/tests/cuda/basin_gpu_parity_tests" ]]; then
     MODE=prebuilt; BIN=$PREBUILT
-    export LD_LIBRARY_PATH="$ROOT/$PREBUILT/bundled-libs:${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64"
+    # The bundled libraries: a folder (older bundles) or the tarball --bundle writes.
+    LIBDIR=$ROOT/$PREBUILT/bundled-libs
+    if [[ ! -d $LIBDIR && -f $PREBUILT/bundled-libs.tar.gz ]]; then
+      UNPACK=$(mktemp -d "${TMPDIR:-/tmp}/basin_carry.XXXXXX")
+      tar -xzf "$PREBUILT/bundled-libs.tar.gz" -C "$UNPACK" || fail "unpacking $PREBUILT/bundled-libs.tar.gz"
+      LIBDIR=$UNPACK/bundled-libs
+      trap 'rm -rf "$UNPACK"' EXIT
+    fi
+    export LD_LIBRARY_PATH="$LIBDIR:${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/cuda/lib64"
     if ! "$PREBUILT/tests/cuda/basin_cuda_elementwise_tests" --gtest_list_tests > /dev/null 2>&1; then
-      echo "binaries do not start with the host's C++ runtime; adding $PREBUILT/bundled-libs/cxx"
-      export LD_LIBRARY_PATH="$ROOT/$PREBUILT/bundled-libs/cxx:$LD_LIBRARY_PATH"
+      echo "binaries do not start with the host's C++ runtime; adding $LIBDIR/cxx"
+      export LD_LIBRARY_PATH="$LIBDIR/cxx:$LD_LIBRARY_PATH"
     fi
     echo "using prebuilt binaries in $PREBUILT (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
     ldd "$PREBUILT/tests/cuda/basin_gpu_parity_tests" | grep -E "not found|cuda|blas|stdc" || true
@@ -115,6 +127,22 @@ fi
 # The device line, the totals, and each failure with its message (full log: $LOG).
 grep -E "^\[ device|tests? ran|PASSED|FAILED  \]" "$LOG" | sort | uniq -c | sort -rn | head -30
 grep -B2 -A6 "Failure$" "$LOG" | head -80
+# The op kernels (kernels/cuda/ops/*.cu) and the graph engine on the device, printed case by case
+# (worst |cpu − cuda| / scale of every comparison): they must RUN here, not skip.
+step "op kernels and graph requests: CUDA vs CPU, case by case"
+OPLOG=$LOGS/op_kernel_parity.log
+BASIN_PARITY_VERBOSE=1 "$PARITY" --gtest_filter='CudaPrimitives/*.OpKernel*:GpuParityGraph.*:GpuParityDeviceContext.*' \
+  > "$OPLOG" 2>&1 || fail "op kernel / graph parity (log: $OPLOG)"
+if grep -q "SKIPPED \]" "$OPLOG"; then fail "op kernel parity SKIPPED on a GPU machine"; fi
+if ! grep -q "OpKernelIm2colCol2im" "$OPLOG"; then fail "op kernel parity cases missing from $PARITY (stale binary?)"; fi
+# The worst case of each kernel family and the totals.
+for family in strided_copy binary reduce_sum reduce_max im2col col2im max_pool_forward max_pool_apply \
+              max_pool_transpose avg_pool avg_pool_transpose "graph "; do
+  grep -F "$family" "$OPLOG" | grep "max |cpu-cuda|" | sort -t= -k2 -g | tail -1
+done
+grep -E "tests? ran|PASSED|FAILED  \]" "$OPLOG" | sort | uniq -c
+grep -B2 -A6 "Failure$" "$OPLOG" | head -40
+
 if [[ $MODE == fresh ]]; then
   step "all other ctest tests (python reference excluded)"
   ctest --test-dir "$FRESH" -E "cuda|python" --output-on-failure > "$LOGS/ctest_other.log" 2>&1 || fail "ctest (engine)"
@@ -127,6 +155,7 @@ FILTER='CudaPrimitives/1.ElementwiseOperations:CudaPrimitives/1.SingularValuesBo
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_mse_gram_f64:Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f64_tall'
 FILTER+=':Analyze/GpuParity.MatchesCpu/tanh_small_ce_svd_f32:GpuParityJacobian.*'
 FILTER+=':CudaPrimitives/1.BatchedSymmetricEigenvaluesMatchOneAtATime:GpuParityBatch.*'
+FILTER+=':CudaPrimitives/1.OpKernel*:GpuParityDeviceContext.*'   # op kernels (indexing), shared context
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --error-exitcode 99 "$PARITY" --gtest_filter="$FILTER" > "$LOGS/memcheck.log" 2>&1 ||
     fail "compute-sanitizer memcheck (log: $LOGS/memcheck.log)"
@@ -233,7 +262,7 @@ if [[ "${BENCH:-1}" == 1 ]]; then
   step "benchmark: bench/bench_gpu.py --markdown (BENCH=0 skips it)"
   # The peers run in this host's python3 (PyTorch 2.x) without the carried libraries: those are for
   # basin only, which bench_gpu.py runs with BASIN_LD_LIBRARY_PATH as its LD_LIBRARY_PATH.
-  PY_LD=$(tr ':' '\n' <<< "${LD_LIBRARY_PATH:-}" | grep -v -F "$ROOT/$PREBUILT/bundled-libs" | grep . | paste -sd: -)
+  PY_LD=$(tr ':' '\n' <<< "${LD_LIBRARY_PATH:-}" | grep -v -F "${LIBDIR:-$ROOT/$PREBUILT/bundled-libs}" | grep . | paste -sd: -)
   BASIN_LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}" LD_LIBRARY_PATH="$PY_LD" \
     python3 bench/bench_gpu.py --basin "$CLI" --markdown 2>&1 | tee "$LOGS/bench_gpu.log"
   [[ ${PIPESTATUS[0]} == 0 ]] || fail "bench_gpu.py (log: $LOGS/bench_gpu.log)"

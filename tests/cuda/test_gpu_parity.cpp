@@ -24,12 +24,17 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "basin/analysis.hpp"
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
 #include "basin/model.hpp"
+#include "basin/op_kernels.hpp"
+#include "op_kernel_cases.hpp"
+#include "residual_cnn_graph.hpp"
 
 namespace basin {
 namespace {
@@ -482,6 +487,188 @@ TYPED_TEST(CudaPrimitives, NonFiniteInputToTheSolversIsTheSameErrorOnBoth) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Op kernels (basin/op_kernels.hpp): kernels/cuda/ops/*.cu against kernels/cpu/ops/*.cpp on the
+// cases of op_kernel_cases.hpp (permuted, padded, offset and broadcast maps; window geometries
+// with strides, pads, dilations, 1-D and 2-D), every (alpha, beta) kind.
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+OpKernels<T>& kernels_of(Backend<T>& be) {
+  return be.op_kernels();
+}
+
+const std::pair<double, double> kOpScales[] = {{1.0, 0.0}, {-2.0, 0.0}, {1.0, 1.0}, {0.5, -1.5}};
+
+TYPED_TEST(CudaPrimitives, OpKernelStridedCopy) {
+  using T = TypeParam;
+  for (const test::CopyCase& k : test::strided_copy_cases(31))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.src_size, 70), random_values<T>(k.dst_size, 71)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).strided_copy(k.out, k.in, T(alpha), T(beta), x[0], x[1]);
+                    },
+                    "strided_copy " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelBinary) {
+  using T = TypeParam;
+  for (const test::BinaryCase& k : test::binary_cases(32))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.a_size, 72), random_values<T>(k.b_size, 73), random_values<T>(k.dst_size, 74)},
+                    {2},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).binary(k.kind, k.out, k.a, k.b, T(alpha), T(beta), x[0], x[1], x[2]);
+                    },
+                    "binary " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelReduceSum) {
+  using T = TypeParam;
+  for (const test::ReduceCase& k : test::reduce_sum_cases(33))
+    for (auto [alpha, beta] : kOpScales)
+      this->compare({random_values<T>(k.src_size, 75), random_values<T>(k.dst_size, 76)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& x) {
+                      kernels_of(be).reduce_sum(k.out, k.in, k.reduce_rank, T(alpha), T(beta), x[0], x[1]);
+                    },
+                    "reduce_sum " + k.name + " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta));
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelIm2colCol2im) {
+  using T = TypeParam;
+  for (const test::WindowCase& k : test::window_cases()) {
+    const WindowGeometry& g = k.g;
+    const size_t x_size = static_cast<size_t>(k.batch * g.channels * g.height * g.width);
+    const size_t c_size = static_cast<size_t>(k.batch * g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w);
+    // im2col overwrites cols (prefilled with garbage); col2im accumulates into x.
+    this->compare({random_values<T>(x_size, 77), random_values<T>(c_size, 78)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { kernels_of(be).im2col(g, k.batch, x[0], x[1]); },
+                  "im2col " + k.name);
+    this->compare({random_values<T>(c_size, 79), random_values<T>(x_size, 80)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) { kernels_of(be).col2im(g, k.batch, x[0], x[1]); },
+                  "col2im " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelReduceMax) {
+  using T = TypeParam;
+  for (const test::ReduceCase& k : test::reduce_sum_cases(34)) {
+    std::vector<T> src = random_values<T>(k.src_size, 81);
+    for (T& v : src) v = std::round(v * T(4)) / T(4);  // ties
+    this->compare({src, random_values<T>(k.dst_size, 82)}, {1},
+                  [&](Backend<T>& be, std::vector<T*>& x) {
+                    kernels_of(be).reduce_max(k.out, k.in, k.reduce_rank, x[0], x[1]);
+                  },
+                  "reduce_max " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelMaxPool) {
+  using T = TypeParam;
+  for (const test::PoolCase& k : test::max_pool_cases()) {
+    const WindowGeometry& g = k.g;
+    const int64_t E = k.examples, R = k.rows_per_example, C = g.channels, P = g.out_h * g.out_w;
+    const size_t x_size = static_cast<size_t>(E * C * g.height * g.width), y_size = static_cast<size_t>(E * C * P);
+    std::vector<T> x = random_values<T>(x_size, 83);
+    for (T& v : x) v = std::round(v * T(3)) / T(3);  // ties: the first maximum wins on both
+    // Forward: y and the arg-max (both outputs compared).
+    this->compare({x, random_values<T>(y_size, 84), random_values<T>(y_size, 85)}, {1, 2},
+                  [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).max_pool_forward(g, E, a[0], a[1], a[2]); },
+                  "max_pool_forward " + k.name);
+    // apply / transpose with the CPU's arg-max (the same on both backends, as checked above).
+    std::vector<T> y(y_size), argmax(y_size);
+    kernels_of(*this->cpu).max_pool_forward(g, E, x.data(), y.data(), argmax.data());
+    const size_t xr_size = static_cast<size_t>(E * R * C * g.height * g.width);
+    const size_t yr_size = static_cast<size_t>(E * R * C * P);
+    this->compare({argmax, random_values<T>(xr_size, 86), random_values<T>(yr_size, 87)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).max_pool_apply(g, E, R, a[0], a[1], a[2]); },
+                  "max_pool_apply " + k.name);
+    this->compare({argmax, random_values<T>(yr_size, 88), random_values<T>(xr_size, 89)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& a) {
+                    kernels_of(be).max_pool_transpose(g, E, R, a[0], a[1], a[2]);
+                  },
+                  "max_pool_transpose " + k.name);
+  }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelAvgPool) {
+  using T = TypeParam;
+  for (const test::PoolCase& base : test::pool_cases())
+    for (bool include_pad : {false, true}) {
+      WindowGeometry g = base.g;
+      g.count_include_pad = include_pad;
+      const int64_t B = base.examples * base.rows_per_example;
+      const size_t x_size = static_cast<size_t>(B * g.channels * g.height * g.width);
+      const size_t y_size = static_cast<size_t>(B * g.channels * g.out_h * g.out_w);
+      const std::string what = base.name + (include_pad ? " count_include_pad" : "");
+      this->compare({random_values<T>(x_size, 90), random_values<T>(y_size, 91)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).avg_pool(g, B, a[0], a[1]); },
+                    "avg_pool " + what);
+      this->compare({random_values<T>(y_size, 92), random_values<T>(x_size, 93)}, {1},
+                    [&](Backend<T>& be, std::vector<T*>& a) { kernels_of(be).avg_pool_transpose(g, B, a[0], a[1]); },
+                    "avg_pool_transpose " + what);
+    }
+}
+
+TYPED_TEST(CudaPrimitives, OpKernelBadLaunchIsTheSameErrorKindOnBoth) {
+  using T = TypeParam;
+  size_t n = 0;
+  const StridedMap a = test::strided_view({2, 3}, {0, 1}, {false, false}, 0, 0, &n);
+  const StridedMap b = test::strided_view({3, 2}, {0, 1}, {false, false}, 0, 0, &n);
+  Backend<T>* backends[2] = {this->cpu.get(), this->gpu.get()};
+  for (int i = 0; i < 2; ++i) {
+    Buffer<T> buf(*backends[i], 16);
+    try {
+      kernels_of(*backends[i]).strided_copy(a, b, T(1), T(0), buf.get(), buf.get());
+      ADD_FAILURE() << (i == 0 ? "cpu" : "cuda") << " accepted maps of different dims";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInternal) << e.what();
+    }
+  }
+}
+
+// One device context per GPU, shared by concurrent jobs (kernels/cuda/device_context.hpp): jobs
+// on several threads at once, each with its own backend (its own leased stream and handles),
+// get the CPU's results; and backends made one after another keep working (a stream returned
+// by one job is reused by the next).
+TEST(GpuParityDeviceContext, ConcurrentBackendsOnOneDeviceMatchCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  constexpr int kJobs = 4;
+  const int64_t m = 96, n = 80, k = 64;
+  const std::vector<double> a = random_values<double>(m * k, 90), b = random_values<double>(k * n, 91);
+  std::vector<double> expected(m * n);
+  {
+    auto cpu = make_cpu_backend<double>();
+    cpu->gemm(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, expected.data(), n);
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::vector<double>> results(kJobs);
+    std::vector<std::string> errors(kJobs);
+    std::vector<std::thread> threads;
+    for (int j = 0; j < kJobs; ++j)
+      threads.emplace_back([&, j] {
+        try {
+          auto gpu = make_cuda_backend<double>(0);
+          Buffer<double> da(*gpu, a.size()), db(*gpu, b.size()), dc(*gpu, expected.size());
+          gpu->upload(da.get(), a.data(), a.size());
+          gpu->upload(db.get(), b.data(), b.size());
+          for (int rep = 0; rep < 20; ++rep)  // keep the streams busy at the same time
+            gpu->gemm(false, false, m, n, k, 1.0, da.get(), k, db.get(), n, 0.0, dc.get(), n);
+          results[j].resize(expected.size());
+          gpu->download(results[j].data(), dc.get(), expected.size());
+        } catch (const std::exception& e) {
+          errors[j] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int j = 0; j < kJobs; ++j) {
+      ASSERT_TRUE(errors[j].empty()) << "job " << j << ": " << errors[j];
+      expect_close(expected, results[j], 1e-12,
+                   "round " + std::to_string(round) + " job " + std::to_string(j) + " gemm on a shared device");
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Whole requests through basin::analyze.
 // ---------------------------------------------------------------------------------------------
 
@@ -795,6 +982,61 @@ TEST(GpuParityBatch, CheckpointsMatchCpuOneAtATime) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace basin
+
+namespace basin {
+namespace {
+
+// A graph request (conv, pooling, residual add, per-channel scale, transpose, reshape, dense:
+// every op family's CUDA kernels, residual_cnn_graph.hpp) through basin::analyze on both
+// backends: the Gram and SVD routes, the exact Hessian, float64 and float32.
+TEST(GpuParityGraph, ResidualCnnMatchesCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  const std::shared_ptr<const Graph> graph = test::residual_cnn();
+  const int64_t n = 4, N = graph->num_params(), k = graph->output_dim();
+  for (const DType dtype : {DType::kFloat64, DType::kFloat32})
+    for (const Method method : {Method::kGram, Method::kSvd}) {
+      const std::string what = std::string(dtype == DType::kFloat64 ? "f64" : "f32") +
+                               (method == Method::kSvd ? " svd" : " gram");
+      AnalysisRequest r;
+      r.graph = graph;
+      std::mt19937_64 rng(17);
+      std::normal_distribution<double> normal(0.0, 1.0);
+      r.params.resize(static_cast<size_t>(N));
+      for (double& p : r.params) p = 0.5 * normal(rng);
+      r.num_examples = n;
+      r.inputs.resize(static_cast<size_t>(n * 2 * 8 * 8));
+      for (double& x : r.inputs) x = normal(rng);
+      r.loss = Loss::kCrossEntropy;
+      std::uniform_int_distribution<int64_t> label(0, k - 1);
+      r.labels.resize(static_cast<size_t>(n));
+      for (int64_t& l : r.labels) l = label(rng);
+      r.want.jacobian = r.want.ggn = r.want.hessian = true;
+      r.method = method;
+      r.dtype = dtype;
+      r.device = Device::kCpu;
+      const AnalysisResult cpu = analyze(r);
+      r.device = Device::kCuda;
+      const AnalysisResult gpu = analyze(r);
+      const double tol = dtype == DType::kFloat64 ? tolerance<double>() : tolerance<float>();
+      EXPECT_EQ(gpu.backend, "cuda") << what;
+      expect_close(cpu.outputs, gpu.outputs, tol, what + " graph outputs");
+      ASSERT_TRUE(cpu.grad_norm && gpu.grad_norm) << what;
+      expect_close({*cpu.grad_norm}, {*gpu.grad_norm}, tol, what + " graph grad_norm");
+      ASSERT_TRUE(cpu.jacobian && gpu.jacobian) << what;
+      if (method == Method::kSvd)
+        expect_close(cpu.jacobian->singular_values, gpu.jacobian->singular_values, tol, what + " graph σ(G)");
+      else
+        expect_close(squared(cpu.jacobian->singular_values), squared(gpu.jacobian->singular_values), tol,
+                     what + " graph σ(G)²");
+      ASSERT_TRUE(cpu.ggn && gpu.ggn) << what;
+      expect_close(cpu.ggn->eigenvalues, gpu.ggn->eigenvalues, tol, what + " graph ggn eigenvalues");
+      ASSERT_TRUE(cpu.hessian && gpu.hessian) << what;
+      expect_close(cpu.hessian->eigenvalues, gpu.hessian->eigenvalues, tol, what + " graph hessian eigenvalues");
+    }
 }
 
 }  // namespace

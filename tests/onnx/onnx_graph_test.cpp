@@ -493,5 +493,42 @@ TEST(OnnxGraph, ShapesThatDoNotFitNameTheNode) {
   EXPECT_IMPORT_ERROR(m.bytes(), ErrorCode::kInvalidArgument, "test.onnx", "'conv_bad'");
 }
 
+TEST(OnnxGraph, PoolingReductionsAndPowers) {
+  REQUIRE_OPS("avg_pool", "max_pool", "reduce_mean", "reduce_sum", "mul", "reshape");
+  ModelBuilder m(13);
+  m.input("x", {kBatch, 2, 6, 6});
+  m.init("w", {2, 1, 3, 3}, ramp(18));
+  onnx::NodeProto* c = m.node("Conv", {"x", "w"}, {"c"}, "dw");  // depthwise, SAME_UPPER
+  onnx_test::set_int(c, "group", 2);
+  onnx_test::set_string(c, "auto_pad", "SAME_UPPER");
+  onnx::NodeProto* ap = m.node("AveragePool", {"c"}, {"a"}, "avg");
+  onnx_test::set_ints(ap, "kernel_shape", {3, 3});
+  onnx_test::set_ints(ap, "strides", {3, 3});
+  onnx_test::set_int(ap, "count_include_pad", 1);
+  m.node("GlobalAveragePool", {"a"}, {"g"}, "gap");  // [b, 2, 1, 1]
+  m.node("Sqrt", {"g"}, {"s"}, "sqrt");
+  m.node("Reciprocal", {"s"}, {"r"}, "recip");
+  m.node("Erf", {"r"}, {"e"}, "erf");
+  m.constant("three", 3.0);
+  m.node("Pow", {"e", "three"}, {"p"}, "cube");
+  m.init_ints("axes", {2}, {2, 3});
+  onnx_test::set_int(m.node("ReduceSum", {"p", "axes"}, {"q"}, "rsum"), "keepdims", 0);  // [b, 2]
+  onnx_test::set_ints(m.node("ReduceMean", {"q"}, {"y"}, "rmean"), "axes", {-1});         // [b, 1]
+  m.output("y", {kBatch, 1});
+  const ImportedModel r = import_onnx(m.bytes(), "t");
+  EXPECT_EQ(attr_int(node_named(r.graph, "dw")->attrs, "group", 0), 2);
+  EXPECT_EQ(attr_ints(node_named(r.graph, "dw")->attrs, "pads"), (std::vector<int64_t>{1, 1, 1, 1}));
+  EXPECT_EQ(shape_of(r, "dw"), (Shape{2, 6, 6}));
+  EXPECT_EQ(node_named(r.graph, "avg")->op, "avg_pool");
+  EXPECT_EQ(attr_int(node_named(r.graph, "avg")->attrs, "count_include_pad", 0), 1);
+  EXPECT_EQ(shape_of(r, "avg"), (Shape{2, 2, 2}));
+  EXPECT_EQ(shape_of(r, "gap"), (Shape{2, 1, 1}));
+  EXPECT_EQ(attr_string(node_named(r.graph, "erf")->attrs, "fn"), "erf");
+  EXPECT_EQ(node_named(r.graph, "cube")->op, "mul");
+  EXPECT_EQ(attr_ints(node_named(r.graph, "rsum")->attrs, "axes"), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(shape_of(r, "rsum"), Shape{2});
+  EXPECT_EQ(shape_of(r, "rmean"), Shape{1});
+}
+
 }  // namespace
 }  // namespace basin

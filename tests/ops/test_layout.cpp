@@ -108,7 +108,7 @@ void check_strided_copy(const StridedMap& o, const StridedMap& i, double alpha, 
   std::vector<double> want = dst, got = dst;
   for (int64_t k = 0; k < o.count(); ++k) kernels::strided_copy_element(k, o, i, alpha, beta, src.data(), want.data());
   std::unique_ptr<Backend<double>> be = make_cpu_backend<double>();
-  const_cast<OpKernels<double>&>(be->op_kernels()).strided_copy(o, i, alpha, beta, src.data(), got.data());
+  be->op_kernels().strided_copy(o, i, alpha, beta, src.data(), got.data());
   for (size_t k = 0; k < got.size(); ++k) {
     if (std::isnan(want[k])) {
       EXPECT_TRUE(std::isnan(got[k])) << k;

@@ -18,6 +18,18 @@ TEST(MatMulOp, DenseLayerWithBias) {
   c.attrs = trans(0, 1);
   c.inputs = {{{4}}, {{3, 4}, false}, {{3}, false}};
   EXPECT_EQ(check_op(c), (Shape{3}));
+  c.R = 5;  // more directions than outputs
+  c.n = 7;
+  check_op(c);
+}
+
+TEST(MatMulOp, VectorTimesUntransposedWeight) {  // x @ W with W [in, out]
+  OpCase c;
+  c.op = "matmul";
+  c.inputs = {{{4}}, {{4, 3}, false}};
+  EXPECT_EQ(check_op(c), (Shape{3}));
+  c.R = 5;
+  check_op(c);
 }
 
 TEST(MatMulOp, SequenceTimesWeight) {

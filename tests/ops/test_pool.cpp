@@ -438,7 +438,7 @@ TEST(PoolKernels, ElementBodiesMatchCpuLoops) {
     bool ceil, include;
   };
   auto be = make_cpu_backend<double>();
-  auto& k = const_cast<OpKernels<double>&>(be->op_kernels());
+  auto& k = be->op_kernels();
   std::mt19937_64 rng(9);
   std::normal_distribution<double> nd;
   for (const Geo& q :

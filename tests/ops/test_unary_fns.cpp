@@ -304,6 +304,9 @@ TEST(UnaryFnOp, RefusesBadParameters) {
   c.attrs["alpha"] = attr_of(2.0);
   c.attrs["beta"] = attr_of(1.0);
   expect_error(c, ErrorCode::kInvalidArgument, {"under_test", "hardtanh", "alpha"});
+  c.attrs["fn"] = attr_of(std::string("elu"));
+  c.attrs["alpha"] = attr_of(std::nan(""));
+  expect_error(c, ErrorCode::kInvalidArgument, {"under_test", "finite"});
   c.attrs["fn"] = attr_of(std::string("cube_root"));
   expect_error(c, ErrorCode::kUnimplemented, {"under_test", "cube_root"});
 }

@@ -136,3 +136,8 @@ class Basin:
 @pytest.fixture
 def basin(basin_bin, tmp_path):
     return Basin(basin_bin, tmp_path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy: a large real model (torchvision resnet18); runs by default, "
+                                       "deselect with -m 'not heavy'")

@@ -376,13 +376,14 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
     }
   }
 
-  // Inputs: [n, input_dim] ([n] accepted when input_dim = 1).
+  // Inputs: [n, input_dim] ([n] accepted when input_dim = 1; [n, ...] of input_dim values per
+  // example, flattened row-major as nn.Flatten does, e.g. images for an ONNX chain).
   {
     NpyArray x = read_source(request.inputs(), "inputs", read_blob);
-    const bool ok = (x.shape.size() == 2 && x.shape[1] == in_dim) ||
-                    (x.shape.size() == 1 && in_dim == 1) ||
-                    (r.graph && x.shape.size() >= 2 &&
-                     std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == r.graph->input_shape());
+    int64_t per_example = 1;
+    for (size_t i = 1; i < x.shape.size(); ++i) per_example *= x.shape[i];
+    const bool ok = (x.shape.size() >= 2 && per_example == in_dim) ||
+                    (x.shape.size() == 1 && in_dim == 1);
     if (!ok || x.shape[0] < 1) {
       invalid_argument("inputs.shape: got " + shape_str(x.shape) + "; expected [n, " +
                        std::to_string(in_dim) + "] with n >= 1 (model input_dim is " +

@@ -1,4 +1,4 @@
-"""Basin: per-example Jacobian, Gauss-Newton and Hessian spectra of MLPs, from Python.
+"""Basin: per-example Jacobian, Gauss-Newton and Hessian spectra of neural networks, from Python.
 
     import basin
     client = basin.Client("localhost:50051")
@@ -52,11 +52,12 @@ from .errors import (  # noqa: E402
     Unauthenticated, DeadlineExceeded, Cancelled, Unknown,
 )
 from .models import Sequential, OnnxModel, from_torch  # noqa: E402
+from .torch_export import TorchModel  # noqa: E402
 from .result import Result, JacobianSpectrum, GgnSpectrum, HessianSpectrum, ParameterSpectrum, RankBound  # noqa: E402
 from .client import Client, Job, TLS  # noqa: E402
 
 __all__ = [
-    "Client", "Job", "TLS", "Sequential", "OnnxModel", "from_torch", "Result",
+    "Client", "Job", "TLS", "Sequential", "OnnxModel", "TorchModel", "from_torch", "Result",
     "JacobianSpectrum", "GgnSpectrum", "HessianSpectrum", "ParameterSpectrum", "RankBound", "BasinError", "InvalidArgument",
     "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
     "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",

@@ -14,6 +14,7 @@ from . import errors
 from .models import _varint as _read_varint
 from .models import Sequential, to_model
 from .result import Result
+from .torch_export import TorchModel
 from .v1 import basin_pb2 as pb2
 from .v1 import basin_pb2_grpc as pb2_grpc
 
@@ -457,7 +458,7 @@ class Client:
     def _build_request(self, model, inputs, targets, loss, reduction, want, method, dtype,
                        device, rtol, atol, return_jacobian, outputs, timeout, used_blobs,
                        vectors=None, vectors_k=0):
-        model = to_model(model)
+        model = to_model(model, inputs)
         req = pb2.AnalyzeRequest()
         loss = "none" if loss is None else loss
         req.loss = _choice(_LOSS, loss, "loss")
@@ -489,9 +490,15 @@ class Client:
             if params is None:
                 raise ValueError("model: a basin.Sequential needs params (a vector [N], or "
                                  "checkpoints [B, N])")
-        else:  # OnnxModel
+        else:  # OnnxModel, or TorchModel (a torch module exported on this client)
             req.onnx_blob_id = self.upload(model.read(), timeout=timeout)
             used_blobs.append(req.onnx_blob_id)
+            if isinstance(model, TorchModel):
+                # θ is exactly these initialisers, in model.parameters() order; the rest are
+                # constants (buffers); param_names are the torch names for per_parameter
+                req.parameter_names.extend(model.parameter_names)
+                req.constant_names.extend(model.constant_names)
+                req.param_names.extend(model.param_names)
         batch = False
         if params is not None:
             if isinstance(params, (list, tuple)):
@@ -515,7 +522,7 @@ class Client:
                 want = ("jacobian",)
             else:
                 want = ["jacobian", "ggn"]
-                n_params = (model.num_params if isinstance(model, Sequential)
+                n_params = (model.num_params if isinstance(model, (Sequential, TorchModel))
                             else model.num_initializer_values())
                 if n_params is not None and n_params <= self._hessian_limit():
                     want.append("hessian")
@@ -561,8 +568,12 @@ class Client:
         """Analyses `model` at its parameters on `inputs` (and `targets`): returns a Result, or
         a list of Results when the model carries several checkpoints.
 
-        model:   basin.Sequential, a torch.nn.Sequential, or a path to an .onnx file
-        inputs:  [n, input_dim];  targets: [n, k] floats (mse) or [n] integer labels
+        model:   basin.Sequential, any torch.nn.Module (a chain of Linear layers and
+                 activations goes as the chain shorthand; anything else is exported to ONNX
+                 here, in eval mode, with θ = parameters_to_vector(model.parameters())),
+                 a basin.TorchModel (basin.from_torch), or a path to an .onnx file
+        inputs:  [n, ...] (the model's per-example input shape; [n, input_dim] for a chain);
+                 targets: [n, k] floats (mse) or [n] integer labels
                  (cross_entropy); None with loss="none"
         loss:    "mse" | "cross_entropy" | "none";  reduction: "mean" | "sum"
         want:    any of ("jacobian", "ggn", "hessian", "per_parameter") (per_parameter fills

@@ -179,8 +179,10 @@ def _pb_fields(buf, number):
 
 
 def _is_torch_module(obj):
-    mod = type(obj).__module__ or ""
-    return mod.startswith("torch.") and hasattr(obj, "parameters") and hasattr(obj, "children")
+    """Whether obj is a torch.nn.Module (any subclass, user-defined too), without importing
+    torch."""
+    return any(c.__name__ == "Module" and (c.__module__ or "").startswith("torch.nn")
+               for c in type(obj).__mro__)
 
 
 def _flatten_sequential(module, nn):
@@ -191,36 +193,28 @@ def _flatten_sequential(module, nn):
             yield child
 
 
-def from_torch(module):
-    """Converts a PyTorch nn.Sequential of Linear and supported activations into a Sequential
-    whose params are parameters_to_vector(module.parameters()) as float64.
-
-    Supported: Linear, Identity, ReLU, LeakyReLU(negative_slope), Tanh, Sigmoid,
-    GELU(approximate='none'), Softplus(beta=1, threshold=20), SiLU, and Flatten as the first
-    module (inputs are then reshaped to [n, in_features]). Anything else is a ValueError naming
-    the module. torch is imported here only, so it is not a dependency of the package.
-    """
-    import torch
-    from torch import nn
-
+def _chain_layers(module, nn):
+    """The layer list of a torch module that is a chain of Linear and supported activations
+    (Identity and Dropout are inference no-ops; Flatten(1, -1) flattens the inputs), with
+    whether inputs are flattened; or (None, why) when it is anything else."""
     if not isinstance(module, nn.Sequential):
-        raise ValueError(f"expected a torch.nn.Sequential, got {type(module).__name__}")
-    children = list(_flatten_sequential(module, nn))
+        return None, f"{type(module).__name__} is not a torch.nn.Sequential"
     layers, input_dim, flatten = [], None, False
-    for i, m in enumerate(children):
-        name = f"module {i} ({m!r})"
+    for i, m in enumerate(_flatten_sequential(module, nn)):
+        name = f"module {i} ({type(m).__name__})"
+        if len(list(m.parameters(recurse=False))) and not isinstance(m, nn.Linear):
+            return None, f"{name} has parameters"
         if isinstance(m, nn.Flatten):
-            if i != 0 or layers:
-                raise ValueError(f"{name}: Flatten is supported only as the first module")
             if m.start_dim != 1 or m.end_dim != -1:
-                raise ValueError(f"{name}: only Flatten(start_dim=1, end_dim=-1) is supported")
-            flatten = True
+                return None, f"{name}: Flatten(start_dim={m.start_dim}, end_dim={m.end_dim})"
+            if input_dim is None:
+                flatten = True
         elif isinstance(m, nn.Linear):
             if input_dim is None:
                 input_dim = m.in_features
             layers.append({"type": "dense", "out": int(m.out_features), "bias": m.bias is not None})
-        elif isinstance(m, nn.Identity):
-            layers.append({"type": "identity"})
+        elif isinstance(m, (nn.Identity, nn.Dropout)):
+            pass  # inference: the identity, on every route
         elif isinstance(m, nn.LeakyReLU):
             layers.append({"type": "leaky_relu", "alpha": float(m.negative_slope)})
         elif isinstance(m, nn.ReLU):
@@ -229,40 +223,65 @@ def from_torch(module):
             layers.append({"type": "tanh"})
         elif isinstance(m, nn.Sigmoid):
             layers.append({"type": "sigmoid"})
-        elif isinstance(m, nn.GELU):
-            approx = getattr(m, "approximate", "none")
-            if approx != "none":
-                raise ValueError(f"{name}: GELU(approximate={approx!r}) is not supported; "
-                                 "only the exact erf form, approximate='none'")
+        elif isinstance(m, nn.GELU) and getattr(m, "approximate", "none") == "none":
             layers.append({"type": "gelu"})
-        elif isinstance(m, nn.Softplus):
-            if m.beta != 1 or m.threshold != 20:
-                raise ValueError(f"{name}: only Softplus(beta=1, threshold=20) is supported")
+        elif isinstance(m, nn.Softplus) and m.beta == 1 and m.threshold == 20:
             layers.append({"type": "softplus"})
         elif isinstance(m, nn.SiLU):
             layers.append({"type": "silu"})
         else:
-            raise ValueError(f"{name}: unsupported module {type(m).__name__}; supported: Linear, "
-                             "Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Softplus, SiLU, "
-                             "and Flatten first")
-        if len(list(m.parameters(recurse=False))) and not isinstance(m, nn.Linear):
-            raise ValueError(f"{name}: has parameters; only Linear layers may")
+            return None, f"{name} is not a layer of the chain shorthand"
     if input_dim is None:
-        raise ValueError("the nn.Sequential has no Linear layer")
-    with torch.no_grad():
-        params = nn.utils.parameters_to_vector(module.parameters()).detach().cpu()
-        params = params.to(torch.float64).numpy().copy()
-    names = [name for name, _ in module.named_parameters()]
-    seq = Sequential(input_dim, layers, params, flatten_inputs=flatten, param_names=names)
-    if params.size != seq.num_params:  # e.g. shared (tied) parameters
-        raise ValueError(f"the module has {params.size} parameters; its layers imply "
-                         f"{seq.num_params}")
-    return seq
+        return None, "the nn.Sequential has no Linear layer"
+    return (layers, input_dim, flatten), None
 
 
-def to_model(model):
-    """Sequential | OnnxModel for anything `Client.analyze` accepts as a model."""
-    if isinstance(model, (Sequential, OnnxModel)):
+def from_torch(module, example_inputs=None, export=None):
+    """A torch.nn.Module as a model Basin analyses at parameters_to_vector(module.parameters())
+    (float64), in inference (eval) mode.
+
+    A chain of Linear and the activations Basin has (ReLU, LeakyReLU, Tanh, Sigmoid, exact GELU,
+    Softplus(1, 20), SiLU; Identity, Dropout and Flatten(1, -1) as in eval mode) becomes the
+    chain shorthand, a basin.Sequential. Any other module (convolutions, pooling, BatchNorm,
+    LayerNorm/GroupNorm, residual blocks, tied weights, ...) is exported to ONNX on the client
+    (basin.torch_export) on `example_inputs` [n, ...] and becomes a basin.TorchModel whose
+    parameters are exactly module.parameters(). export=True exports a chain too; export=False
+    refuses anything but a chain. torch is imported here only.
+    """
+    import torch
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    chain, why = (None, "export=True") if export else _chain_layers(module, nn)
+    if chain is not None:
+        layers, input_dim, flatten = chain
+        with torch.no_grad():
+            params = nn.utils.parameters_to_vector(module.parameters()).detach().cpu()
+            params = params.to(torch.float64).numpy().copy()
+        names = [name for name, _ in module.named_parameters()]
+        seq = Sequential(input_dim, layers, params, flatten_inputs=flatten, param_names=names)
+        if params.size != seq.num_params:  # e.g. shared (tied) parameters
+            chain = None
+            why = f"its {params.size} parameters are not the {seq.num_params} its layers imply"
+        else:
+            return seq
+    if export is False:
+        raise ValueError(f"{type(module).__name__}: not a chain of Linear layers and activations "
+                         f"({why}); pass export=True (or leave export unset) to export it to ONNX")
+    if example_inputs is None:
+        raise ValueError(f"{type(module).__name__}: {why}, so it is exported to ONNX, which needs "
+                         "example inputs: basin.from_torch(module, inputs) (Client.analyze "
+                         "passes its inputs)")
+    from .torch_export import export as export_onnx
+    return export_onnx(module, example_inputs)
+
+
+def to_model(model, inputs=None):
+    """Sequential | OnnxModel | TorchModel for anything `Client.analyze` accepts as a model
+    (`inputs`: the examples a torch module is exported on)."""
+    from .torch_export import TorchModel
+    if isinstance(model, (Sequential, OnnxModel, TorchModel)):
         return model
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
@@ -273,6 +292,6 @@ def to_model(model):
                              "basin.Sequential.from_json(path, params)")
         raise ValueError(f"{path}: expected a path to an .onnx file")
     if _is_torch_module(model):
-        return from_torch(model)
+        return from_torch(model, inputs)
     raise ValueError(f"unsupported model type {type(model).__name__}; expected basin.Sequential, "
-                     "a torch.nn.Sequential, or a path to an .onnx file")
+                     "a torch.nn.Module, or a path to an .onnx file")

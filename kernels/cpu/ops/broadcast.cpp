@@ -3,8 +3,10 @@
 // E, R and the shape into as few dims as the broadcasting allows, so these cover nearly all
 // calls): an innermost dim run with unit or zero strides, a reduction over a contiguous run, and
 // a reduction over an outer dim (summing examples) done row by row. Anything else runs the
-// element bodies themselves. The fast paths compute the same sums in the same order, so results
-// match the bodies (tests/ops/test_binary.cpp checks both against each other).
+// element bodies themselves. The fast paths compute the same sums in the same order as the
+// bodies, except that a long contiguous run is summed in 8 interleaved partial sums (SIMD lanes;
+// a serial sum is latency-bound), so those results differ from the body's in the last bits
+// (tests/ops/test_binary.cpp checks the loops against the bodies).
 #include <algorithm>
 
 #include "cpu_op_kernels.hpp"
@@ -58,6 +60,21 @@ void for_each_outer(int rank, const int64_t* dims, const StridedMap* const (&map
       counter[d] = 0;
     }
   }
+}
+
+// Σ_k p[k·stride] for k < n; unit-stride runs of 32 or more in 8 partial sums.
+template <class T>
+T sum_run(const T* p, int64_t n, int64_t stride) {
+  T s = T(0);
+  int64_t k = 0;
+  if (stride == 1 && n >= 32) {
+    T acc[8] = {};
+    for (; k + 8 <= n; k += 8)
+      for (int l = 0; l < 8; ++l) acc[l] += p[k + l];
+    s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  }
+  for (; k < n; ++k) s += p[k * stride];
+  return s;
 }
 
 template <class T, BinaryKind K>
@@ -145,8 +162,7 @@ void reduce_sum(const StridedMap& out_map, const StridedMap& in_map, int reduce_
       int64_t pos = 0, outer = inner / std::max<int64_t>(run, 1);
       if (run == 0) outer = 0;
       for (int64_t o = 0; o < outer; ++o) {
-        const T* p = base + pos;
-        for (int64_t k = 0; k < run; ++k) sum += p[k * last_stride];
+        sum += sum_run(base + pos, run, last_stride);
         for (int d = red_outer - 1; d >= 0; --d) {
           pos += red_strides[d];
           if (++counter[d] < red_dims[d]) break;

@@ -116,6 +116,9 @@ class Graph {
   int64_t num_params_ = 0;
 };
 
+// The registered primitive ops, by name (kernels/src/ops/registry.cpp; GetServerInfo lists them).
+std::vector<std::string> op_names();
+
 struct Model;
 // The chain shorthand (JSON layer list, basin.Sequential) as a graph: dense → matmul (+ add
 // bias), activations → unary. Parameter order and names are the chain's.

@@ -80,11 +80,6 @@ StridedMap map_of(const std::vector<Axis<M>>& axes, int m, bool kept_only) {
 
 int64_t count_of(const Layout& l) { return l.E * l.R * shape_numel(l.dims); }
 
-template <class T>
-OpKernels<T>& kernels_of(const OpCall<T>& c) {
-  return const_cast<OpKernels<T>&>(c.kernels);  // the tables are stateless
-}
-
 }  // namespace
 
 Shape align_to(const Shape& shape, size_t rank) {
@@ -140,14 +135,14 @@ template <class T>
 void accumulate(const OpCall<T>& c, T alpha, const T* src, const Layout& ls, T beta, T* dst, const Layout& ld) {
   if (count_of(ld) == 0) return;
   const ReducePlan p = plan_reduce(c.node, ls, ld);
-  kernels_of(c).reduce_sum(p.out, p.in, p.reduce_rank, alpha, beta, src, dst);
+  c.kernels.reduce_sum(p.out, p.in, p.reduce_rank, alpha, beta, src, dst);
 }
 
 template <class T>
 void maximum(const OpCall<T>& c, const T* src, const Layout& ls, T* dst, const Layout& ld) {
   if (count_of(ld) == 0) return;
   const ReducePlan p = plan_reduce(c.node, ls, ld);
-  kernels_of(c).reduce_max(p.out, p.in, p.reduce_rank, src, dst);
+  c.kernels.reduce_max(p.out, p.in, p.reduce_rank, src, dst);
 }
 
 template <class T>
@@ -184,7 +179,7 @@ void combine(const OpCall<T>& c, BinaryKind kind, T alpha, const T* a, const Lay
   }
   const std::vector<Axis<3>> f = fold(axes, c.node);
   if (full.E * full.R * shape_numel(full.dims) > 0)
-    kernels_of(c).binary(kind, map_of(f, 0, false), map_of(f, 1, false), map_of(f, 2, false), alpha,
+    c.kernels.binary(kind, map_of(f, 0, false), map_of(f, 1, false), map_of(f, 2, false), alpha,
                          direct ? beta : T(0), a, b, out);
   if (!direct) accumulate(c, T(1), out, full, beta, dst, ld);
 }

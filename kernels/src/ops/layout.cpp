@@ -385,7 +385,7 @@ class Expand final : public LinearOp<T> {
       im.strides[d] = in[static_cast<size_t>(d)];
     }
     Buffer<T> scratch(c.be, static_cast<size_t>(K * Rd)), ones(c.be, static_cast<size_t>(Rd));
-    kernels_of(c).strided_copy(om, im, T(1), T(0), g.data, scratch.get());
+    c.kernels.strided_copy(om, im, T(1), T(0), g.data, scratch.get());
     c.be.fill(ones.get(), static_cast<size_t>(Rd), T(1));
     c.be.gemm(false, false, K, 1, Rd, T(1), scratch.get(), Rd, ones.get(), 1, T(1), gx.data, 1);
   }

@@ -85,6 +85,17 @@ class MatMul final : public BilinearOp<T> {
                 d_.N);
       return;
     }
+    if (vector_rows() && a.R == 1 && a.E == E && out.E == E && b.E == 1 && b.R == R && R > 1) {
+      // Tangent directions of the weight (rvjp's forward pass): out[e, r] = b[r] · a[e].
+      if (d_.trans_b) {  // b viewed [(R·N) × K]
+        c.be.gemm(false, true, E, R * d_.N, d_.K, T(1), a.data, d_.K, b.data, d_.K, T(1), out.data, R * d_.N);
+      } else {
+        for (int64_t r = 0; r < R; ++r)
+          c.be.gemm(false, false, E, d_.N, d_.K, T(1), a.data, d_.K, b.at(0, r), d_.N, T(1), out.data + r * d_.N,
+                    R * d_.N);
+      }
+      return;
+    }
     for_each(E, R, operand(a, d_.a_batched_axes, d_.M * d_.K), operand(b, d_.b_batched_axes, d_.K * d_.N),
              operand(out, true, d_.M * d_.N), [&](const T* A, const T* B, T* C) {
       c.be.gemm(d_.trans_a, d_.trans_b, d_.M, d_.N, d_.K, T(1), A, lda, B, ldb, T(1), C, d_.N);
@@ -97,6 +108,13 @@ class MatMul final : public BilinearOp<T> {
     if (b.E == 1 && b.R == 1 && !d_.b_batched_axes && !d_.trans_a && ga.E == E && ga.R == R && g.E == E && g.R == R) {
       c.be.gemm(false, !d_.trans_b, E * R * d_.batch * d_.M, d_.K, d_.N, T(1), g.data, d_.N, b.data, ldb, T(1), ga.data,
                 d_.K);
+      return;
+    }
+    if (vector_rows() && g.R == 1 && g.E == E && ga.E == E && ga.R == R && b.E == 1 && b.R == R && R > 1) {
+      // ga[e, r] = g[e] · op(b[r])ᵀ for R directions of the weight, one GEMM per direction.
+      for (int64_t r = 0; r < R; ++r)
+        c.be.gemm(false, !d_.trans_b, E, d_.K, d_.N, T(1), g.data, d_.N, b.at(0, r), ldb, T(1), ga.data + r * d_.K,
+                  R * d_.K);
       return;
     }
     for_each(E, R, operand(ga, d_.a_batched_axes, d_.M * d_.K), operand(b, d_.b_batched_axes, d_.K * d_.N),
@@ -124,6 +142,16 @@ class MatMul final : public BilinearOp<T> {
         c.be.gemm(false, false, R * d_.N, d_.K, 1, T(1), g.at(e, 0), 1, a.at(e, 0), d_.K, T(1), gb.at(e, 0), d_.K);
       return;
     }
+    if (vector_rows() && gb.E == 1 && g.R == 1 && g.E == E && a.E == E && a.R == R && R > 1) {
+      // Σ_e of g[e] with the R tangent directions ȧ[e, r] of the input, one GEMM per direction.
+      for (int64_t r = 0; r < R; ++r) {
+        if (d_.trans_b)
+          c.be.gemm(true, false, d_.N, d_.K, E, T(1), g.data, d_.N, a.data + r * d_.K, R * d_.K, T(1), gb.at(0, r), d_.K);
+        else
+          c.be.gemm(true, false, d_.K, d_.N, E, T(1), a.data + r * d_.K, R * d_.K, g.data, d_.N, T(1), gb.at(0, r), d_.N);
+      }
+      return;
+    }
     for_each(E, R, operand(a, d_.a_batched_axes, d_.M * d_.K), operand(gb, d_.b_batched_axes, d_.K * d_.N),
              operand(g, true, d_.M * d_.N), [&](const T* A, T* GB, const T* G) {
       if (!d_.trans_b) {
@@ -136,6 +164,8 @@ class MatMul final : public BilinearOp<T> {
   }
 
   // ---- the bias (input 2) ----
+  // Per-example vectors times a plain matrix (a dense layer): the case the fast paths cover.
+  bool vector_rows() const { return d_.a_vec && !d_.a_batched_axes && !d_.b_batched_axes && !d_.trans_a; }
   void forward(const OpCall<T>& c, Tensor<T> out) override {
     BilinearOp<T>::forward(c, out);
     if (d_.has_bias) add_bias(c, c.in[2], out);

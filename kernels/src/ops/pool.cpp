@@ -141,11 +141,11 @@ class AvgPool final : public LinearOp<T> {
   using value_type = T;
   AvgPool(const GraphNode& node, const Inputs& in) : g_(pooling_of(node, in, false).g) {}
   void apply(const OpCall<T>& c, int, const Tensor<T>& x, Tensor<T> out) override {
-    blockwise(c, x, out, 1, [&](int64_t E, int64_t R, const T* s, T* d) { kernels_of(c).avg_pool(g_, E * R, s, d); });
+    blockwise(c, x, out, 1, [&](int64_t E, int64_t R, const T* s, T* d) { c.kernels.avg_pool(g_, E * R, s, d); });
   }
   void transpose(const OpCall<T>& c, int, const Tensor<T>& g, Tensor<T> gx) override {
     blockwise(c, g, gx, 1,
-              [&](int64_t E, int64_t R, const T* s, T* d) { kernels_of(c).avg_pool_transpose(g_, E * R, s, d); });
+              [&](int64_t E, int64_t R, const T* s, T* d) { c.kernels.avg_pool_transpose(g_, E * R, s, d); });
   }
 
  private:
@@ -161,20 +161,20 @@ class MaxPool final : public LinearOp<T> {
   void forward(const OpCall<T>& c, Tensor<T> out) override {
     const Tensor<T>& x = primal(c);
     Buffer<T> argmax(c.be, static_cast<size_t>(x.E * out_block()));
-    kernels_of(c).max_pool_forward(g_, x.E, x.data, out.data, argmax.get());
+    c.kernels.max_pool_forward(g_, x.E, x.data, out.data, argmax.get());
   }
   void apply(const OpCall<T>& c, int, const Tensor<T>& x, Tensor<T> out) override {
     const Tensor<T>& p = primal(c);
     Buffer<T> argmax = argmax_of(c, p);
     blockwise(c, x, out, p.E, [&](int64_t E, int64_t R, const T* s, T* d) {
-      kernels_of(c).max_pool_apply(g_, p.E, E * R / p.E, argmax.get(), s, d);
+      c.kernels.max_pool_apply(g_, p.E, E * R / p.E, argmax.get(), s, d);
     });
   }
   void transpose(const OpCall<T>& c, int, const Tensor<T>& g, Tensor<T> gx) override {
     const Tensor<T>& p = primal(c);
     Buffer<T> argmax = argmax_of(c, p);
     blockwise(c, g, gx, p.E, [&](int64_t E, int64_t R, const T* s, T* d) {
-      kernels_of(c).max_pool_transpose(g_, p.E, E * R / p.E, argmax.get(), s, d);
+      c.kernels.max_pool_transpose(g_, p.E, E * R / p.E, argmax.get(), s, d);
     });
   }
 
@@ -188,7 +188,7 @@ class MaxPool final : public LinearOp<T> {
   // The arg-max [p.E, C, out_h, out_w] of the primal.
   Buffer<T> argmax_of(const OpCall<T>& c, const Tensor<T>& p) const {
     Buffer<T> argmax(c.be, static_cast<size_t>(p.E * out_block())), y(c.be, static_cast<size_t>(p.E * out_block()));
-    kernels_of(c).max_pool_forward(g_, p.E, p.data, y.get(), argmax.get());
+    c.kernels.max_pool_forward(g_, p.E, p.data, y.get(), argmax.get());
     return argmax;
   }
 

@@ -51,7 +51,7 @@ void strided_add(const OpCall<T>& c, const Tensor<T>& src, const std::vector<int
     om.strides[d] = so[d];
     im.strides[d] = si[d];
   }
-  kernels_of(c).strided_copy(om, im, T(1), T(1), src.data, dst.data);
+  c.kernels.strided_copy(om, im, T(1), T(1), src.data, dst.data);
 }
 
 #define BASIN_INSTANTIATE(T)                                                                             \

@@ -9,13 +9,6 @@
 
 namespace basin {
 
-// The op kernels of a call. OpCall holds them const while their methods are not (they are
-// stateless): this is the one place that casts.
-template <class T>
-OpKernels<T>& kernels_of(const OpCall<T>& c) {
-  return const_cast<OpKernels<T>&>(c.kernels);
-}
-
 // Row-major strides of a contiguous shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);
 

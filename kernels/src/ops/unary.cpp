@@ -1,6 +1,8 @@
 // "unary": y = φ(x) element-wise; attribute fn names φ (activation.hpp: relu, tanh, gelu, ...),
 // alpha and beta its parameters where it has them (leaky_relu's slope, hardtanh's min and max, pow's
 // exponent, ...; defaults: activation.hpp).
+#include <cmath>
+
 #include "basin/model.hpp"
 #include "op.hpp"
 
@@ -22,6 +24,8 @@ ActivationFn<T> function_of(const GraphNode& node) {
   if (a == Activation::kPow && node.attrs.count("alpha") == 0) op_error(node, "pow needs attribute alpha (the exponent)");
   const double alpha = attr_float(node.attrs, "alpha", default_alpha(a));
   const double beta = attr_float(node.attrs, "beta", default_beta(a));
+  if (!std::isfinite(alpha) || !std::isfinite(beta))
+    op_error(node, "alpha and beta must be finite, got " + std::to_string(alpha) + " and " + std::to_string(beta));
   if (a == Activation::kHardtanh && !(alpha <= beta))
     op_error(node, "hardtanh needs alpha (min) <= beta (max), got " + std::to_string(alpha) + " and " +
                        std::to_string(beta));
