@@ -32,10 +32,16 @@ def child_peak_kb():
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_basin(binary, args):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), child_cpu()
     p = subprocess.run([binary] + args, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    run_basin.cpu.append(child_cpu() - c0)
     if p.returncode != 0:
         raise SystemExit(p.stderr)
     return dt, json.loads(p.stdout)
@@ -84,14 +90,15 @@ def main():
         else:
             args += ["--targets", str(tmp / "y.npy"), "--loss", "cross_entropy", "--want", "hessian"]
         btimes, res = [], None
+        run_basin.cpu = []
         for _ in range(a.repeats):
             dt, res = run_basin(a.basin, args)
             btimes.append(dt)
         bpeak = child_peak_kb()
         theta, f = torch_parts(model, names, tokens)
-        ttimes = []
+        ttimes, tcpu = [], []
         for _ in range(a.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if what == "sv":
                 J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
                 ref = torch.linalg.svdvals(J).numpy()
@@ -103,17 +110,21 @@ def main():
                 ref = torch.linalg.eigvalsh(H).numpy()[::-1]
                 got = np.asarray(res["hessian"]["eigenvalues"])
             ttimes.append(time.perf_counter() - t0)
+            tcpu.append(time.process_time() - c0)
         tpeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         agree = np.abs(got - ref[:len(got)]).max() / np.abs(ref).max()
         N = theta.numel()
         k = 66
         gbytes = n * k * N * 8
         bmed, tmed = float(np.median(btimes)), float(np.median(ttimes))
-        rows.append(f"| GPT {'σ(G)' if what == 'sv' else 'Hessian'} | {N} | {n} | {n * k} | {bmed:.2f} s | "
-                    f"{tmed:.2f} s | {tmed / bmed:.1f}× | {bpeak / 1024:.0f} MiB (G = {gbytes / 2**20:.1f} MiB) | "
+        bc, tc = float(np.median(run_basin.cpu)), float(np.median(tcpu))
+        rows.append(f"| GPT {'σ(G)' if what == 'sv' else 'Hessian'} | {N} | {n} | {n * k} | {bmed:.2f} s ({bc:.2f} s CPU) | "
+                    f"{tmed:.2f} s ({tc:.2f} s CPU) | {tmed / bmed:.1f}× wall, {tc / bc:.1f}× CPU | "
+                    f"{bpeak / 1024:.0f} MiB (G = {gbytes / 2**20:.1f} MiB) | "
                     f"{tpeak / 1024:.0f} MiB | {agree:.1e} |")
-        print(rows[-1], flush=True)
-    print("| workload | N | n | n·k | Basin (median) | PyTorch (median) | speed-up | Basin peak RSS | PyTorch peak RSS "
+        print(rows[-1], res["timings_ms"], res[("jacobian" if what == "sv" else "hessian")]["method"], flush=True)
+    print("| workload | N | n | n·k | Basin (median, wall / CPU) | PyTorch (median, wall / CPU) | speed-up | Basin peak RSS "
+          "| PyTorch peak RSS "
           "| max |Δ|/max |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -18,7 +18,6 @@
 
 #include "basin/error.hpp"
 #include "op_util.hpp"
-#include "strided_add.hpp"
 
 namespace basin {
 namespace {
@@ -98,7 +97,7 @@ class Gather final : public Op<T> {
     const Tensor<T>& idx = c.in[1];
     if (out.E != std::max(table.E, idx.E) || out.R != table.R)
       throw Error(ErrorCode::kInternal, "node '" + c.node.name + "' (gather): output E/R do not match its inputs");
-    kernels_of(c).gather_rows(geometry(idx, table.E, table.R, out.R), out.E, T(1), beta, idx.data, table.data, out.data);
+    c.kernels.gather_rows(geometry(idx, table.E, table.R, out.R), out.E, T(1), beta, idx.data, table.data, out.data);
   }
   // gx += scatter-add of g (summed over examples when gx.E == 1 < g.E).
   void scatter(const OpCall<T>& c, const Tensor<T>& g, const Tensor<T>& gx) const {
@@ -110,10 +109,10 @@ class Gather final : public Op<T> {
     if (idx.E == 1 && g.E > 1) {
       // Shared indices, per-example cotangents: one call per example (the body reads one index row).
       for (int64_t e = 0; e < g.E; ++e)
-        kernels_of(c).gather_rows_transpose(geo, 1, 1, T(1), idx.data, g.at(e, 0), gx.E == 1 ? gx.data : gx.at(e, 0));
+        c.kernels.gather_rows_transpose(geo, 1, 1, T(1), idx.data, g.at(e, 0), gx.E == 1 ? gx.data : gx.at(e, 0));
       return;
     }
-    kernels_of(c).gather_rows_transpose(geo, gx.E, sum, T(1), idx.data, g.data, gx.data);
+    c.kernels.gather_rows_transpose(geo, gx.E, sum, T(1), idx.data, g.data, gx.data);
   }
 
   int64_t vocab_, width_, positions_;
