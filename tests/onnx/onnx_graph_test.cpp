@@ -4,6 +4,7 @@
 // mode, dynamic dimensions, ops that would mix examples, unknown attribute values).
 // Tests whose primitive ops are not registered yet skip, naming the missing ops.
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -408,9 +409,12 @@ TEST(OnnxGraph, LayoutOpsOnPerExampleAxes) {
   onnx_test::set_ints(m.node("Transpose", {"x"}, {"t"}, "tr"), "perm", {0, 2, 1});  // [b, 3, 2]
   onnx_test::set_int(m.node("Concat", {"t", "t"}, {"c"}, "cat"), "axis", -1);      // [b, 3, 4]
   m.init_ints("st", {1}, {1});
-  m.init_ints("en", {1}, {3});
+  m.init_ints("en", {1}, {INT64_MAX});  // to the end, as torch writes x[..., 1:]
   m.init_ints("ax", {1}, {2});
-  m.node("Slice", {"c", "st", "en", "ax"}, {"s"}, "sl");  // [b, 3, 2]
+  m.node("Slice", {"c", "st", "en", "ax"}, {"s0"}, "sl0");  // [b, 3, 3]
+  m.init_ints("en2", {1}, {2});
+  m.node("Slice", {"s0", "zero_st", "en2", "ax"}, {"s"}, "sl");  // [b, 3, 2]
+  m.init_ints("zero_st", {1}, {0});
   m.init_ints("pads", {6}, {0, 0, 1, 0, 0, 2});
   m.node("Pad", {"s", "pads"}, {"p"}, "pad");  // [b, 3, 5]
   m.init_ints("uaxes", {1}, {1});
@@ -423,6 +427,7 @@ TEST(OnnxGraph, LayoutOpsOnPerExampleAxes) {
   EXPECT_EQ(attr_ints(node_named(r.graph, "tr")->attrs, "perm"), (std::vector<int64_t>{1, 0}));
   EXPECT_EQ(attr_int(node_named(r.graph, "cat")->attrs, "axis", -9), 1);
   EXPECT_EQ(shape_of(r, "cat"), (Shape{3, 4}));
+  EXPECT_EQ(shape_of(r, "sl0"), (Shape{3, 3}));
   EXPECT_EQ(shape_of(r, "sl"), (Shape{3, 2}));
   EXPECT_EQ(attr_ints(node_named(r.graph, "pad")->attrs, "pads"), (std::vector<int64_t>{0, 1, 0, 2}));
   EXPECT_EQ(shape_of(r, "pad"), (Shape{3, 5}));
@@ -528,6 +533,26 @@ TEST(OnnxGraph, PoolingReductionsAndPowers) {
   EXPECT_EQ(attr_ints(node_named(r.graph, "rsum")->attrs, "axes"), (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(shape_of(r, "rsum"), Shape{2});
   EXPECT_EQ(shape_of(r, "rmean"), Shape{1});
+}
+
+// torch's F.pad at opset 13 reverses its pads with Slice(step -1) on constants: folded.
+TEST(OnnxGraph, NegativeStepsFoldOnConstants) {
+  REQUIRE_OPS("pad", "mul");
+  ModelBuilder m(13);
+  m.input("x", {kBatch, 2, 3});
+  m.init_ints("p", {6}, {0, 1, 0, 0, 2, 0});  // reversed: [0, 2, 0, 0, 1, 0]
+  m.init_ints("st", {1}, {-1});
+  m.init_ints("en", {1}, {INT64_MIN + 1});
+  m.init_ints("ax", {1}, {0});
+  m.init_ints("sp", {1}, {-1});
+  m.node("Slice", {"p", "st", "en", "ax", "sp"}, {"rev"}, "rev");
+  m.node("Pad", {"x", "rev"}, {"q"}, "pad");
+  m.init("s", {3}, ramp(3));
+  m.node("Mul", {"q", "s"}, {"y"}, "scale");
+  m.output("y", {kBatch, 5, 3});
+  const ImportedModel r = import_onnx(m.bytes(), "t");
+  EXPECT_EQ(attr_ints(node_named(r.graph, "pad")->attrs, "pads"), (std::vector<int64_t>{2, 0, 1, 0}));
+  EXPECT_EQ(shape_of(r, "pad"), (Shape{5, 3}));
 }
 
 }  // namespace

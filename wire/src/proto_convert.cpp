@@ -300,8 +300,10 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
                              : 4 * limits.max_layers;
       bounds.check_stop = check_stop;
       const std::string what = "onnx_blob_id (" + echo(request.onnx_blob_id()) + ")";
-      // The client's names say which initialisers are θ (torch's named_parameters()).
-      bounds.parameter_names.assign(request.param_names().begin(), request.param_names().end());
+      // The client's names say which initialisers are θ (a torch module's, in parameters()
+      // order) and which are constants (AnalyzeRequest fields 60, 61).
+      bounds.parameter_names.assign(request.parameter_names().begin(), request.parameter_names().end());
+      bounds.constant_names.assign(request.constant_names().begin(), request.constant_names().end());
       if (request.inputs().source_case() == v1::TensorSource::kTensor) {  // resolves dynamic dims
         const auto& dims = request.inputs().tensor().shape();
         if (dims.size() >= 2) bounds.input_shape.assign(dims.begin() + 1, dims.end());

@@ -758,7 +758,10 @@ class Importer {
     std::vector<int64_t> out;
     for (double v : h.values) {
       if (v == kBatchSym || std::isnan(v)) out.push_back(std::numeric_limits<int64_t>::min());
-      else if (!std::isfinite(v) || std::fabs(v) > 9.2e18) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
+      else if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
+      // INT64_MAX / INT64_MIN ("to the end", as torch writes x[:, 1:]) arrive widened to double.
+      else if (v >= 4.6e18) out.push_back(int64_t{1} << 62);
+      else if (v <= -4.6e18) out.push_back(-(int64_t{1} << 62));
       else out.push_back(static_cast<int64_t>(v));
     }
     return out;
@@ -1163,9 +1166,8 @@ class Importer {
           h.values.insert(h.values.end(), p->values.begin() + o * chunk, p->values.begin() + (o + 1) * chunk);
         }
     } else if (op == "Slice") {
-      const Shape out = slice_shape(i, x.dims, nullptr);
       std::vector<int64_t> start(x.dims.size(), 0), step(x.dims.size(), 1);
-      slice_shape(i, x.dims, &start, &step);
+      const Shape out = slice_shape(i, x.dims, &start, &step);
       h.dims = out;
       const std::vector<int64_t> st = strides_of(x.dims), ost = strides_of(out);
       const int64_t m = shape_numel(out);
@@ -1306,7 +1308,22 @@ class Importer {
     Shape out = dims;
     for (size_t k = 0; k < axes.size(); ++k) {
       const int64_t a = norm_axis(i, axes[k], r);
-      if (steps[k] <= 0) node_error(ErrorCode::kUnimplemented, i, "only positive steps are supported");
+      if (steps[k] == 0) node_error(ErrorCode::kInvalidArgument, i, "a step of 0");
+      if (steps[k] < 0) {
+        // Negative steps: only in folded shape arithmetic (torch reverses pads that way).
+        if (start_out == nullptr || step_out == nullptr || is_batched)
+          node_error(ErrorCode::kUnimplemented, i, "only positive steps are supported on tensors");
+        const int64_t D = dims[a];
+        int64_t st = starts[k] < 0 ? starts[k] + D : starts[k];
+        int64_t en = ends[k] < 0 ? ends[k] + D : ends[k];
+        st = std::clamp<int64_t>(st, 0, D - 1);
+        en = std::clamp<int64_t>(en, -1, D - 1);
+        out[a] = st > en ? (st - en + (-steps[k]) - 1) / (-steps[k]) : 0;
+        if (out[a] == 0) node_error(ErrorCode::kInvalidArgument, i, "the slice along axis " + std::to_string(a) + " is empty");
+        (*start_out)[a] = st;
+        (*step_out)[a] = steps[k];
+        continue;
+      }
       if (is_batched && a == 0) {
         if (starts[k] != 0 || ends[k] < (int64_t{1} << 31)) mixing(i, "it slices along axis 0");
         continue;
