@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,9 @@
 #include "basin/echo.hpp"
 #include "basin/error.hpp"
 #include "basin/npy.hpp"
+#ifdef BASIN_HAVE_ONNX
+#include "basin/onnx_import.hpp"
+#endif
 #include "basin/wire/grpc_status.hpp"
 #include "basin/wire/proto_convert.hpp"
 #include "disk_space.hpp"
@@ -549,6 +553,17 @@ grpc::Status BasinService::GetServerInfo(grpc::ServerContext* ctx,
     resp->set_cuda_available(cuda);
     if (!cuda) resp->set_cuda_unavailable_reason(why);
     for (const std::string& op : op_names()) resp->add_supported_ops(op);
+#ifdef BASIN_HAVE_ONNX
+    // "Gemm, MatMul, Conv, ... (and the Erf pattern of exact GELU, ...)": the op types, in order
+    const std::string onnx_ops = onnx_supported_ops();
+    for (size_t start = 0; start < onnx_ops.size();) {
+      size_t end = std::min(onnx_ops.find(", ", start), onnx_ops.find(" (", start));
+      if (end == std::string::npos) end = onnx_ops.size();
+      if (end > start) resp->add_supported_onnx_ops(onnx_ops.substr(start, end - start));
+      if (end < onnx_ops.size() && onnx_ops[end] == ' ') break;  // the parenthesised remark
+      start = end + 2;
+    }
+#endif
     return grpc::Status::OK;
   });
 }

@@ -230,6 +230,7 @@ void attach_onnx_model(v1::Basin::Stub& stub, const Connection& c, const Analyze
   x->clear_shape();
   for (int64_t d : o.inputs_shape) x->add_shape(d);
   if (o.params_path.empty()) req->clear_params();
+  for (const std::string& name : o.constants) req->add_constant_names(name);  // --constants
 }
 
 int cmd_submit(const Connection& c, std::vector<std::string> args) {

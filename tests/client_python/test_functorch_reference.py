@@ -127,21 +127,97 @@ def test_conversion_parameter_order():
         np.zeros(5)).flatten_inputs
 
 
+def test_chain_takes_dropout_and_flatten_as_inference_no_ops():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Dropout(0.5), nn.Flatten(), nn.Tanh(),
+                        nn.Linear(3, 2))
+    m = basin.from_torch(net)
+    assert isinstance(m, basin.Sequential) and m.flatten_inputs
+    assert [layer["type"] for layer in m.layers] == ["dense", "tanh", "dense"]
+
+
 @pytest.mark.parametrize("module,needle", [
-    (nn.BatchNorm1d(4), "BatchNorm1d"),
-    (nn.GELU(approximate="tanh"), "approximate='tanh'"),
-    (nn.Softplus(beta=2), "Softplus(beta=1, threshold=20)"),
-    (nn.Dropout(0.1), "Dropout"),
-    (nn.Flatten(), "Flatten is supported only as the first module"),
+    (nn.BatchNorm1d(4), "module 1 (BatchNorm1d) has parameters"),
+    (nn.GELU(approximate="tanh"), "module 1 (GELU)"),
+    (nn.Softplus(beta=2), "module 1 (Softplus)"),
 ])
-def test_unsupported_modules(module, needle):
-    net = nn.Sequential(nn.Linear(3, 4), module, nn.Linear(4, 2))
+def test_a_module_beyond_the_chain_is_exported(module, needle):
+    """Not a chain of Linear layers and activations: exported to ONNX, which needs example inputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), module, nn.Linear(4, 2)).double()
     with pytest.raises(ValueError) as e:
         basin.from_torch(net)
-    assert needle in str(e.value)
-    assert "module 1" in str(e.value)
+    assert needle in str(e.value) and "example inputs" in str(e.value)
+    m = basin.from_torch(net, np.zeros((2, 3)))
+    assert isinstance(m, basin.TorchModel)
+    assert m.num_params == sum(p.numel() for p in net.parameters())
+    assert m.param_names == [name for name, _ in net.named_parameters()]
+    np.testing.assert_array_equal(m.params, nn.utils.parameters_to_vector(net.parameters()).detach().numpy())
+    with pytest.raises(ValueError, match="export=True"):
+        basin.from_torch(net, np.zeros((2, 3)), export=False)
 
 
-def test_not_sequential():
-    with pytest.raises(ValueError, match="torch.nn.Sequential"):
-        basin.from_torch(nn.Linear(2, 2))
+def test_any_module():
+    torch.manual_seed(1)
+    lin = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="not a torch.nn.Sequential"):
+        basin.from_torch(lin)
+    m = basin.from_torch(lin, np.zeros((1, 2)))
+    assert m.parameter_names == ["weight", "bias"] and m.input_shape == (2,)
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        basin.from_torch(object())
+
+
+class TwoPath(nn.Module):
+    """Not an nn.Sequential (a user-defined module), Dropout inside: the exported route."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 5)
+        self.drop = nn.Dropout(0.4)
+        self.b = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.b(self.drop(torch.tanh(self.a(x))))
+
+
+def test_torch_module_request_names_theta(client):
+    """The request of an exported module: the ONNX bytes by blob, θ's initialisers in
+    model.parameters() order (parameter_names), the torch names (param_names), θ itself."""
+    torch.manual_seed(2)
+    net = TwoPath().double()
+    X = np.random.default_rng(2).normal(size=(4, 3))
+    req, batch = client._build_request(net, X, None, "none", "mean", ("jacobian",), "auto", "float64",
+                                       None, None, None, False, True, None, [])
+    assert req.WhichOneof("model_source") == "onnx_blob_id"
+    assert list(req.parameter_names) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert list(req.param_names) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert not batch
+    theta = np.frombuffer(req.params.tensor.data, dtype="<f8")
+    np.testing.assert_array_equal(theta, nn.utils.parameters_to_vector(net.parameters()).detach().numpy())
+    assert list(req.inputs.tensor.shape) == [4, 3]
+
+
+def test_torch_module_against_functorch(client):
+    torch.manual_seed(3)
+    net = TwoPath().double().eval()
+    X = torch.randn(6, 3, dtype=torch.float64)
+    target = torch.randn(6, 2, dtype=torch.float64)
+    out, G, L, g, H, ggn = reference(net, X, target, "mse")
+    r = client.analyze(net, X, target, loss="mse", want=("jacobian", "ggn", "hessian"), method="svd")
+    assert r.num_params == sum(p.numel() for p in net.parameters())
+    np.testing.assert_allclose(r.outputs, out, rtol=0, atol=1e-12)
+    sv = np.linalg.svd(G, compute_uv=False)
+    np.testing.assert_allclose(r.jacobian.singular_values, sv[:min(G.shape)], rtol=0, atol=1e-9 * sv[0])
+    eh = np.linalg.eigvalsh(H)[::-1]
+    np.testing.assert_allclose(r.hessian.eigenvalues, eh, rtol=0, atol=1e-9 * np.abs(eh).max())
+    assert r.loss == pytest.approx(L, rel=1e-12)
+
+
+def test_server_info_lists_ops(client):
+    info = client.info()
+    assert {"matmul", "unary", "conv", "max_pool"} <= set(info["supported_ops"])
+    # a server with the importer lists its ONNX op types (one name each, no remarks)
+    onnx_ops = info["supported_onnx_ops"]
+    if onnx_ops:
+        assert {"Gemm", "Conv", "BatchNormalization", "LayerNormalization"} <= set(onnx_ops)
+        assert all(" " not in op and "," not in op for op in onnx_ops)

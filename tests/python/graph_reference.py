@@ -5,7 +5,9 @@ parameters_to_vector(module.parameters()) order:
   * G [n·k, N]: functorch vmap(jacrev) of the functional module (buffers as constants);
   * σ(G) (torch.linalg.svdvals), the GGN Gᵀ M G with M = ∇²_f ℓ (autograd.functional.hessian
     of the loss in the outputs), the exact Hessian ∇²_θ L (functorch jacrev(jacrev) of the loss
-    in the flat θ; check_hessian_routes compares it with autograd.functional.hessian), the loss
+    in the flat θ, checked by plain double-backward Hessian-vector products and rebuilt from them
+    where functorch's batching rules are wrong — LayerNorm/InstanceNorm after a parameter in
+    torch 1.13; check_hessian_routes compares it with autograd.functional.hessian), the loss
     and the gradient norm.
 It checks itself on request (self_check): G against central differences of the module's own
 forward at θ ± εv (so the column order is the module's parameters_to_vector order), and, at an
@@ -138,8 +140,39 @@ class GraphReference:
                 # reverse-over-reverse with functorch (vmapped: ~20x faster than
                 # autograd.functional.hessian, which check_hessian_routes compares it with)
                 H = jacrev(jacrev(Lfun))(theta).detach()
+                # functorch 0.2 (torch 1.13) batches some double-backward formulas wrongly: its
+                # jacrev∘jacrev — and autograd.functional.hessian(vectorize=True), which uses the
+                # same batching rules — gives a wrong Hessian for LayerNorm / InstanceNorm whose
+                # input depends on θ (off by up to 30 % in the mixed blocks), while plain
+                # double-backward is right. So the vmapped Hessian is checked against unbatched
+                # Hessian-vector products and, where they disagree, replaced by the Hessian built
+                # row by row from them.
+                if not self._agrees_with_plain_hvp(Lfun, theta, H):
+                    H = self._plain_hessian(Lfun, theta)
                 self.H = 0.5 * (H + H.T)
                 self.hess = torch.linalg.eigvalsh(self.H).numpy()[::-1].copy()
+
+    @staticmethod
+    def _hvp(Lfun, theta, v):
+        th = theta.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(Lfun(th), th, create_graph=True)
+        (hv,) = torch.autograd.grad(g @ v, th)
+        return hv.detach()
+
+    def _agrees_with_plain_hvp(self, Lfun, theta, H, count=3):
+        gen = torch.Generator().manual_seed(7)
+        scale = max(float(H.abs().max()), 1e-300)
+        for _ in range(count):
+            v = torch.randn(theta.shape[0], dtype=torch.float64, generator=gen)
+            if float((H @ v - self._hvp(Lfun, theta, v)).abs().max()) > 1e-10 * scale * float(v.abs().sum()):
+                self.hessian_route = "plain double-backward (the vmapped route disagreed)"
+                return False
+        self.hessian_route = "functorch jacrev∘jacrev (checked by plain Hessian-vector products)"
+        return True
+
+    def _plain_hessian(self, Lfun, theta):
+        eye = torch.eye(theta.shape[0], dtype=torch.float64)
+        return torch.stack([self._hvp(Lfun, theta, eye[j]) for j in range(theta.shape[0])])
 
     # -- the reference checks itself ---------------------------------------------------------
     def check_jacobian_by_differences(self, rng, count=2):
@@ -164,8 +197,8 @@ class GraphReference:
                 f"G v vs central differences: {np.abs(fd - Gv).max():.3e} (scale {scale:.3e})")
 
     def check_hessian_routes(self):
-        """functorch's jacrev(jacrev(L)) against torch.autograd.functional.hessian."""
-        H = torch.autograd.functional.hessian(self.Lfun, self.theta, vectorize=True)
+        """The reference Hessian against torch.autograd.functional.hessian (unvectorised)."""
+        H = torch.autograd.functional.hessian(self.Lfun, self.theta, vectorize=False)
         err = float((H - self.H).abs().max())
         assert err <= 1e-12 * max(float(self.H.abs().max()), 1e-300), f"jacrev∘jacrev vs autograd hessian: {err:.3e}"
 
@@ -197,14 +230,15 @@ class BasinRun:
 
 
 def engine_pending(run):
-    """True when basin refused the graph because an op or a graph form is not implemented yet
-    (the operation-graph engine is landing op by op). BASIN_GRAPH_STRICT=1 makes that a failure."""
+    """True, with BASIN_GRAPH_LENIENT=1 only, when basin refused the graph because an op or a graph
+    form is not implemented (a build whose engine lacks an op skips instead of failing). By default
+    every refusal is a failure."""
     if run.returncode == 0:
         return False
     err = run.stderr
     pending = ("not supported" in err or "unsupported" in err or "UNIMPLEMENTED" in err or
                "single-chain" in err or "branching" in err or "not implemented" in err)
-    return pending and os.environ.get("BASIN_GRAPH_STRICT") != "1"
+    return pending and os.environ.get("BASIN_GRAPH_LENIENT") == "1"
 
 
 def run_basin(basin_bin, tmp_path, tm, X, Y=None, loss="none", reduction="mean", want="jacobian",
@@ -293,4 +327,4 @@ def check_against(res, G, ref, sv_tol=1e-9, eig_tol=1e-8, method="svd"):
     if "hessian" in res and res["hessian"] is not None and hasattr(ref, "hess"):
         got = np.asarray(res["hessian"]["eigenvalues"])
         scale = max(np.abs(ref.hess).max(), 1e-300)
-        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs autograd.functional.hessian")
+        assert_close_abs(got, ref.hess, eig_tol * scale, "Hessian eigenvalues vs torch (jacrev∘jacrev)")

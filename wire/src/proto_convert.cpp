@@ -444,7 +444,9 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
                       const std::vector<std::vector<double>>& checkpoints) {
   model_to_proto(request.model, out->mutable_model());
   const int64_t n = request.num_examples;
-  const int64_t k = request.model.output_dim();
+  // A graph (an imported ONNX file: the caller sends the file itself as onnx_blob_id) has its
+  // own per-example input shape and output count.
+  const int64_t k = request.graph ? request.graph->output_dim() : request.model.output_dim();
   if (checkpoints.size() > 1) {
     const int64_t N = static_cast<int64_t>(checkpoints.front().size());
     std::vector<double> all;
@@ -455,8 +457,13 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
     doubles_to_tensor(request.params, {static_cast<int64_t>(request.params.size())},
                       out->mutable_params()->mutable_tensor());
   }
-  doubles_to_tensor(request.inputs, {n, request.model.input_dim},
-                    out->mutable_inputs()->mutable_tensor());
+  std::vector<int64_t> x_shape{n};
+  if (request.graph) {
+    for (int64_t d : request.graph->input_shape()) x_shape.push_back(d);
+  } else {
+    x_shape.push_back(request.model.input_dim);
+  }
+  doubles_to_tensor(request.inputs, x_shape, out->mutable_inputs()->mutable_tensor());
   if (request.loss == Loss::kMse) {
     doubles_to_tensor(request.targets, {n, k}, out->mutable_targets()->mutable_tensor());
   } else if (request.loss == Loss::kCrossEntropy) {

@@ -57,12 +57,20 @@ from .result import Result, JacobianSpectrum, GgnSpectrum, HessianSpectrum, Para
 from .client import Client, Job, TLS  # noqa: E402
 
 __all__ = [
-    "Client", "Job", "TLS", "Sequential", "OnnxModel", "TorchModel", "from_torch", "Result",
+    "analyze", "Client", "Job", "TLS", "Sequential", "OnnxModel", "TorchModel", "from_torch", "Result",
     "JacobianSpectrum", "GgnSpectrum", "HessianSpectrum", "ParameterSpectrum", "RankBound", "BasinError", "InvalidArgument",
     "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
     "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
     "Unauthenticated", "DeadlineExceeded", "Cancelled", "Unknown",
 ]
+
+
+def analyze(model, inputs, targets=None, *, server=None, token=None, tls=None, **kwargs):
+    """One analysis on a Basin server (default $BASIN_SERVER or localhost:50051): a Client opened
+    and closed around Client.analyze(model, inputs, targets, **kwargs). `model` may be any
+    torch.nn.Module (see Client.analyze)."""
+    with Client(server, token=token, tls=tls) as client:
+        return client.analyze(model, inputs, targets, **kwargs)
 
 
 def __getattr__(name):
