@@ -4,7 +4,7 @@ n = 30, N = 1,896), (b) the exact Hessian (cross-entropy over every position) of
 N = 1,896 (n = 8).
 
 Basin: one fresh `basin analyze --local --device cpu … --json` process per repeat (wall clock of the
-whole process, ONNX import and .npy reading included; peak RSS of the child). PyTorch, in this
+whole process, ONNX import and .npy reading included; its CPU time; peak RSS by GNU time %M). PyTorch, in this
 process, float64: G by torch.autograd.functional.jacobian(vectorize=True) then svdvals; H by
 torch.autograd.functional.hessian(vectorize=True) then eigvalsh. Prints one Markdown row per workload.
 
@@ -39,9 +39,12 @@ def child_cpu():
 
 def run_basin(binary, args):
     t0, c0 = time.perf_counter(), child_cpu()
-    p = subprocess.run([binary] + args, capture_output=True, text=True)
+    rss = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
+    # GNU time's %M: the child's own peak RSS (RUSAGE_CHILDREN would count torch's pages at fork)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss, binary] + args, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     run_basin.cpu.append(child_cpu() - c0)
+    run_basin.rss.append(int(open(rss).read().split()[-1]))
     if p.returncode != 0:
         raise SystemExit(p.stderr)
     return dt, json.loads(p.stdout)
@@ -90,11 +93,11 @@ def main():
         else:
             args += ["--targets", str(tmp / "y.npy"), "--loss", "cross_entropy", "--want", "hessian"]
         btimes, res = [], None
-        run_basin.cpu = []
+        run_basin.cpu, run_basin.rss = [], []
         for _ in range(a.repeats):
             dt, res = run_basin(a.basin, args)
             btimes.append(dt)
-        bpeak = child_peak_kb()
+        bpeak = max(run_basin.rss)
         theta, f = torch_parts(model, names, tokens)
         ttimes, tcpu = [], []
         for _ in range(a.repeats):
