@@ -242,7 +242,8 @@ void load_request_files(AnalyzeOptions& o) {
   // The inputs first: their per-example shape (X.shape[1:]) resolves an ONNX graph's dynamic
   // dimensions.
   const NpyArray x = read_npy(o.inputs_path, "--inputs");
-  if (!x.is_float())
+  // Integer inputs are token ids, for an ONNX model whose input is INT32/INT64 (checked below).
+  if (!x.is_float() && !ends_with(o.model_path, ".onnx"))
     invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) + ", expected float32 or float64");
   o.inputs_shape = x.shape;
   o.onnx = ends_with(o.model_path, ".onnx");
@@ -314,8 +315,15 @@ void load_request_files(AnalyzeOptions& o) {
     invalid_argument("--inputs " + o.inputs_path + ": shape " + x.shape_string() + ", expected (n, " + std::to_string(d) +
                      ")" + (r.graph ? " or (n, " + per_example_dims(r.graph->input_shape()) + ")" : std::string()) +
                      " to match the model's input (" + std::to_string(d) + " values per example)");
+  const bool token_model = r.graph && r.graph->input() >= 0 && r.graph->value(r.graph->input()).integer;
+  if (token_model && x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) +
+                     ", expected integer token ids (int32/int64): the model's input is an integer tensor");
+  if (!token_model && !x.is_float())
+    invalid_argument("--inputs " + o.inputs_path + ": dtype " + npy_dtype_name(x.dtype) +
+                     ", expected float32 or float64 (the model's input is a float tensor)");
   r.num_examples = x.shape[0];
-  r.inputs = x.to_double();
+  r.inputs = x.to_double();  // token ids are exact in double
 
   if (!o.targets_path.empty()) {
     const NpyArray y = read_npy(o.targets_path, "--targets");
@@ -324,9 +332,18 @@ void load_request_files(AnalyzeOptions& o) {
       if (y.is_float())
         invalid_argument(where + ": dtype " + npy_dtype_name(y.dtype) +
                          ", expected integer class labels (int32/int64) for loss cross_entropy");
-      if (y.shape.size() != 1 || y.shape[0] != r.num_examples)
-        invalid_argument(where + ": shape " + y.shape_string() + ", expected (" + std::to_string(r.num_examples) +
-                         ",) labels, one per example");
+      // A sequence output [n, .., C] takes one label per position: labels [n, ..] (loss.hpp).
+      std::vector<int64_t> want = {r.num_examples};
+      std::string want_text = "(" + std::to_string(r.num_examples);
+      const Shape out = r.graph && r.graph->output() >= 0 ? r.graph->value(r.graph->output()).shape : Shape{};
+      if (out.size() >= 2 && out.back() < k) {  // C = the last axis (as the engine's loss_classes)
+        want.insert(want.end(), out.begin(), out.end() - 1);
+        for (size_t d = 0; d + 1 < out.size(); ++d) want_text += ", " + std::to_string(out[d]);
+        want_text += ") labels, one per position of the output [n, " + per_example_dims(out) + "]";
+      } else {
+        want_text += ",) labels, one per example";
+      }
+      if (y.shape != want) invalid_argument(where + ": shape " + y.shape_string() + ", expected " + want_text);
       r.labels = y.to_int64();
     } else if (r.loss == Loss::kMse) {
       if (!y.is_float())

@@ -201,8 +201,7 @@ class Engine {
   // Columns of the GGN's loss factor S_i (LossTerms::factor_cols): k for MSE, k − 1 for
   // cross-entropy.
   int64_t ggn_factor_cols() const {
-    const int64_t k = req_.output_dim();
-    return req_.loss == Loss::kCrossEntropy ? k - 1 : k;
+    return loss_factor_cols(req_);  // P·(C − 1) for a sequence output (loss.hpp)
   }
   // What pass 1 pushes: σ(G) when wanted (or for an MSE GGN, which is σ(G) scaled) into queue_,
   // the factor spectrum of a cross-entropy GGN into ggn_queue_ (its Gram is n·(k−1) square).
@@ -251,7 +250,7 @@ class Engine {
                          (req_.dtype == DType::kFloat32 ? ", or use --dtype float64" : ""));
     if (req_.return_outputs) res.outputs = outputs;
     if (req_.loss != Loss::kNone) {
-      terms = loss_terms(req_.loss, req_.reduction, outputs, n, k, req_.targets, req_.labels);
+      terms = loss_terms(req_.loss, req_.reduction, outputs, n, k, req_.targets, req_.labels, loss_classes(req_));
       if (!std::isfinite(terms.value))
         invalid_argument(std::string("loss: ") + loss_name(req_.loss) + " overflowed to a non-finite value in " +
                          dtype_name(req_.dtype) + which + "; the outputs or targets are too large");

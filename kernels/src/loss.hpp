@@ -29,7 +29,19 @@ struct LossTerms {
 // S_i = D U_i / √n, U_i the k × (k−1) orthonormal basis of √p_i⊥ given by the Householder
 // reflection that maps √p_i to −e_k, satisfies S_i S_iᵀ = D U Uᵀ D / n = M_i exactly, with k − 1
 // columns instead of k: the softmax's null direction √p_i never enters a Gram or an SVD.
+//
+// Sequence outputs: with `classes` = C < k, each example's k outputs are P = k / C positions of
+// C logits (a per-example output [.., C], row-major), labels are [n × P] and cross-entropy
+// averages over all n·P positions exactly as F.cross_entropy(logits.reshape(-1, C),
+// labels.reshape(-1)): M_i is block-diagonal over positions, S_i has P·(C − 1) columns (the
+// reduced factor of each position's block). classes = 0 means C = k (one position).
 LossTerms loss_terms(Loss loss, Reduction reduction, const std::vector<double>& outputs, int64_t n,
-                     int64_t k, const std::vector<double>& targets, const std::vector<int64_t>& labels);
+                     int64_t k, const std::vector<double>& targets, const std::vector<int64_t>& labels,
+                     int64_t classes = 0);
+
+// C, the classes of cross-entropy: the last axis of a graph's per-example output, else k.
+int64_t loss_classes(const AnalysisRequest& r);
+// Columns of S_i: k for MSE, P·(C − 1) for cross-entropy.
+int64_t loss_factor_cols(const AnalysisRequest& r);
 
 }  // namespace basin

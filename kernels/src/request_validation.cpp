@@ -10,7 +10,9 @@
 #include <utility>
 
 #include "basin/error.hpp"
+#include "loss.hpp"
 #include "memory_plan.hpp"
+#include "ops/gather.hpp"
 #include "per_parameter.hpp"
 #include "vectors.hpp"
 
@@ -98,6 +100,7 @@ void validate_request_except_params(const AnalysisRequest& r) {
     invalid_argument("inputs: got " + std::to_string(r.inputs.size()) + " values, expected n × " + per_example + " = " +
                      std::to_string(r.num_examples) + " × " + std::to_string(d));
   check_finite(r.inputs, "inputs", d);
+  if (r.graph) check_gather_indices(*r.graph, r.inputs, r.num_examples);  // token ids in range
   if (r.dtype == DType::kFloat32) {
     check_float32_range(r.inputs, "inputs", d);
     check_float32_range(r.targets, "targets", k);
@@ -124,18 +127,31 @@ void validate_request_except_params(const AnalysisRequest& r) {
                          std::to_string(r.num_examples) + " × " + std::to_string(k) + " float targets for loss mse");
       check_finite(r.targets, "targets", k);
       break;
-    case Loss::kCrossEntropy:
+    case Loss::kCrossEntropy: {
+      // Sequence outputs [n, .., C]: one label per position (loss.hpp), P = k / C positions.
+      const int64_t C = loss_classes(r), P = k / C;
+      std::string want = "(" + std::to_string(r.num_examples);
+      if (P > 1) {
+        const Shape& out = r.graph->value(r.graph->output()).shape;
+        for (size_t d = 0; d + 1 < out.size(); ++d) want += ", " + std::to_string(out[d]);
+      }
+      want = P == 1 ? "(n,) = " + want + ",)" : want + ")";
       if (!r.targets.empty())
-        invalid_argument("targets: float targets given for loss cross_entropy; expected integer class labels of shape (n,) = (" +
-                         std::to_string(r.num_examples) + ",)");
-      if (static_cast<int64_t>(r.labels.size()) != r.num_examples)
-        invalid_argument("targets: got " + std::to_string(r.labels.size()) + " labels, expected one per example (n = " +
-                         std::to_string(r.num_examples) + ") for loss cross_entropy");
+        invalid_argument("targets: float targets given for loss cross_entropy; expected integer class labels of shape " +
+                         want);
+      if (static_cast<int64_t>(r.labels.size()) != r.num_examples * P)
+        invalid_argument("targets: got " + std::to_string(r.labels.size()) + " labels, expected " +
+                         (P == 1 ? "one per example (n = " + std::to_string(r.num_examples) + ")"
+                                 : "one per position: n × " + std::to_string(P) + " = " +
+                                       std::to_string(r.num_examples * P) + ", labels of shape " + want) +
+                         " for loss cross_entropy");
       for (size_t i = 0; i < r.labels.size(); ++i)
-        if (r.labels[i] < 0 || r.labels[i] >= k)
+        if (r.labels[i] < 0 || r.labels[i] >= C)
           invalid_argument("targets: label[" + std::to_string(i) + "] = " + std::to_string(r.labels[i]) +
-                           " is out of range; expected 0 <= label < " + std::to_string(k) + " (the number of outputs)");
+                           " is out of range; expected 0 <= label < " + std::to_string(C) +
+                           (P == 1 ? " (the number of outputs)" : " (the classes: the output's last axis)"));
       break;
+    }
   }
   for (const auto& [name, value] : {std::pair<const char*, std::optional<double>>{"rtol", r.rtol}, {"atol", r.atol}})
     if (value && (!std::isfinite(*value) || *value < 0))

@@ -13,6 +13,7 @@
 #include "../../kernels/src/ops/kernels/conv.hpp"
 #include "../../kernels/src/ops/kernels/layout.hpp"
 #include "../../kernels/src/ops/kernels/pool.hpp"
+#include "../../kernels/src/ops/kernels/gather.hpp"
 
 namespace basin {
 namespace test {
@@ -77,6 +78,16 @@ class EmulatedOpKernels final : public OpKernels<T> {
     cuda::ops::check_geometry("avg_pool_transpose", g, batch);
     for_each_index(cuda::ops::image_count(g, batch),
                    [&](int64_t i) { kernels::avg_pool_transpose_element(i, g, gy, gx); });
+  }
+  void gather_rows(const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx, const T* table,
+                   T* out) override {
+    for_each_index(examples * g.rows * g.positions * g.width,
+                   [&](int64_t i) { kernels::gather_rows_at(g, i, alpha, beta, idx, table, out); });
+  }
+  void gather_rows_transpose(const GatherGeometry& g, int64_t out_examples, int64_t sum_examples, T alpha,
+                             const T* idx, const T* gout, T* gtable) override {
+    for_each_index(out_examples * g.rows * g.vocab * g.width,
+                   [&](int64_t i) { kernels::gather_rows_transpose_at(g, sum_examples, i, alpha, idx, gout, gtable); });
   }
 };
 

@@ -609,6 +609,39 @@ TYPED_TEST(CudaPrimitives, OpKernelAvgPool) {
     }
 }
 
+TYPED_TEST(CudaPrimitives, OpKernelGather) {
+  using T = TypeParam;
+  // Shared and per-example tables and indices, several rows per example, repeated ids.
+  struct Case { int64_t E, R, V, D, S, table_E, table_R, idx_E; };
+  for (const Case& k : {Case{3, 2, 5, 4, 7, 1, 1, 3}, Case{3, 2, 5, 4, 7, 3, 2, 3}, Case{4, 1, 11, 8, 6, 1, 1, 1},
+                        Case{2, 3, 3, 1, 9, 2, 3, 2}}) {
+    GatherGeometry g;
+    g.vocab = k.V, g.width = k.D, g.positions = k.S, g.rows = k.R;
+    g.table_row_stride = k.table_R == 1 ? 0 : k.V * k.D;
+    g.table_example_stride = k.table_E == 1 ? 0 : k.table_R * k.V * k.D;
+    g.index_example_stride = k.idx_E == 1 ? 0 : k.S;
+    std::vector<T> idx(static_cast<size_t>(k.idx_E * k.S));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = T(static_cast<int64_t>(i * 7 + 3) % k.V);
+    const size_t table = static_cast<size_t>(k.table_E * k.table_R * k.V * k.D);
+    const size_t out = static_cast<size_t>(k.E * k.R * k.S * k.D);
+    const std::string what = "gather E" + std::to_string(k.E) + " table_E" + std::to_string(k.table_E);
+    this->compare({idx, random_values<T>(table, 94), random_values<T>(out, 95)}, {2},
+                  [&](Backend<T>& be, std::vector<T*>& a) {
+                    kernels_of(be).gather_rows(g, k.E, T(1), T(0.5), a[0], a[1], a[2]);
+                  },
+                  "gather_rows " + what);
+    if (k.idx_E != k.E) continue;
+    for (int64_t out_E : {k.E, int64_t{1}}) {
+      const size_t gt = static_cast<size_t>(out_E * k.R * k.V * k.D);
+      this->compare({idx, random_values<T>(out, 96), random_values<T>(gt, 97)}, {2},
+                    [&](Backend<T>& be, std::vector<T*>& a) {
+                      kernels_of(be).gather_rows_transpose(g, out_E, out_E == 1 ? k.E : 1, T(1), a[0], a[1], a[2]);
+                    },
+                    "gather_rows_transpose " + what + " out_E" + std::to_string(out_E));
+    }
+  }
+}
+
 TYPED_TEST(CudaPrimitives, OpKernelBadLaunchIsTheSameErrorKindOnBoth) {
   using T = TypeParam;
   size_t n = 0;

@@ -39,6 +39,13 @@ void avg_pool(const WindowGeometry& g, int64_t batch, const T* x, T* y);
 template <class T>
 void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* gx);
 
+// gather.cpp
+template <class T>
+void gather_rows(const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx, const T* table, T* out);
+template <class T>
+void gather_rows_transpose(const GatherGeometry& g, int64_t out_examples, int64_t sum_examples, T alpha, const T* idx,
+                           const T* gout, T* gtable);
+
 }  // namespace cpu
 
 template <class T>
@@ -73,6 +80,14 @@ class CpuOpKernels final : public OpKernels<T> {
   void avg_pool(const WindowGeometry& g, int64_t batch, const T* x, T* y) override { cpu::avg_pool(g, batch, x, y); }
   void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* gx) override {
     cpu::avg_pool_transpose(g, batch, gy, gx);
+  }
+  void gather_rows(const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx, const T* table,
+                   T* out) override {
+    cpu::gather_rows(g, examples, alpha, beta, idx, table, out);
+  }
+  void gather_rows_transpose(const GatherGeometry& g, int64_t out_examples, int64_t sum_examples, T alpha,
+                             const T* idx, const T* gout, T* gtable) override {
+    cpu::gather_rows_transpose(g, out_examples, sum_examples, alpha, idx, gout, gtable);
   }
 };
 

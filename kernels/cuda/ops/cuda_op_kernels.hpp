@@ -53,6 +53,14 @@ void avg_pool(cudaStream_t stream, const WindowGeometry& g, int64_t batch, const
 template <class T>
 void avg_pool_transpose(cudaStream_t stream, const WindowGeometry& g, int64_t batch, const T* gy, T* gx);
 
+// gather.cu
+template <class T>
+void gather_rows(cudaStream_t stream, const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx,
+                 const T* table, T* out);
+template <class T>
+void gather_rows_transpose(cudaStream_t stream, const GatherGeometry& g, int64_t out_examples, int64_t sum_examples,
+                           T alpha, const T* idx, const T* gout, T* gtable);
+
 }  // namespace ops
 }  // namespace cuda
 
@@ -107,6 +115,16 @@ class CudaOpKernels final : public OpKernels<T> {
   void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* gx) override {
     ctx_.activate();
     cuda::ops::avg_pool_transpose(ctx_.stream(), g, batch, gy, gx);
+  }
+  void gather_rows(const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx, const T* table,
+                   T* out) override {
+    ctx_.activate();
+    cuda::ops::gather_rows(ctx_.stream(), g, examples, alpha, beta, idx, table, out);
+  }
+  void gather_rows_transpose(const GatherGeometry& g, int64_t out_examples, int64_t sum_examples, T alpha,
+                             const T* idx, const T* gout, T* gtable) override {
+    ctx_.activate();
+    cuda::ops::gather_rows_transpose(ctx_.stream(), g, out_examples, sum_examples, alpha, idx, gout, gtable);
   }
 
  private:

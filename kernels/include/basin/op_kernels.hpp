@@ -48,6 +48,15 @@ struct WindowGeometry {
   bool count_include_pad = false;  // average pooling: divide by the whole window, pads included
 };
 
+// An embedding lookup (kernels/src/ops/kernels/gather.hpp): rows of a table [V, D] picked by
+// integer indices [S] per example. Strides are 0 for what is shared by every example / row.
+struct GatherGeometry {
+  int64_t vocab = 0, width = 0;    // V rows of D entries
+  int64_t positions = 0;           // S indices per example
+  int64_t rows = 1;                // R directions per example
+  int64_t table_example_stride = 0, table_row_stride = 0, index_example_stride = 0;
+};
+
 enum class BinaryKind : int { kAdd = 0, kMul = 1 };
 
 template <class T>
@@ -102,6 +111,22 @@ class OpKernels {
   // y [batch, C, oh, ow] += window averages of x; and its transpose gx += spread of gy.
   virtual void avg_pool(const WindowGeometry& g, int64_t batch, const T* x, T* y) = 0;
   virtual void avg_pool_transpose(const WindowGeometry& g, int64_t batch, const T* gy, T* gx) = 0;
+
+  // ---- gather (kernels/src/ops/kernels/gather.hpp) ----
+  // out [E, R, S, D] = beta·out + alpha·table[e, r, idx[e, s], :] (examples E = `examples`).
+  // Not pure: a backend without it refuses the gather op.
+  virtual void gather_rows(const GatherGeometry& g, int64_t examples, T alpha, T beta, const T* idx, const T* table,
+                           T* out) {
+    (void)g, (void)examples, (void)alpha, (void)beta, (void)idx, (void)table, (void)out;
+    throw Error(ErrorCode::kUnimplemented, "op kernel gather_rows is not available on this backend");
+  }
+  // gtable [Eo, R, V, D] += alpha·(scatter-add of gout [Eo·sum_examples, R, S, D] to the rows idx
+  // selects, summed over each group of sum_examples examples). Gather form, no atomics.
+  virtual void gather_rows_transpose(const GatherGeometry& g, int64_t out_examples, int64_t sum_examples, T alpha,
+                                     const T* idx, const T* gout, T* gtable) {
+    (void)g, (void)out_examples, (void)sum_examples, (void)alpha, (void)idx, (void)gout, (void)gtable;
+    throw Error(ErrorCode::kUnimplemented, "op kernel gather_rows_transpose is not available on this backend");
+  }
 };
 
 }  // namespace basin

@@ -51,7 +51,9 @@ const char* const kSupportedOps[] = {
     "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "LayerNormalization",
     "LeakyRelu", "Log", "LogSoftmax", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "Reciprocal", "ReduceMean",
     "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub",
-    "Tanh", "Transpose", "Unsqueeze"};
+    "Tanh", "Transpose", "Unsqueeze",
+    // transformers (transformer_ops): token embeddings, constant masks, split heads
+    "Equal", "Not", "Split", "Where"};
 
 [[noreturn]] void unimplemented(const std::string& message) { throw Error(ErrorCode::kUnimplemented, message); }
 
@@ -134,7 +136,8 @@ const std::unordered_map<std::string, std::vector<std::string>>& known_attribute
       {"ConstantOfShape", {"value"}}, {"Softplus", {}}, {"Relu", {}}, {"Tanh", {}}, {"Sigmoid", {}},
       {"HardSwish", {}}, {"Erf", {}}, {"Exp", {}}, {"Log", {}}, {"Sqrt", {}}, {"Reciprocal", {}}, {"Neg", {}},
       {"Identity", {}}, {"Add", {}}, {"Sub", {}}, {"Mul", {}}, {"Div", {}}, {"Pow", {}}, {"MatMul", {}},
-      {"GlobalAveragePool", {}}, {"Slice", {}}, {"Expand", {}}, {"Equal", {}}, {"Where", {}}, {"Floor", {}},
+      {"GlobalAveragePool", {}}, {"Slice", {}}, {"Expand", {}}, {"Equal", {}}, {"Where", {}}, {"Floor", {}}, {"Not", {}},
+      {"Split", {"axis", "split", "num_outputs"}},
       {"Ceil", {}}};
   return k;
 }
@@ -303,9 +306,10 @@ class Importer {
     const bool has_shape = in.has_type() && in.type().has_tensor_type() && in.type().tensor_type().has_shape();
     if (in.has_type() && in.type().has_tensor_type()) {
       const int32_t et = in.type().tensor_type().elem_type();
-      if (et != onnx::TensorProto_DataType_UNDEFINED && !is_float_type(et)) {
+      input_integer_ = et == onnx::TensorProto_DataType_INT64 || et == onnx::TensorProto_DataType_INT32;
+      if (et != onnx::TensorProto_DataType_UNDEFINED && !is_float_type(et) && !input_integer_) {
         unimplemented(what_ + ": graph input " + quoted(input_) + " has element type " +
-                      onnx_import_detail::data_type_name(et) + "; only FLOAT and DOUBLE inputs are supported");
+                      onnx_import_detail::data_type_name(et) + "; only FLOAT and DOUBLE inputs (or INT32/INT64 token ids) are supported");
       }
     }
     if (!has_shape) {
@@ -825,7 +829,7 @@ class Importer {
 
   void build() {
     Graph& graph = result_.graph;
-    vals_[input_].id = graph.add_input(input_, input_shape_);
+    vals_[input_].id = graph.add_input(input_, input_shape_, input_integer_);
     for (const std::string& p : theta_) {
       const HostPtr h = raw_constant(identity_source(p));
       for (double v : h->values)
@@ -918,7 +922,10 @@ class Importer {
     if (op == "Identity") { Val v = val(i, 0); return set_out(i, 0, v); }
     if (op == "Dropout") return dropout(i);
     if (op == "Slice") return slice(i);
+    if (op == "Gather" && !is_host(i, 1)) return embedding(i);
     if (op == "Gather") return gather(i);
+    if (op == "Where") return where(i);
+    if (op == "Split") return split(i);
     if (op == "Expand") return expand(i);
     if (op == "Pad") return pad(i);
     if (op == "ReduceMean" || op == "ReduceSum") return reduce(i);
@@ -1018,7 +1025,7 @@ class Importer {
   bool fold(int i) {
     static const std::unordered_set<std::string> kFoldable = {
         "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Add", "Sub", "Mul", "Div",
-        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose"};
+        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose", "Not"};
     const onnx::NodeProto& n = g_.node(i);
     const std::string& op = n.op_type();
     if (!kFoldable.count(op)) return false;
@@ -1042,6 +1049,10 @@ class Importer {
       if (h.integer)
         for (double& v : h.values)
           if (v != kBatchSym && std::isfinite(v)) v = to == onnx::TensorProto_DataType_BOOL ? (v != 0) : std::trunc(v);
+    } else if (op == "Not") {
+      h = x;
+      h.integer = true;
+      for (double& v : h.values) v = v == 0 ? 1 : 0;
     } else if (op == "Neg" || op == "Sqrt" || op == "Floor" || op == "Ceil") {
       h = x;
       for (double& v : h.values) {
@@ -1821,6 +1832,109 @@ class Importer {
   }
 
   // Gather of the data with a constant scalar index along an axis ≥ 1: a slice without that axis.
+  // ---- transformers ----
+
+  // Gather(table, tokens): an embedding lookup of the integer graph input (the gather op).
+  void embedding(int i) {
+    const Val& iv = val(i, 1);
+    const GraphValue& idx = result_.graph.value(iv.id);
+    if (idx.kind != ValueKind::kInput || !idx.integer)
+      node_error(ErrorCode::kUnimplemented, i,
+                 "indices computed from the input are not supported; Gather with non-constant indices is an "
+                 "embedding lookup of the integer token input itself");
+    if (batched_in(i, 0))
+      node_error(ErrorCode::kUnimplemented, i, "the table depends on the input; only an embedding table is supported");
+    if (attr_int(i, "axis", 0) != 0)
+      node_error(ErrorCode::kUnimplemented, i, "an embedding lookup along axis " + std::to_string(attr_int(i, "axis", 0)) +
+                                                   " is not supported (axis 0: rows of the table)");
+    set_out(i, b_.node("gather", {gid(i, 0), iv.id}, {}, gname(i)));
+  }
+
+  // A graph constant of a host tensor that may hold ±inf (mask fill values).
+  int mask_constant(int i, const std::string& suffix, const Shape& dims, std::vector<double> values) {
+    for (double v : values)
+      if (std::isnan(v)) node_error(ErrorCode::kInvalidArgument, i, "a mask value is NaN");
+    return b_.constant(gname(i) + suffix, dims, std::move(values));
+  }
+
+  // Where(cond, x, y) with a constant condition: x·c + y·(1 − c), a constant branch folded into
+  // one added constant (c ? x : 0 or c ? 0 : y, so a −inf fill never meets a 0).
+  void where(int i) {
+    if (g_.node(i).input_size() != 3) node_error(ErrorCode::kInvalidArgument, i, "Where takes 3 inputs");
+    if (!is_host(i, 0))
+      node_error(ErrorCode::kUnimplemented, i,
+                 "the condition depends on the input or a parameter (a non-constant mask); Basin differentiates "
+                 "Where only with a constant condition (causal and padding masks as buffers or constants; a mask buffer "
+                 "taken for a parameter: name it with --constants)");
+    const Host& c = host(i, 0, "condition");
+    const bool xh = is_host(i, 1), yh = is_host(i, 2);
+    Shape out;
+    const Shape cx = full_shape(val(i, 1)), cy = full_shape(val(i, 2));
+    Shape xy;
+    if (!broadcast_shape(cx, cy, &xy) || !broadcast_shape(c.dims, xy, &out))
+      node_error(ErrorCode::kInvalidArgument, i, "the shapes of condition, X and Y do not broadcast");
+    std::vector<double> keep(c.values.size()), drop(c.values.size());
+    for (size_t f = 0; f < c.values.size(); ++f) keep[f] = c.values[f] != 0 ? 1 : 0, drop[f] = 1 - keep[f];
+    const std::string name = gname(i);
+    // Adds `branch`·mask to acc (a batched branch), or the masked constant when it is a host tensor.
+    auto term = [&](int k, const std::vector<double>& mask, const std::string& tag) -> int {
+      if (!is_host(i, k)) return b_.mul(gid(i, k), mask_constant(i, ":" + tag, c.dims, mask), name + ":" + tag + "_mul");
+      const Host& h = *val(i, k).host;
+      Shape dims;
+      broadcast_shape(c.dims, h.dims, &dims);
+      const int64_t m = shape_numel(dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "a mask of over 2^20 values");
+      std::vector<double> v(static_cast<size_t>(m));
+      for (int64_t f = 0; f < m; ++f)
+        v[f] = mask[source_index(f, dims, c.dims)] != 0 ? h.values[source_index(f, dims, h.dims)] : 0.0;
+      return mask_constant(i, ":" + tag, dims, std::move(v));
+    };
+    if (xh && yh) node_error(ErrorCode::kInternal, i, "an all-constant Where was not folded");
+    const int a = term(1, keep, "x"), b = term(2, drop, "y");
+    set_out(i, b_.add(a, b, name));
+  }
+
+  // Split of an activation into slices along one axis (query/key/value of a packed projection).
+  void split(int i) {
+    const onnx::NodeProto& n = g_.node(i);
+    const Val& xv = val(i, 0);
+    const int x = data(i);
+    const Shape full = full_shape(xv);
+    const int64_t onnx_axis = norm_axis(i, attr_int(i, "axis", 0), static_cast<int64_t>(full.size()));
+    const int64_t axis = graph_axis(i, xv, onnx_axis);
+    const int64_t dim = gshape(x)[static_cast<size_t>(axis)];
+    std::vector<int64_t> sizes;
+    if (has_input(i, 1)) {
+      sizes = host_ints(i, 1, "split");
+    } else if (attr(i, "split")) {
+      sizes = attr_ints(i, "split", {});
+    } else {
+      const int64_t parts = attr_int(i, "num_outputs", n.output_size());
+      if (parts <= 0) node_error(ErrorCode::kInvalidArgument, i, "num_outputs must be positive");
+      const int64_t each = (dim + parts - 1) / parts;
+      for (int64_t p = 0, left = dim; p < parts; ++p, left -= each) sizes.push_back(std::min(each, left));
+    }
+    if (static_cast<int>(sizes.size()) != n.output_size())
+      node_error(ErrorCode::kInvalidArgument, i, "split has " + std::to_string(sizes.size()) + " sizes for " +
+                                                     std::to_string(n.output_size()) + " outputs");
+    int64_t start = 0;
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      if (sizes[k] < 0) node_error(ErrorCode::kInvalidArgument, i, "a split size is negative");
+      Attributes a;
+      a["starts"] = attr_of(std::vector<int64_t>{start});
+      a["ends"] = attr_of(std::vector<int64_t>{start + sizes[k]});
+      a["axes"] = attr_of(std::vector<int64_t>{axis});
+      a["steps"] = attr_of(std::vector<int64_t>{1});
+      Val v;
+      v.id = b_.node("slice", {x}, a, gname(i) + ":" + std::to_string(k));
+      set_out(i, static_cast<int>(k), v);
+      start += sizes[k];
+    }
+    if (start != dim)
+      node_error(ErrorCode::kInvalidArgument, i, "split sizes sum to " + std::to_string(start) + ", not the axis' " +
+                                                     std::to_string(dim));
+  }
+
   void gather(int i) {
     const Val& xv = val(i, 0);
     if (!is_host(i, 1)) node_error(ErrorCode::kUnimplemented, i, "only constant indices are supported (no embeddings yet)");
@@ -1981,6 +2095,7 @@ class Importer {
   std::unordered_set<std::string> transposed_;  // MatMul weights held as Bᵀ in θ
   std::string input_, output_;
   Shape input_shape_;
+  bool input_integer_ = false;  // INT32/INT64 token ids
   int64_t static_batch_ = -1;
 };
 

@@ -14,6 +14,7 @@ void register_reduce_ops(std::vector<const OpDef*>& table);   // reduce.cpp
 void register_layout_ops(std::vector<const OpDef*>& table);   // layout.cpp
 void register_conv_ops(std::vector<const OpDef*>& table);     // conv.cpp
 void register_pool_ops(std::vector<const OpDef*>& table);     // pool.cpp
+void register_gather_ops(std::vector<const OpDef*>& table);   // gather.cpp
 
 namespace {
 const std::vector<const OpDef*>& table() {
@@ -26,6 +27,7 @@ const std::vector<const OpDef*>& table() {
     register_layout_ops(v);
     register_conv_ops(v);
     register_pool_ops(v);
+    register_gather_ops(v);
     return v;
   }();
   return t;

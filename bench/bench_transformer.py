@@ -1,0 +1,138 @@
+"""Basin vs PyTorch on the CPU for a small causal GPT (tests/python/transformer_models.GPT):
+(a) all σ(G) at n·k ≈ 2,000 (vocab 11, T 6, width 8, 2 layers, 2 heads, tied embeddings: k = T·11 = 66,
+n = 30, N = 1,896), (b) the exact Hessian (cross-entropy over every position) of the same block,
+N = 1,896 (n = 8).
+
+Basin: one fresh `basin analyze --local --device cpu … --json` process per repeat (wall clock of the
+whole process, ONNX import and .npy reading included; its CPU time; peak RSS by GNU time %M). PyTorch, in this
+process, float64: G by torch.autograd.functional.jacobian(vectorize=True) then svdvals; H by
+torch.autograd.functional.hessian(vectorize=True) then eigvalsh. Prints one Markdown row per workload.
+
+  /usr/bin/python3 bench/bench_transformer.py [--basin build/bin/basin] [--repeats 3]
+"""
+import argparse
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import json
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "python"))
+import transformer_models as tm  # noqa: E402
+
+F = torch.nn.functional
+
+
+def child_peak_kb():
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_basin(binary, args):
+    t0, c0 = time.perf_counter(), child_cpu()
+    rss = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
+    # GNU time's %M: the child's own peak RSS (RUSAGE_CHILDREN would count torch's pages at fork)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss, binary] + args, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    run_basin.cpu.append(child_cpu() - c0)
+    run_basin.rss.append(int(open(rss).read().split()[-1]))
+    if p.returncode != 0:
+        raise SystemExit(p.stderr)
+    return dt, json.loads(p.stdout)
+
+
+def torch_parts(model, names, tokens):
+    params = dict(model.named_parameters())
+    shapes = [params[k].shape for k in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    theta = torch.cat([params[k].detach().reshape(-1) for k in names])
+    tok = torch.from_numpy(tokens)
+
+    def f(th):
+        parts = torch.split(th, sizes)
+        return torch.nn.utils.stateless.functional_call(model, {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)},
+                                                        (tok,))
+    return theta, f
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--basin", default="build/bin/basin")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    import onnx
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    torch.manual_seed(0)
+    model = tm.randomise(tm.GPT(vocab=11, T=6, width=8, heads=2, layers=2), 0)
+    path = tmp / "gpt.onnx"
+    tm.export(model, path, 2, 6)
+    constants = ["blocks.0.attn.tril"]
+    names = [t.name for t in onnx.load(str(path)).graph.initializer if t.name not in constants and t.data_type == 11]
+    rng = np.random.default_rng(1)
+    rows = []
+    for what, n in (("sv", 30), ("hessian", 8)):
+        tokens = rng.integers(0, 11, size=(n, 6)).astype(np.int64)
+        labels = rng.integers(0, 11, size=(n, 6)).astype(np.int64)
+        np.save(tmp / "t.npy", tokens)
+        np.save(tmp / "y.npy", labels)
+        args = ["analyze", "--local", "--device", "cpu", "--model", str(path), "--inputs", str(tmp / "t.npy"),
+                "--constants", constants[0], "--json"]
+        if what == "sv":
+            args += ["--loss", "none", "--want", "jacobian"]
+        else:
+            args += ["--targets", str(tmp / "y.npy"), "--loss", "cross_entropy", "--want", "hessian"]
+        btimes, res = [], None
+        run_basin.cpu, run_basin.rss = [], []
+        for _ in range(a.repeats):
+            dt, res = run_basin(a.basin, args)
+            btimes.append(dt)
+        bpeak = max(run_basin.rss)
+        theta, f = torch_parts(model, names, tokens)
+        ttimes, tcpu = [], []
+        for _ in range(a.repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            if what == "sv":
+                J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
+                ref = torch.linalg.svdvals(J).numpy()
+                got = np.asarray(res["jacobian"]["singular_values"])
+            else:
+                lab = torch.from_numpy(labels).reshape(-1)
+                H = torch.autograd.functional.hessian(lambda th: F.cross_entropy(f(th).reshape(-1, 11), lab), theta,
+                                                      vectorize=True)
+                ref = torch.linalg.eigvalsh(H).numpy()[::-1]
+                got = np.asarray(res["hessian"]["eigenvalues"])
+            ttimes.append(time.perf_counter() - t0)
+            tcpu.append(time.process_time() - c0)
+        tpeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        agree = np.abs(got - ref[:len(got)]).max() / np.abs(ref).max()
+        N = theta.numel()
+        k = 66
+        gbytes = n * k * N * 8
+        bmed, tmed = float(np.median(btimes)), float(np.median(ttimes))
+        bc, tc = float(np.median(run_basin.cpu)), float(np.median(tcpu))
+        rows.append(f"| GPT {'σ(G)' if what == 'sv' else 'Hessian'} | {N} | {n} | {n * k} | {bmed:.2f} s ({bc:.2f} s CPU) | "
+                    f"{tmed:.2f} s ({tc:.2f} s CPU) | {tmed / bmed:.1f}× wall, {tc / bc:.1f}× CPU | "
+                    f"{bpeak / 1024:.0f} MiB (G = {gbytes / 2**20:.1f} MiB) | "
+                    f"{tpeak / 1024:.0f} MiB | {agree:.1e} |")
+        print(rows[-1], res["timings_ms"], res[("jacobian" if what == "sv" else "hessian")]["method"], flush=True)
+    print("| workload | N | n | n·k | Basin (median, wall / CPU) | PyTorch (median, wall / CPU) | speed-up | Basin peak RSS "
+          "| PyTorch peak RSS "
+          "| max |Δ|/max |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Transformers exported from PyTorch (torch.onnx.export, float64) through `basin analyze --local`
+against PyTorch float64: a hand-written 2-layer, 2-head causal GPT with tied input/output
+embeddings (transformer_models.GPT) and nn.TransformerEncoderLayer over a token embedding.
+
+Per case: integer tokens [n, T], the per-example output [T, C] (k = T·C); G against
+torch.autograd.functional.jacobian, σ(G) to 1e-9·σmax, rank exact; cross-entropy over every
+position (F.cross_entropy(logits.reshape(-1, C), labels.reshape(-1))): the GGN Jᵀ M J and the
+Hessian (autograd.functional.hessian) eigenvalues to 1e-8·|λ|max. Bad input: token ids out of
+range, label shapes that do not fit, a mask that depends on the input.
+"""
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+import onnx  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import transformer_models as tm  # noqa: E402
+
+F = torch.nn.functional
+
+
+def onnx_parameter_names(path, constants):
+    """The float initialisers Basin takes as parameters, in file order (θ order)."""
+    m = onnx.load(str(path))
+    return [t.name for t in m.graph.initializer if t.name not in constants and t.data_type in (1, 11)]
+
+
+def theta_of(model, names):
+    params = dict(model.named_parameters())
+    assert sorted(names) == sorted(params), (names, list(params))
+    return torch.cat([params[k].detach().reshape(-1) for k in names])
+
+
+def reference(model, names, tokens, labels, hessian=True):
+    params = dict(model.named_parameters())
+    shapes = [params[k].shape for k in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    theta = theta_of(model, names)
+    tok = torch.from_numpy(tokens)
+
+    def f(th):
+        parts = torch.split(th, sizes)
+        p = {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)}
+        return torch.nn.utils.stateless.functional_call(model, p, (tok,))
+
+    out = f(theta).detach()
+    C = out.shape[-1]
+    lab = torch.from_numpy(labels).reshape(-1)
+    J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
+    ref = {"outputs": out.numpy().reshape(-1), "G": J.numpy(), "sv": torch.linalg.svdvals(J).numpy()}
+    lf = lambda o: F.cross_entropy(o.reshape(-1, C), lab)  # noqa: E731
+    M = torch.autograd.functional.hessian(lf, out.reshape(-1))
+    ref["loss"] = float(lf(out.reshape(-1)))
+    ref["ggn"] = torch.linalg.eigvalsh(J.T @ M @ J).numpy()[::-1].copy()
+    if hessian:
+        H = torch.autograd.functional.hessian(lambda th: lf(f(th).reshape(-1)), theta, vectorize=True)
+        ref["hess"] = torch.linalg.eigvalsh(H).numpy()[::-1].copy()
+    return ref
+
+
+def make_case(tmp_path, kind, n=4, T=6, seed=0, opset=17):
+    torch.manual_seed(seed)
+    if kind == "gpt":
+        model = tm.GPT(vocab=11, T=T, width=8, heads=2, layers=2)
+        constants = ["blocks.0.attn.tril"]
+        C = 11
+    elif kind == "gpt_tanh_additive":
+        model = tm.GPT(vocab=11, T=T, width=8, heads=2, layers=1, gelu="tanh", mask="additive")
+        constants = ["blocks.0.attn.tril"]
+        C = 11
+    else:
+        model = tm.Encoder(vocab=11, width=8, heads=2, classes=5)
+        constants = []
+        C = 5
+    model = tm.randomise(model, seed)
+    path = tmp_path / f"{kind}_{opset}.onnx"
+    tm.export(model, path, n, T, opset)
+    rng = np.random.default_rng(seed + 1)
+    tokens = rng.integers(0, 11, size=(n, T)).astype(np.int64)
+    labels = rng.integers(0, C, size=(n, T)).astype(np.int64)
+    return model, path, constants, tokens, labels
+
+
+def run_case(basin, path, constants, tokens, labels, want="jacobian,ggn,hessian", extra=()):
+    args = ["analyze", "--local", "--model", str(path), "--inputs", basin.npy("tokens.npy", tokens),
+            "--targets", basin.npy("labels.npy", labels), "--loss", "cross_entropy", "--want", want, "--json",
+            "--save-jacobian", basin.path("G.npy")]
+    for c in constants:
+        args += ["--constants", c]
+    return basin.run(list(args) + list(extra), timeout=600)
+
+
+def close(got, want, tol, what):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    err = np.abs(got - want).max() if got.size else 0.0
+    assert err <= tol, f"{what}: max error {err:.3e} > {tol:.3e}"
+
+
+CASES = [("gpt", 17), ("gpt", 13), ("gpt_tanh_additive", 17)]
+
+
+@pytest.mark.parametrize("kind,opset", CASES)
+def test_spectra_equal_torch(basin, tmp_path, kind, opset):
+    model, path, constants, tokens, labels = make_case(tmp_path, kind, opset=opset)
+    names = onnx_parameter_names(path, constants)
+    hessian = kind != "gpt"  or opset == 17
+    ref = reference(model, names, tokens, labels, hessian=hessian)
+    want = "jacobian,ggn,hessian" if hessian else "jacobian,ggn"
+    res = run_case(basin, path, constants, tokens, labels, want=want).json()
+    n, T = tokens.shape
+    N, k = ref["G"].shape[1], ref["G"].shape[0] // n
+    assert res["num_params"] == N and res["num_outputs"] == k and res["num_examples"] == n
+    close(np.asarray(res["outputs"]).reshape(-1), ref["outputs"], 1e-10 * max(1, np.abs(ref["outputs"]).max()), "outputs")
+    G = np.load(basin.path("G.npy"))
+    close(G, ref["G"], 1e-9 * np.abs(ref["G"]).max(), "G")
+    sv = np.asarray(res["jacobian"]["singular_values"])
+    m = min(n * k, N)
+    smax = ref["sv"].max()
+    if res["jacobian"]["method"] == "svd":
+        close(sv, ref["sv"][:m], 1e-9 * smax, "singular values")
+    else:  # a Gram route resolves σ² to 1e-10·σmax²
+        close(sv ** 2, ref["sv"][:m] ** 2, 1e-10 * smax ** 2, "squared singular values")
+    tol = res["jacobian"]["tolerance"]
+    assert res["jacobian"]["rank"] == int(np.sum(ref["sv"] > tol))
+    assert res["jacobian"]["rank"] == np.linalg.matrix_rank(ref["G"], tol=tol)
+    assert res["loss"] == pytest.approx(ref["loss"], rel=1e-12)
+    ggn = np.asarray(res["ggn"]["eigenvalues"])
+    close(ggn, ref["ggn"][:len(ggn)], 1e-8 * np.abs(ref["ggn"]).max(), "GGN eigenvalues")
+    if hessian:
+        hess = np.asarray(res["hessian"]["eigenvalues"])
+        close(hess, ref["hess"], 1e-8 * np.abs(ref["hess"]).max(), "Hessian eigenvalues")
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_multihead_attention_export_refused_naming_the_node(basin, tmp_path, opset):
+    """nn.MultiheadAttention (inside nn.TransformerEncoderLayer) exports with the batch axis moved
+    to axis 1 and merged with the heads ([T, n, D] → [T, n·h, d] → [n·h, T, d]); Basin keeps the
+    example axis first, so this variant is refused, naming the node that moves it."""
+    model, path, constants, tokens, labels = make_case(tmp_path, "encoder", opset=opset)
+    r = run_case(basin, path, constants, tokens, labels, want="jacobian")
+    assert r.returncode != 0
+    assert "/layer/self_attn/Transpose" in r.error and "batch axis" in r.error, r.error
+
+
+def test_token_id_out_of_range(basin, tmp_path):
+    _, path, constants, tokens, labels = make_case(tmp_path, "gpt")
+    tokens[2, 3] = 11
+    r = run_case(basin, path, constants, tokens, labels, want="jacobian")
+    assert r.returncode != 0
+    assert "token id 11 (example 2, position 3)" in r.error and "/wte/Gather" in r.error, r.error
+
+
+def test_float_tokens_refused(basin, tmp_path):
+    _, path, constants, tokens, labels = make_case(tmp_path, "gpt")
+    r = run_case(basin, path, constants, tokens.astype(np.float64), labels, want="jacobian")
+    assert r.returncode != 0 and "--inputs" in r.error and "integer token ids" in r.error, r.error
+
+
+def test_label_shape_mismatch(basin, tmp_path):
+    _, path, constants, tokens, labels = make_case(tmp_path, "gpt")
+    r = run_case(basin, path, constants, tokens, labels[:, :5], want="jacobian")
+    assert r.returncode != 0 and "--targets" in r.error and "(4, 6)" in r.error, r.error
+    r = run_case(basin, path, constants, tokens, labels.reshape(-1), want="jacobian")
+    assert r.returncode != 0 and "--targets" in r.error, r.error
+
+
+class InputMask(torch.nn.Module):
+    """Attention whose mask is computed from the tokens (a padding mask from the data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(11, 4)
+
+    def forward(self, tokens):
+        x = self.emb(tokens)
+        att = x @ x.transpose(1, 2)
+        pad = (tokens == 0).unsqueeze(1)
+        att = att.masked_fill(pad, float("-inf"))
+        return F.softmax(att, dim=-1) @ x
+
+
+def test_input_dependent_mask_refused(basin, tmp_path):
+    model = tm.randomise(InputMask())
+    path = tmp_path / "mask.onnx"
+    tm.export(model, path, 2, 5)
+    tokens = np.ones((2, 5), dtype=np.int64)
+    r = basin.run(["analyze", "--local", "--model", str(path), "--inputs", basin.npy("t.npy", tokens), "--loss",
+                   "none", "--want", "jacobian"])
+    assert r.returncode != 0
+    assert "Where" in r.error or "Equal" in r.error, r.error
