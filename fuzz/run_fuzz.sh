@@ -95,13 +95,15 @@ request)
   # The whole engine (CPU backend) plus the wire library's proto conversion (wire/); the ONNX
   # importer when libonnx-dev is there, so that onnx_blob_id requests are decoded as basind
   # decodes them. Every engine source but the CUDA loader (cuda_unavailable.cpp stands in),
-  # with the graph, its ops and their CPU kernels (the folders kernels/CMakeLists.txt globs), so
-  # a new file there needs no edit here; the build info is the build's, or a stand-in.
+  # with every subfolder of kernels/src and the CPU op kernels (the folders kernels/CMakeLists.txt
+  # globs), so a new file or folder there needs no edit here; the build info is the build's, or a stand-in.
   srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/wire/src/proto_convert.cpp" "$ROOT/kernels/cpu/cpu_backend.cpp")
   for s in "$ROOT"/kernels/src/*.cpp; do
     [[ $(basename "$s") == cuda_loader.cpp ]] || srcs+=("$s")
   done
-  for s in "$ROOT"/kernels/src/graph/*.cpp "$ROOT"/kernels/src/ops/*.cpp "$ROOT"/kernels/cpu/ops/*.cpp; do
+  # Every subfolder of kernels/src (graph, ops, spectra, ...) and the CPU op kernels.
+  while IFS= read -r s; do srcs+=("$s"); done < <(find "$ROOT/kernels/src" -mindepth 2 -name '*.cpp' | sort)
+  for s in "$ROOT"/kernels/cpu/ops/*.cpp; do
     [[ -f $s ]] && srcs+=("$s")
   done
   if [[ -f "$BUILD_DIR/generated/build_info.cpp" ]]; then
