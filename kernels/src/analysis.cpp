@@ -562,8 +562,7 @@ std::vector<AnalysisResult> analyze_checkpoints(const AnalysisRequest& request,
   };
   validate_checkpoints(request, checkpoints, stop_if_cancelled);
   stop_if_cancelled();
-  validate_vectors(request, checkpoints.size());
-  validate_spectra(request);
+  validate_vectors(request, checkpoints.size());  // (the spectra options: validate_checkpoints)
   std::vector<AnalysisResult> results = request.dtype == DType::kFloat32 ? run_with<float>(request, checkpoints, control)
                                                                           : run_with<double>(request, checkpoints, control);
   fill_provenance(request, checkpoints, started, ms_since(t0), results);

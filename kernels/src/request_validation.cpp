@@ -2,6 +2,8 @@
 // (request_validation.hpp).
 #include "request_validation.hpp"
 
+#include "spectra/matrix_free.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -186,6 +188,7 @@ void validate_request_except_params(const AnalysisRequest& r) {
                        " (n·k = " + std::to_string(m) + ", N = " + std::to_string(N) +
                        "); use fewer examples, --dtype float32, or raise --max-memory");
   validate_vectors(r, 1);
+  validate_spectra(r);
 }
 
 void validate_request(const AnalysisRequest& r) {

@@ -1,6 +1,7 @@
 // The operation graph's bookkeeping (basin/graph.hpp).
 #include "basin/graph.hpp"
 
+#include <limits>
 #include <sstream>
 
 #include "basin/error.hpp"
@@ -11,7 +12,11 @@ namespace basin {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    // Saturates instead of overflowing: Graph::add_value refuses such shapes by their size.
+    if (d > 0 && n > std::numeric_limits<int64_t>::max() / d) return std::numeric_limits<int64_t>::max();
+    n *= d;
+  }
   return n;
 }
 
@@ -52,6 +57,11 @@ AttrValue attr_of(const std::string& v) { AttrValue a; a.str = v; return a; }
 int Graph::add_value(GraphValue v) {
   for (int64_t d : v.shape)
     if (d <= 0) invalid_argument("value '" + v.name + "': shape " + shape_string(v.shape) + " has a dimension <= 0");
+  // Far beyond any memory, and keeps every size product in the passes within int64.
+  constexpr int64_t kMaxElements = int64_t{1} << 40;
+  if (shape_numel(v.shape) > kMaxElements)
+    resource_exhausted("value '" + v.name + "': shape " + shape_string(v.shape) + " has more than 2^40 elements" +
+                       (v.kind == ValueKind::kInput || v.batched ? " per example" : ""));
   values_.push_back(std::move(v));
   return static_cast<int>(values_.size()) - 1;
 }
