@@ -395,3 +395,8 @@ def test_overflow_during_computation_is_reported_clearly(basin, case, what):
         msg = r.error.lower()
         assert "lapack" not in msg and "illegal argument" not in msg, f"internal error leaked: {r.error}"
         assert "finite" in msg or "overflow" in msg, r.error
+
+
+def test_constants_need_an_onnx_model(basin, case):
+    """--constants names ONNX initialisers; a JSON layer list has none to name."""
+    expect_error(basin, case.args(loss="mse", extra=["--constants", "0.weight"]), "--constants", ".onnx")
