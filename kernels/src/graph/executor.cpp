@@ -364,7 +364,6 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
   const Graph& g = *graph_;
   const auto& values = g.values();
-  const auto& nodes = g.nodes();
   const int64_t N = num_params();
   Buffer<T> res(be_, static_cast<size_t>(N * N));
   // Memory per direction: a tangent and a ġ for every value (per example when batched).
@@ -386,57 +385,10 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
         tan[pv] = Buffer<T>(be_, unit.size());
         be_.upload(tan[pv].get(), unit.data(), unit.size());
       }
-      auto tensor_of = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        return Tensor<T>{store[v].get(), val.batched ? n_ : 1, nb, val.shape};
-      };
-      auto ensure = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        if (store[v].get() == nullptr)
-          store[v] = Buffer<T>(be_, static_cast<size_t>((val.batched ? n_ : 1) * nb * shape_numel(val.shape)));
-        return tensor_of(store, v);
-      };
-      // Tangents of everything downstream of this parameter.
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        bool any = false;
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any = true;
-          }
-        if (!any) continue;
-        check_cancel();
-        OpCall<T> c = call(i, 0, n_);
-        ops_[i]->jvp(c, tin, ensure(tan, nd.output));
-      }
-      // ġ backwards; ġ at the output is zero (the residual term holds r fixed).
-      for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        const int out = nd.output;
-        bool any_tangent = false;
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any_tangent = true;
-          }
-        if (dg[out].get() == nullptr && !any_tangent) continue;
-        check_cancel();
-        OpCall<T> c = call(static_cast<size_t>(i), 0, n_);
-        const GraphValue& oval = values[out];
-        const Tensor<T> gbar{kept_[out].get(), oval.batched ? n_ : 1, 1, oval.shape};
-        const Tensor<T> dgout = dg[out].get() != nullptr ? tensor_of(dg, out) : Tensor<T>{};
-        std::vector<Tensor<T>> gin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (values[nd.inputs[j]].differentiable) gin[j] = ensure(dg, nd.inputs[j]);
-        ops_[i]->rvjp(c, tin, kept_[out].get() != nullptr ? gbar : Tensor<T>{}, dgout, gin);
-        dg[out].reset();
-        if (param_index_[out] < 0) tan[out].reset();
-      }
+      // Tangents of everything downstream of this parameter, then ġ backwards from ġ_out = 0
+      // (the residual term holds r fixed).
+      tangent_pass(nb, 0, n_, tan);
+      reverse_tangent_pass(nb, 0, n_, tan, dg);
       for (size_t q = 0; q < g.parameters().size(); ++q) {
         const int qv = g.parameters()[q];
         if (dg[qv].get() == nullptr) continue;
