@@ -398,16 +398,16 @@ class Engine {
   }
 
   // auto's Gram may find an apparent deficiency that only the SVD of G̃ resolves
-  // (finish_spectrum). Where G̃ is small — no larger than the Gram's own working set, or 64 MiB —
-  // pass 1 materialises it, forms the Gram from it by one SYRK, and keeps it for that SVD, so a
-  // rank-deficient G (the common case) costs one Jacobian pass, not two. One checkpoint only.
+  // (finish_spectrum). Where G̃ is small (64 MiB at most), pass 1 materialises it, forms the
+  // Gram from it by one SYRK and keeps it for that SVD, so a rank-deficient G (the common case)
+  // costs one Jacobian pass, not two. One checkpoint only.
+  // Larger G̃ keep the Gram's smaller working set (a ResNet's G is gigabytes).
+  static constexpr double kKeptJacobianBytes = 64.0 * 1024 * 1024;
   bool keep_jacobian(int64_t r) const {
     if (req_.method != Method::kAuto || plan_.method == Method::kSvd || checkpoints_.size() != 1 || !svd_fits())
       return false;
-    const double m = double(req_.num_examples * r), N = double(req_.num_params());
-    const double g_bytes = m * N * sizeof(T);
-    const double route = plan_.method == Method::kGram ? net_.gram_bytes(r) : N * N * sizeof(T);
-    return g_bytes <= std::max(route, double(64 << 20));
+    const double g_bytes = double(req_.num_examples * r) * double(req_.num_params()) * sizeof(T);
+    return g_bytes <= kKeptJacobianBytes;
   }
   Buffer<T> take_kept_jacobian(const void* key) {
     for (size_t i = 0; i < kept_jacobians_.size(); ++i)
