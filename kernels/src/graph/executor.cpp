@@ -150,7 +150,8 @@ std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
 
 template <class T>
 void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode,
-                               const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep) {
+                               const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep,
+                               const ParamVisitor* chunks) {
   const Graph& g = *graph_;
   const auto& values = g.values();
   const auto& nodes = g.nodes();
@@ -199,9 +200,40 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
           (*dense)(gout, c.in[a], static_cast<size_t>(param_index_[v]), bias ? param_index_[nd.inputs[b]] : -1);
         }
       }
+      // A large parameter block completed here goes to `chunks` in column ranges (rows of its
+      // leading axis) when the op can produce them (Op::vjp_param_rows), never whole.
+      std::vector<char> chunked(nd.inputs.size(), 0);
+      if (chunks != nullptr && mode == Mode::kPerExample) {
+        for (size_t j = 0; j < nd.inputs.size(); ++j) {
+          const int v = nd.inputs[j];
+          const Shape& ps = values[v].shape;
+          if (param_index_[v] < 0 || uses_[v] != 1 || structured[v] || static_cast<int>(j) == skip_w ||
+              static_cast<int>(j) == skip_b || ps.empty())
+            continue;
+          const int64_t rest = shape_numel(ps) / ps[0], row_bytes = count * r * rest * int64_t(sizeof(T));
+          if (row_bytes * ps[0] <= param_chunk_bytes_) continue;
+          const int64_t per = std::clamp<int64_t>(param_chunk_bytes_ / row_bytes, 1, ps[0]);
+          Buffer<T> part(be_, static_cast<size_t>(count * r * per * rest));
+          for (int64_t b0 = 0; b0 < ps[0]; b0 += per) {
+            Shape sub = ps;
+            sub[0] = std::min(per, ps[0] - b0);
+            const Tensor<T> piece{part.get(), count, r, sub};
+            be_.fill(piece.data, static_cast<size_t>(piece.count()), T(0));
+            if (!ops_[i]->vjp_param_rows(c, gout, static_cast<int>(j), b0, b0 + sub[0], piece)) {
+              if (chunked[j])
+                throw Error(ErrorCode::kInternal, "node '" + nd.name + "': vjp_param_rows refused a later range");
+              break;
+            }
+            chunked[j] = 1;
+            (*chunks)(static_cast<size_t>(param_index_[v]), piece);
+          }
+          if (chunked[j]) structured[v] = 1;
+        }
+      }
       for (size_t j = 0; j < nd.inputs.size(); ++j) {
         const int v = nd.inputs[j];
-        if (!values[v].differentiable || static_cast<int>(j) == skip_w || static_cast<int>(j) == skip_b) continue;
+        if (!values[v].differentiable || static_cast<int>(j) == skip_w || static_cast<int>(j) == skip_b || chunked[j])
+          continue;
         gin[j] = cot_tensor(v);
       }
       ops_[i]->vjp(c, gout, gin);
@@ -264,22 +296,20 @@ Buffer<T> GraphNetwork<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t 
                                      gram.get());
     }
   };
-  backward(
-      seeds_dev.get(), 0, n_, r, Mode::kPerExample,
-      [&](size_t, const Tensor<T>& block) {
-        // Σ_t B_t B_tᵀ, B_t [m × c] (rows example-major, like G's).
-        const int64_t c = block.size();
-        if (tile == m) {
-          be_.syrk_lower(false, m, c, T(1), block.data, c, T(1), gram.get(), m);
-          return;
-        }
-        for (int64_t row0 = 0; row0 < m; row0 += tile) {
-          const int64_t rows = std::min(tile, m - row0), w = row0 + rows;
-          be_.gemm(false, true, rows, w, c, T(1), block.data + row0 * c, c, block.data, c, T(1), gram.get() + row0 * m,
-                   m);
-        }
-      },
-      &dense, nullptr);
+  // Σ_t B_t B_tᵀ, B_t [m × c] (rows example-major, like G's); a large B_t comes in column
+  // ranges, whose products sum to the same.
+  const ParamVisitor block_gram = [&](size_t, const Tensor<T>& block) {
+    const int64_t c = block.size();
+    if (tile == m) {
+      be_.syrk_lower(false, m, c, T(1), block.data, c, T(1), gram.get(), m);
+      return;
+    }
+    for (int64_t row0 = 0; row0 < m; row0 += tile) {
+      const int64_t rows = std::min(tile, m - row0), w = row0 + rows;
+      be_.gemm(false, true, rows, w, c, T(1), block.data + row0 * c, c, block.data, c, T(1), gram.get() + row0 * m, m);
+    }
+  };
+  backward(seeds_dev.get(), 0, n_, r, Mode::kPerExample, block_gram, &dense, nullptr, &block_gram);
   return gram;
 }
 
@@ -410,7 +440,7 @@ double GraphNetwork<T>::gram_bytes(int64_t r) const {
     const double s = static_cast<double>(shape_numel(v.shape));
     primals += (v.batched ? n : 1) * s;
     largest_cot = std::max(largest_cot, m * s);
-    if (v.kind == ValueKind::kParameter) largest_block = std::max(largest_block, m * s);
+    if (v.kind == ValueKind::kParameter) largest_block = std::max(largest_block, std::min(m * s, double(param_chunk_bytes_) / sizeof(T)));
   }
   // Live cotangents: a few of the largest at once (branches keep more alive); the Gram; the
   // structured work matrices (m², n²).
