@@ -317,6 +317,10 @@ const char* stage_name(Stage s);
 // analyze() throw Error(kCancelled) at the next step boundary.
 struct RunControl {
   std::function<void(Stage stage, double fraction)> on_progress;
+  // Optional: the current step in words, called just before each on_progress: the matrix-free
+  // spectra's iteration ("lanczos 37/1201 (12/20 converged)", "hutch++ 8/30",
+  // "slq probes 1-4/8 step 37/80", "dense products 64/4096"), empty for the other stages.
+  std::function<void(const std::string& detail)> on_detail;
   const std::atomic<bool>* cancel = nullptr;
 };
 

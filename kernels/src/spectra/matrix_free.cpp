@@ -124,7 +124,7 @@ void validate_spectra(const AnalysisRequest& r) {
 
 template <class T>
 void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& r, const LossTerms& terms,
-                     AnalysisResult& res, const std::function<void(Stage, double)>& progress) {
+                     AnalysisResult& res, const SpectraProgress& progress) {
   const int64_t N = r.num_params(), k = r.output_dim();
   const int64_t p = std::max<int64_t>(1, block_of(r));
   Buffer<T> xdev(be, static_cast<size_t>(p * N)), ydev(be, static_cast<size_t>(p * N));
@@ -178,8 +178,8 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     return op;
   };
   auto hook_for = [&](Stage stage) {
-    return [&progress, stage](int64_t it, int64_t total) {
-      progress(stage, std::min(1.0, double(it) / double(std::max<int64_t>(total, 1))));
+    return [&progress, stage](int64_t it, int64_t total, const std::string& detail) {
+      progress(stage, std::min(1.0, double(it) / double(std::max<int64_t>(total, 1))), detail);
     };
   };
   auto vectors_array = [&](const std::string& name, const std::vector<double>& rows, int64_t count) {
@@ -208,20 +208,21 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     if (dense) {
       // The exact path: A assembled column block by column block from the products, then one
       // dense eigen-solve; the residuals of the eigenpairs reported are checked by products.
-      progress(Stage::kHessian, 0);
+      progress(Stage::kHessian, 0, "dense products 0/" + std::to_string(N));
       std::vector<double> a(static_cast<size_t>(N * N)), unit(static_cast<size_t>(p * N));
       for (int64_t j0 = 0; j0 < N; j0 += p) {
         const int64_t b = std::min(p, N - j0);
         std::fill(unit.begin(), unit.end(), 0.0);
         for (int64_t j = 0; j < b; ++j) unit[j * N + j0 + j] = 1.0;
         op.apply(unit.data(), b, a.data() + j0 * N);
-        progress(Stage::kHessian, double(j0 + b) / double(N));
+        progress(Stage::kHessian, double(j0 + b) / double(N),
+                 "dense products " + std::to_string(j0 + b) + "/" + std::to_string(N));
       }
       for (int64_t i = 0; i < N; ++i)
         for (int64_t j = 0; j < i; ++j) a[i * N + j] = a[j * N + i] = 0.5 * (a[i * N + j] + a[j * N + i]);
       double tr = 0;
       for (int64_t i = 0; i < N; ++i) tr += a[i * N + i];
-      progress(Stage::kSolve, 0);
+      progress(Stage::kSolve, 0, "dense eigen-solve");
       const std::vector<double> w = spectra_detail::symmetric_eig(N, a);  // ascending; a: vectors (columns)
       double lmax = 0;
       for (double v : w) lmax = std::max(lmax, std::fabs(v));
@@ -302,8 +303,8 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
 }
 
 template void compute_spectra<double>(Backend<double>&, GraphNetwork<double>&, const AnalysisRequest&,
-                                      const LossTerms&, AnalysisResult&, const std::function<void(Stage, double)>&);
+                                      const LossTerms&, AnalysisResult&, const SpectraProgress&);
 template void compute_spectra<float>(Backend<float>&, GraphNetwork<float>&, const AnalysisRequest&, const LossTerms&,
-                                     AnalysisResult&, const std::function<void(Stage, double)>&);
+                                     AnalysisResult&, const SpectraProgress&);
 
 }  // namespace basin

@@ -36,7 +36,10 @@ DensityResult slq(const SymmetricOperator& a, int64_t probes, int64_t steps, uin
       cblas_dscal(n, 1.0 / norm(v, n), v, 1);
     }
     for (int64_t step = 0; step < steps; ++step) {
-      if (hook) hook(++it, total);
+      if (hook)
+        hook(++it, total,
+             "slq probe" + (b > 1 ? "s " + std::to_string(g0 + 1) + "-" + std::to_string(g0 + b) : " " + std::to_string(g0 + 1)) +
+                 "/" + std::to_string(probes) + " step " + std::to_string(step + 1) + "/" + std::to_string(steps));
       for (int64_t j = 0; j < b; ++j) std::copy_n(basis[j].data() + step * n, n, x.data() + j * n);
       a.apply(x.data(), b, y.data());
       out.matvecs += b;

@@ -19,8 +19,9 @@ struct SymmetricOperator {
 };
 
 // Called once per iteration (an A·block product) with (iteration, the most iterations there
-// can be); it throws to stop (cancellation).
-using IterationHook = std::function<void(int64_t iteration, int64_t total)>;
+// can be, a line for the job's stage: "lanczos 37/1201 (12/20 converged)", "hutch++ 8/30",
+// "slq probes 1-4/8 step 37/80"); it throws to stop (cancellation).
+using IterationHook = std::function<void(int64_t iteration, int64_t total, const std::string& detail)>;
 
 struct LanczosOptions {
   int64_t top = 20;      // the K largest eigenvalues
