@@ -308,6 +308,63 @@ TEST(SpectraDensity, SlqMomentsMatchTracesOfPowers) {
   EXPECT_NE(analyze(r).hessian_density->nodes, d.nodes);
 }
 
+// The smoothed density on the grid: it integrates to 1, its mean is the SLQ estimate of tr(H)/N
+// and so matches the exact dense trace within the SLQ's standard error; the exact path's grid is
+// the exact spectrum smoothed the same way.
+TEST(SpectraDensity, SmoothedDensityOnTheGridIntegratesToOneWithTheTraceAsMean) {
+  Model model = test::mlp(6, {10, 8}, 3, Activation::kTanh, true, 0.2);
+  AnalysisRequest r = test::random_request(model, 20, Loss::kCrossEntropy, 29);
+  const AnalysisResult ex = exact(r);
+  const double N = double(r.num_params());
+  const double tr_n = std::accumulate(ex.hessian->eigenvalues.begin(), ex.hessian->eigenvalues.end(), 0.0) / N;
+  r.want = Want{false, false, false, false};
+  r.want.hessian_density = r.want.ggn_density = true;
+  r.spectra.probes = 30;
+  r.spectra.lanczos_steps = 20;
+  for (const std::string method : {"matrix_free", "dense"}) {
+    r.spectra.method = method;
+    const AnalysisResult mf = analyze(r);
+    for (const bool hessian : {true, false}) {
+      const SpectralDensity& d = hessian ? *mf.hessian_density : *mf.ggn_density;
+      const std::string name = method + (hessian ? " hessian" : " ggn");
+      ASSERT_EQ(d.grid.size(), 400u) << name;
+      ASSERT_EQ(d.density.size(), 400u) << name;
+      double lo = INFINITY, hi = -INFINITY;
+      for (const auto& v : d.nodes)
+        for (double x : v) lo = std::min(lo, x), hi = std::max(hi, x);
+      EXPECT_NEAR(d.bandwidth, 0.01 * (hi - lo), 1e-12 * (hi - lo)) << name;
+      EXPECT_LE(d.grid.front(), lo - 4.9 * d.bandwidth) << name;
+      EXPECT_GE(d.grid.back(), hi + 4.9 * d.bandwidth) << name;
+      double mass = 0, mean = 0;  // trapezoid rule on the grid
+      for (size_t g = 1; g < d.grid.size(); ++g) {
+        const double h = d.grid[g] - d.grid[g - 1];
+        EXPECT_GT(h, 0) << name;
+        mass += 0.5 * h * (d.density[g] + d.density[g - 1]);
+        mean += 0.5 * h * (d.grid[g] * d.density[g] + d.grid[g - 1] * d.density[g - 1]);
+      }
+      for (double v : d.density) EXPECT_GE(v, 0.0);
+      EXPECT_NEAR(mass, 1.0, 1e-5) << name;
+      // The per-probe first moments and their standard error.
+      std::vector<double> m1;
+      for (size_t p = 0; p < d.nodes.size(); ++p) {
+        double m = 0;
+        for (size_t i = 0; i < d.nodes[p].size(); ++i) m += d.weights[p][i] * d.nodes[p][i];
+        m1.push_back(m);
+      }
+      const double slq_mean = std::accumulate(m1.begin(), m1.end(), 0.0) / double(m1.size());
+      double var = 0;
+      for (double m : m1) var += (m - slq_mean) * (m - slq_mean);
+      const double se = m1.size() > 1 ? std::sqrt(var / double(m1.size() - 1) / double(m1.size())) : 0.0;
+      const double scale = std::max(std::fabs(hi), std::fabs(lo));
+      EXPECT_NEAR(mean, slq_mean, 1e-5 * scale) << name;  // ∫tφ = Σ w θ up to the grid's error
+      const std::vector<double>& lam = hessian ? ex.hessian->eigenvalues : ex.ggn->eigenvalues;
+      const double exact_mean = std::accumulate(lam.begin(), lam.end(), 0.0) / N;
+      EXPECT_NEAR(mean, exact_mean, 4 * se + 1e-5 * scale) << name << " (tr(H)/N = " << tr_n << ")";
+      if (method == "dense") EXPECT_EQ(se, 0.0);
+    }
+  }
+}
+
 TEST(SpectraValidation, BadInputIsRefusedBeforeAnyWork) {
   Model model = test::mlp(4, {6}, 3, Activation::kTanh, true, 0.2);  // N = 30 + 21 = 51
   AnalysisRequest r = test::random_request(model, 5, Loss::kCrossEntropy, 1);

@@ -251,6 +251,11 @@ struct SpectralDensity {
   std::vector<std::vector<double>> nodes, weights;  // [P][M]: quadrature per probe (Σ w = 1)
   int64_t probes = 0, steps = 0, matvecs = 0;
   std::string method;
+  // The smoothed density on a grid: φ(t) = (1/P) Σ_p Σ_j w_pj N(t; θ_pj, σ²) at G = 400 points
+  // spanning the nodes [lo, hi] and 5σ beyond each end, σ = bandwidth = (hi − lo)/100 (so that
+  // ∫φ = 1 to ~1e-6 on the grid and ∫tφ = the SLQ estimate of tr(A)/N). See smooth_density.
+  std::vector<double> grid, density;
+  double bandwidth = 0;
 };
 
 struct Timings {

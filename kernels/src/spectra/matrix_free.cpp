@@ -264,6 +264,10 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
         d.steps = N;
         d.matvecs = N;
         d.method = "dense";
+        const SmoothedDensity sm = smooth_density(d.nodes, d.weights);
+        d.grid = sm.grid;
+        d.density = sm.density;
+        d.bandwidth = sm.bandwidth;
         density_out = std::move(d);
       }
       continue;
@@ -297,7 +301,9 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     if (density) {
       const DensityResult d =
           slq(op, density_probes(r), density_steps(r), r.spectra.seed + 2, hook_for(Stage::kDensity));
-      density_out = SpectralDensity{d.nodes, d.weights, d.probes, d.steps, d.matvecs, "slq"};
+      const SmoothedDensity sm = smooth_density(d.nodes, d.weights);
+      density_out = SpectralDensity{d.nodes, d.weights, d.probes, d.steps, d.matvecs, "slq", sm.grid, sm.density,
+                                    sm.bandwidth};
     }
   }
 }

@@ -75,4 +75,15 @@ struct DensityResult {
 // Σ_j w_j θ_jᵖ = vᵀAᵖv/vᵀv exactly for p < 2M, an unbiased estimate of tr(Aᵖ)/N.
 DensityResult slq(const SymmetricOperator& a, int64_t probes, int64_t steps, uint64_t seed, const IterationHook& hook);
 
+struct SmoothedDensity {
+  std::vector<double> grid, density;
+  double bandwidth = 0;
+};
+// φ(t) = (1/P) Σ_p Σ_j w_pj N(t; θ_pj, σ²) on `points` equally spaced t from lo − 5σ to hi + 5σ
+// ([lo, hi]: the nodes' range), σ = (hi − lo)/100 (1e-12 when every node is the same): a
+// resolution finer than the M ≤ ~100 nodes of a probe can place, coarse enough that the grid's
+// step (≈ 0.28σ) integrates it to round-off.
+SmoothedDensity smooth_density(const std::vector<std::vector<double>>& nodes,
+                               const std::vector<std::vector<double>>& weights, int64_t points = 400);
+
 }  // namespace basin
