@@ -111,7 +111,8 @@ void validate_spectra(const AnalysisRequest& r) {
       const double room = (double(r.limits.max_memory_bytes) - 4.0 * p * double(N) * elem_bytes(r) -
                            double(kProductPassBytes)) / N8;
       const int64_t K = wanted(r), b = block_of(r);
-      const int64_t m = static_cast<int64_t>(std::floor(room)) - std::min<int64_t>(K + b, 1 << 30) - b;
+      // lanczos_vectors_held is the basis plus a part independent of it.
+      const int64_t m = static_cast<int64_t>(std::floor(room)) - (lanczos_vectors_held(K, b, 0));
       fits = m >= K + 2 * b ? "; --lanczos-steps " + std::to_string(m) + " would fit"
                             : "; not even the shortest restart length (" + std::to_string(K + 2 * b) +
                                   ") fits: ask for fewer eigenvalues or a smaller --lanczos-block";
