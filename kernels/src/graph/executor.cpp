@@ -38,6 +38,21 @@ GraphNetwork<T>::GraphNetwork(Backend<T>& backend, std::shared_ptr<const Graph> 
     if (def == nullptr) op_error(nodes[i], "op is not supported", true);
     ops_[i] = make_op<T>(*def, nodes[i], in);
   }
+  // Primals no pass after the forward reads (docs/ARCHITECTURE.md "The executor"): a node's
+  // output that only linear maps (add, reshape, the shift of a norm, …) consume is freed once its
+  // last consumer has run forward.
+  keep_primal_.assign(values.size(), 0);
+  last_use_.assign(values.size(), -1);
+  for (size_t v = 0; v < values.size(); ++v) keep_primal_[v] = values[v].kind != ValueKind::kNode;
+  keep_primal_[g.output()] = 1;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!live_[i]) continue;
+    for (size_t j = 0; j < nodes[i].inputs.size(); ++j) {
+      const int v = nodes[i].inputs[j];
+      last_use_[v] = static_cast<int64_t>(i);
+      if (ops_[i]->differentiable() && ops_[i]->reads_primal(static_cast<int>(j))) keep_primal_[v] = 1;
+    }
+  }
   primal_.resize(values.size());
   for (size_t v = 0; v < values.size(); ++v) {
     if (values[v].kind != ValueKind::kConstant) continue;
@@ -86,7 +101,7 @@ template <class T>
 Tensor<T> GraphNetwork<T>::primal(int v, int64_t i0, int64_t count) const {
   const GraphValue& val = graph_->value(v);
   T* base = primal_[v].get();
-  if (!val.batched) return Tensor<T>{base, 1, 1, val.shape};
+  if (!val.batched || base == nullptr) return Tensor<T>{base, val.batched ? count : 1, 1, val.shape};
   return Tensor<T>{base + i0 * shape_numel(val.shape), count, 1, val.shape};
 }
 
@@ -110,6 +125,8 @@ void GraphNetwork<T>::forward() {
     primal_[nodes[i].output] = Buffer<T>(be_, static_cast<size_t>((out.batched ? n_ : 1) * shape_numel(out.shape)));
     OpCall<T> c = call(i, 0, n_);
     ops_[i]->forward(c, c.out);
+    for (int v : nodes[i].inputs)
+      if (!keep_primal_[v] && last_use_[v] == static_cast<int64_t>(i)) primal_[v].reset();
   }
 }
 
@@ -124,6 +141,8 @@ std::vector<double> GraphNetwork<T>::outputs() const {
 template <class T>
 std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
   const GraphValue& val = graph_->value(v);
+  if (primal_.at(static_cast<size_t>(v)).get() == nullptr)
+    throw Error(ErrorCode::kInternal, "value '" + val.name + "': its primal was freed after the forward pass");
   std::vector<T> host(static_cast<size_t>((val.batched ? n_ : 1) * shape_numel(val.shape)));
   be_.download(host.data(), primal_.at(static_cast<size_t>(v)).get(), host.size());
   return std::vector<double>(host.begin(), host.end());

@@ -39,7 +39,8 @@ class GraphNetwork {
 
   void forward();
   std::vector<double> outputs() const;  // [n × k]
-  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise.
+  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise. Only
+  // values some derivative pass reads are kept (and the input and output); others throw.
   std::vector<double> value_on_host(int v) const;
 
   // ∇θ L for r = ∂L/∂f [n × k]; keep = true keeps every value's cotangent for residual_hessian.
@@ -132,7 +133,9 @@ class GraphNetwork {
   std::vector<char> live_;                   // per node: its output reaches the graph's output
   std::vector<int> param_index_;             // per value: index in graph().parameters(), or -1
   std::vector<int> uses_;                    // per value: uses by live nodes
-  std::vector<Buffer<T>> primal_;            // per value
+  std::vector<Buffer<T>> primal_;            // per value (null: freed after its last forward use)
+  std::vector<char> keep_primal_;            // per value: a derivative pass reads it (Op::reads_primal)
+  std::vector<int64_t> last_use_;            // per value: the last live node that takes it
   std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
 };
 
