@@ -27,14 +27,7 @@ TEST(SpectraJobs, RunningStageDetailCountsLanczosIterations) {
     auto ctx = context();
     ASSERT_TRUE(stub->SubmitJob(ctx.get(), sreq, &sresp).ok());
   }
-  v1::WatchJobRequest w;
-  w.set_job_id(sresp.job_id());
-  auto ctx = context();
-  auto reader = stub->WatchJob(ctx.get(), w);
-  v1::Job update;
-  std::vector<v1::Job> updates;
-  while (reader->Read(&update)) updates.push_back(update);
-  ASSERT_TRUE(reader->Finish().ok());
+  const std::vector<v1::Job> updates = watch_all(stub.get(), sresp.job_id());
   ASSERT_FALSE(updates.empty());
   EXPECT_EQ(updates.back().state(), v1::JOB_STATE_SUCCEEDED) << updates.back().error().message();
   EXPECT_EQ(updates.back().stage_detail(), "");  // finished: no step any more
