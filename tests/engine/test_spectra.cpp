@@ -157,11 +157,14 @@ void check_lanczos_against_exact(AnalysisRequest r, const std::string& what) {
   r.spectra.lanczos_steps = 40;
   AnalysisResult mf = analyze(r);
   // The GGN's smallest eigenvalues are its null space's zeros (rank ≤ n·r < N), far more of
-  // them than the block size: found by the checks for missed copies.
+  // them than the block size: projected onto null(G̃) (method "null_space"), each certified by
+  // its residual like the Lanczos pairs.
   r.want.hessian_top = false;
   r.want.ggn_top = true;
   r.spectra.lanczos_block = 3;  // 4 zeros wanted, more than a block of 3 can hold
   const AnalysisResult mg = analyze(r);
+  EXPECT_EQ(mg.ggn_bottom->method, "null_space") << what;
+  EXPECT_GT(mg.ggn_bottom->matvecs, 0) << what;
   mf.ggn_top = mg.ggn_top;
   mf.ggn_bottom = mg.ggn_bottom;
   for (const bool hessian : {true, false}) {
