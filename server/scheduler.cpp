@@ -36,7 +36,7 @@ double final_fraction(const JobRow& row) {
 }
 
 void fill_job(const JobRow& row, const std::string& stage, double fraction, int64_t position,
-              v1::Job* out) {
+              v1::Job* out, const std::string& stage_detail = {}) {
   out->Clear();
   out->set_id(row.id);
   out->set_user(row.user);
@@ -44,6 +44,7 @@ void fill_job(const JobRow& row, const std::string& stage, double fraction, int6
   out->set_priority(row.priority);
   out->set_queue_position(row.state == JobState::kQueued ? position : -1);
   out->set_stage(stage);
+  out->set_stage_detail(stage_detail);
   out->set_fraction(fraction);
   out->set_created_unix_ms(row.created_ms);
   out->set_started_unix_ms(row.started_ms);
@@ -259,7 +260,7 @@ std::string JobManager::submit(const std::string& user, const v1::AnalyzeRequest
 }
 
 void JobManager::fill_locked(const Job& job, int64_t position, v1::Job* out) const {
-  fill_job(job.row, job.stage, job.fraction, position, out);
+  fill_job(job.row, job.stage, job.fraction, position, out, job.stage_detail);
 }
 
 bool JobManager::load_finished(const std::string& user, const std::string& id, v1::Job* out) {
@@ -410,7 +411,8 @@ bool JobManager::wait_for_change(const std::string& user, const std::string& id,
     fill_locked(job, pos, out);
     const bool changed = out->state() != last.state() ||
                          out->queue_position() != last.queue_position() ||
-                         out->stage() != last.stage() || out->fraction() != last.fraction();
+                         out->stage() != last.stage() || out->fraction() != last.fraction() ||
+                         out->stage_detail() != last.stage_detail();
     if (changed || is_terminal(job.row.state) || should_stop() ||
         std::chrono::steady_clock::now() >= until) {
       return true;
@@ -485,6 +487,12 @@ void JobManager::on_progress(const std::shared_ptr<Job>& job, Stage stage, doubl
   changed_cv_.notify_all();
 }
 
+void JobManager::on_detail(const std::shared_ptr<Job>& job, const std::string& detail) {
+  // No notification: the engine reports its progress (which notifies) right after.
+  std::lock_guard<std::mutex> lock(mu_);
+  job->stage_detail = detail;
+}
+
 bool JobManager::persist(const JobRow& row, const std::string* result_bytes) {
   try {
     if (result_bytes) {
@@ -517,6 +525,7 @@ void JobManager::worker_loop() {
       job->row.attempts += 1;
       job->row.started_ms = now_unix_ms();
       job->stage = "validate";
+      job->stage_detail.clear();
       job->stage_started = std::chrono::steady_clock::now();
       job->fraction = 0;
       ++running_;
@@ -543,6 +552,7 @@ void JobManager::worker_loop() {
       // A batch of checkpoints is one engine run (analyze_checkpoints), whose progress
       // fraction already runs once from 0 to 1 over the whole batch.
       control.on_progress = [this, job](Stage stage, double fraction) { on_progress(job, stage, fraction); };
+      control.on_detail = [this, job](const std::string& detail) { on_detail(job, detail); };
       response = runner_(job->row.user, *request, control);
     } catch (...) {
       status = wire::status_from_exception(std::current_exception());
@@ -594,6 +604,7 @@ void JobManager::worker_loop() {
       std::lock_guard<std::mutex> lock(mu_);
       close_stage_locked(*job);
       job->row = row;
+      job->stage_detail.clear();  // a finished job reads the same from memory as from the database
       if (requeue) {
         job->requeue_on_cancel = false;
         job->cancel = false;

@@ -45,6 +45,9 @@ struct Job {
   int64_t order = 0;  // submission order in this process (FIFO key; ephemeral jobs have no seq)
   bool ephemeral = false;
   std::string stage = "validate";
+  // The step within the stage while running ("lanczos 37/1201 (12/20 converged)"); empty
+  // otherwise. Not persisted: a finished job has none.
+  std::string stage_detail;
   double fraction = 0;
   std::atomic<bool> cancel{false};
   // Why the cancel flag was set: CANCELLED (CancelJob / client gone) or DEADLINE_EXCEEDED.
@@ -144,6 +147,7 @@ class JobManager {
   // memory; the oldest ones beyond keep_finished_in_memory leave.
   void retire_locked(const std::shared_ptr<Job>& job);
   void on_progress(const std::shared_ptr<Job>& job, Stage stage, double fraction);
+  void on_detail(const std::shared_ptr<Job>& job, const std::string& detail);
   void close_stage_locked(Job& job);
   bool persist(const JobRow& row, const std::string* result_bytes);  // false: logged failure
   std::string new_id_locked();

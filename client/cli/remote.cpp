@@ -147,6 +147,7 @@ nlohmann::json job_json(const v1::Job& j) {
                       {"started_unix_ms", j.started_unix_ms()},
                       {"finished_unix_ms", j.finished_unix_ms()}};
   if (j.state() == v1::JOB_STATE_QUEUED) o["queue_position"] = j.queue_position();
+  if (!j.stage_detail().empty()) o["stage_detail"] = j.stage_detail();  // "lanczos 37/1201 (…)"
   if (j.has_error()) o["error"] = {{"code", j.error().code()}, {"message", j.error().message()}};
   return o;
 }
@@ -181,6 +182,7 @@ void draw_progress(const v1::Job& j, bool tty) {
     line << " (position " << j.queue_position() << ")";
   } else if (j.state() == v1::JOB_STATE_RUNNING) {
     line << " " << j.stage();
+    if (!j.stage_detail().empty()) line << ": " << j.stage_detail();
   }
   std::cerr << (tty ? "\r" : "") << line.str() << (tty ? "\033[K" : "\n") << std::flush;
 }
@@ -318,11 +320,11 @@ int cmd_jobs(const Connection& c, const std::vector<std::string>& args) {
     std::cout << arr.dump() << std::endl;
     return 0;
   }
-  std::printf("%-28s %-10s %-9s %5s  %s\n", "ID", "STATE", "STAGE", "PCT", "CREATED");
+  std::printf("%-28s %-10s %-9s %5s  %-20s  %s\n", "ID", "STATE", "STAGE", "PCT", "CREATED", "DETAIL");
   for (const v1::Job& j : resp.jobs()) {
-    std::printf("%-28s %-10s %-9s %4d%%  %s\n", j.id().c_str(), state_name(j.state()),
+    std::printf("%-28s %-10s %-9s %4d%%  %-20s  %s\n", j.id().c_str(), state_name(j.state()),
                 j.stage().c_str(), static_cast<int>(j.fraction() * 100 + 0.5),
-                format_time(j.created_unix_ms()).c_str());
+                format_time(j.created_unix_ms()).c_str(), j.stage_detail().c_str());
   }
   return 0;
 }

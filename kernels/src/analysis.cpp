@@ -102,7 +102,8 @@ class Engine {
       if (req_.want.per_parameter) per_parameter(res, std::move(h_blocks));
       if (req_.want.any_hessian_spectra() || req_.want.any_ggn_spectra()) {  // matrix-free spectra (issue 12)
         load(b);
-        compute_spectra(be_, net_, req_, terms[b], res, [this](Stage s, double f) { progress(s, f); });
+        compute_spectra(be_, net_, req_, terms[b], res,
+                        [this](Stage s, double f, const std::string& detail) { progress(s, f, detail); });
       }
       if (req_.return_jacobian) {
         auto tj = std::chrono::steady_clock::now();
@@ -382,8 +383,10 @@ class Engine {
 
   // Progress over the whole request: checkpoint `current_` of B at `fraction` of its own work,
   // never going backwards (a stage's fraction restarts at 0 when the next stage begins).
-  void progress(Stage stage, double fraction) {
+  // `detail` (the matrix-free spectra's "lanczos 37/1201 …"; empty elsewhere) goes to on_detail.
+  void progress(Stage stage, double fraction, const std::string& detail = {}) {
     if (control_.cancel != nullptr && control_.cancel->load()) throw Error(ErrorCode::kCancelled, "analysis cancelled");
+    if (control_.on_detail) control_.on_detail(detail);
     if (!control_.on_progress) return;
     const double B = static_cast<double>(checkpoints_.size());
     const double within = std::min(1.0, (double(current_) + fraction) / B);  // of this pass

@@ -148,7 +148,8 @@ std::string result_to_json(const AnalysisResult& r, int indent) {
       for (const auto& v : (*d)->nodes) nodes.push_back(numbers(v));
       for (const auto& v : (*d)->weights) weights.push_back(numbers(v));
       doc[name] = {{"nodes", nodes}, {"weights", weights}, {"probes", (*d)->probes}, {"steps", (*d)->steps},
-                   {"matvecs", (*d)->matvecs}, {"method", (*d)->method}};
+                   {"matvecs", (*d)->matvecs}, {"method", (*d)->method}, {"grid", numbers((*d)->grid)},
+                   {"density", numbers((*d)->density)}, {"bandwidth", number_or_null((*d)->bandwidth)}};
     }
   if (!r.outputs.empty()) {
     json rows = json::array();

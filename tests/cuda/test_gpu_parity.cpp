@@ -1072,5 +1072,101 @@ TEST(GpuParityGraph, ResidualCnnMatchesCpu) {
     }
 }
 
+// The matrix-free spectra (issue 12) on the backend, against the CPU: H·V and GGN·V products through Hutch++ (the
+// same seeded probes on both, so the traces agree to round-off), block Lanczos's top and bottom
+// eigenvalues (GGN bottom: its null space's zeros, more than a block), and SLQ's nodes, for an
+// MLP and the residual CNN, float64 and float32.
+TEST(GpuParitySpectra, MatrixFreeMatchesCpu) {
+  BASIN_SKIP_WITHOUT_CUDA();
+  struct Case {
+    std::string name;
+    AnalysisRequest r;
+  };
+  std::vector<Case> cases;
+  for (const DType dtype : {DType::kFloat64, DType::kFloat32}) {
+    const std::string tag = dtype == DType::kFloat64 ? " f64" : " f32";
+    {
+      ParityCase pc{"mlp", architectures()[1].model, 12, Loss::kCrossEntropy, Method::kGram, dtype, false};
+      Case c{"mlp" + tag, make_request(pc, 41)};
+      cases.push_back(std::move(c));
+    }
+    {
+      const std::shared_ptr<const Graph> graph = test::residual_cnn();
+      AnalysisRequest r;
+      r.graph = graph;
+      std::mt19937_64 rng(19);
+      std::normal_distribution<double> normal(0.0, 1.0);
+      r.params.resize(static_cast<size_t>(graph->num_params()));
+      for (double& p : r.params) p = 0.5 * normal(rng);
+      r.num_examples = 4;
+      r.inputs.resize(static_cast<size_t>(4 * 2 * 8 * 8));
+      for (double& x : r.inputs) x = normal(rng);
+      r.loss = Loss::kCrossEntropy;
+      for (int64_t i = 0; i < 4; ++i) r.labels.push_back(i % graph->output_dim());
+      r.dtype = dtype;
+      cases.push_back({"residual cnn" + tag, std::move(r)});
+    }
+  }
+  for (Case& c : cases) {
+    AnalysisRequest& r = c.r;
+    const bool f64 = r.dtype == DType::kFloat64;
+    r.want = Want{false, false, false, false};
+    r.want.hessian_top = r.want.ggn_top = true;
+    r.want.hessian_trace = r.want.ggn_trace = true;
+    r.want.hessian_density = r.want.ggn_density = true;
+    r.spectra.method = "matrix_free";
+    r.spectra.top_k = 4;
+    r.spectra.bottom_k = 3;
+    r.spectra.lanczos_block = 2;
+    r.spectra.lanczos_steps = 30;
+    r.spectra.probes = 12;
+    r.spectra.tol = f64 ? 1e-10 : 1e-5;
+    r.spectra.seed = 3;
+    r.device = Device::kCpu;
+    const AnalysisResult cpu = analyze(r);
+    r.device = Device::kCuda;
+    const AnalysisResult gpu = analyze(r);
+    const double tol = f64 ? tolerance<double>() : tolerance<float>();
+    EXPECT_EQ(gpu.backend, "cuda") << c.name;
+    for (const bool hessian : {true, false}) {
+      const std::string what = c.name + (hessian ? " hessian" : " ggn");
+      const auto& ct = hessian ? cpu.hessian_top : cpu.ggn_top;
+      const auto& gt = hessian ? gpu.hessian_top : gpu.ggn_top;
+      const auto& cb = hessian ? cpu.hessian_bottom : cpu.ggn_bottom;
+      const auto& gb = hessian ? gpu.hessian_bottom : gpu.ggn_bottom;
+      ASSERT_TRUE(ct && gt && cb && gb) << what;
+      double scale = 0;
+      for (double v : ct->eigenvalues) scale = std::max(scale, std::fabs(v));
+      for (double v : cb->eigenvalues) scale = std::max(scale, std::fabs(v));
+      expect_close(ct->eigenvalues, gt->eigenvalues, tol, what + " lanczos top", scale);
+      expect_close(cb->eigenvalues, gb->eigenvalues, tol, what + " lanczos bottom", scale);
+      if (f64) {  // (float32's residuals sit near its tolerance: the flags may differ by round-off)
+        EXPECT_TRUE(ct->converged && cb->converged) << what;
+        EXPECT_TRUE(gt->converged && gb->converged) << what;
+        for (double x : gt->residual_norms) EXPECT_LE(x, 1e-10 * scale) << what;
+        for (double x : gb->residual_norms) EXPECT_LE(x, 1e-10 * scale) << what;
+      }
+      const auto& ctr = hessian ? cpu.hessian_trace : cpu.ggn_trace;
+      const auto& gtr = hessian ? gpu.hessian_trace : gpu.ggn_trace;
+      ASSERT_TRUE(ctr && gtr) << what;
+      // The same probes: the estimate is a sum of products vᵀAv, each to round-off.
+      expect_close({ctr->estimate}, {gtr->estimate}, tol, what + " hutch++ trace", scale * double(cpu.num_params));
+      EXPECT_EQ(ctr->matvecs, gtr->matvecs) << what;
+      const auto& cd = hessian ? cpu.hessian_density : cpu.ggn_density;
+      const auto& gd = hessian ? gpu.hessian_density : gpu.ggn_density;
+      ASSERT_TRUE(cd && gd) << what;
+      ASSERT_EQ(cd->nodes.size(), gd->nodes.size()) << what;
+      // The first probe's extreme nodes (Ritz values of a short Krylov space: the interior ones
+      // move with round-off more than the ends).
+      for (size_t p = 0; p < cd->nodes.size(); ++p) {
+        ASSERT_FALSE(cd->nodes[p].empty() || gd->nodes[p].empty()) << what;
+        expect_close({cd->nodes[p].front(), cd->nodes[p].back()}, {gd->nodes[p].front(), gd->nodes[p].back()},
+                     f64 ? 1e-8 : 1e-3, what + " slq extreme nodes", scale);
+      }
+      EXPECT_EQ(cd->grid.size(), gd->grid.size()) << what;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace basin

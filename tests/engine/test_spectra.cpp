@@ -10,6 +10,7 @@
 
 #include "graph/executor.hpp"
 #include "loss.hpp"
+#include "spectra/spectra.hpp"
 #include "test_util.hpp"
 
 namespace basin {
@@ -155,12 +156,17 @@ void check_lanczos_against_exact(AnalysisRequest r, const std::string& what) {
   r.spectra.tol = 1e-10;
   r.spectra.lanczos_steps = 40;
   AnalysisResult mf = analyze(r);
-  // The GGN's smallest eigenvalues are its null space's zeros (rank ≤ n·r < N): only its top.
+  // The GGN's smallest eigenvalues are its null space's zeros (rank ≤ n·r < N), far more of
+  // them than the block size: projected onto null(G̃) (method "null_space"), each certified by
+  // its residual like the Lanczos pairs.
   r.want.hessian_top = false;
   r.want.ggn_top = true;
-  r.spectra.bottom_k = 0;
+  r.spectra.lanczos_block = 3;  // 4 zeros wanted, more than a block of 3 can hold
   const AnalysisResult mg = analyze(r);
+  EXPECT_EQ(mg.ggn_bottom->method, "null_space") << what;
+  EXPECT_GT(mg.ggn_bottom->matvecs, 0) << what;
   mf.ggn_top = mg.ggn_top;
+  mf.ggn_bottom = mg.ggn_bottom;
   for (const bool hessian : {true, false}) {
     std::vector<double> lam = hessian ? ex.hessian->eigenvalues : ex.ggn->eigenvalues;  // descending
     const int64_t N = r.num_params();
@@ -176,8 +182,7 @@ void check_lanczos_against_exact(AnalysisRequest r, const std::string& what) {
       EXPECT_NEAR(top.eigenvalues[j], lam[j], 1e-10 * scale) << name << " top " << j;
       EXPECT_LE(top.residual_norms[j], 1e-10 * scale) << name;
     }
-    if (!hessian) continue;
-    const EigenEnds& bottom = *mf.hessian_bottom;
+    const EigenEnds& bottom = hessian ? *mf.hessian_bottom : *mf.ggn_bottom;
     ASSERT_EQ(bottom.eigenvalues.size(), 4u) << name;
     EXPECT_TRUE(bottom.converged) << name;
     for (size_t j = 0; j < 4; ++j) {
@@ -306,6 +311,63 @@ TEST(SpectraDensity, SlqMomentsMatchTracesOfPowers) {
   EXPECT_NE(analyze(r).hessian_density->nodes, d.nodes);
 }
 
+// The smoothed density on the grid: it integrates to 1, its mean is the SLQ estimate of tr(H)/N
+// and so matches the exact dense trace within the SLQ's standard error; the exact path's grid is
+// the exact spectrum smoothed the same way.
+TEST(SpectraDensity, SmoothedDensityOnTheGridIntegratesToOneWithTheTraceAsMean) {
+  Model model = test::mlp(6, {10, 8}, 3, Activation::kTanh, true, 0.2);
+  AnalysisRequest r = test::random_request(model, 20, Loss::kCrossEntropy, 29);
+  const AnalysisResult ex = exact(r);
+  const double N = double(r.num_params());
+  const double tr_n = std::accumulate(ex.hessian->eigenvalues.begin(), ex.hessian->eigenvalues.end(), 0.0) / N;
+  r.want = Want{false, false, false, false};
+  r.want.hessian_density = r.want.ggn_density = true;
+  r.spectra.probes = 30;
+  r.spectra.lanczos_steps = 20;
+  for (const std::string method : {"matrix_free", "dense"}) {
+    r.spectra.method = method;
+    const AnalysisResult mf = analyze(r);
+    for (const bool hessian : {true, false}) {
+      const SpectralDensity& d = hessian ? *mf.hessian_density : *mf.ggn_density;
+      const std::string name = method + (hessian ? " hessian" : " ggn");
+      ASSERT_EQ(d.grid.size(), 400u) << name;
+      ASSERT_EQ(d.density.size(), 400u) << name;
+      double lo = INFINITY, hi = -INFINITY;
+      for (const auto& v : d.nodes)
+        for (double x : v) lo = std::min(lo, x), hi = std::max(hi, x);
+      EXPECT_NEAR(d.bandwidth, 0.01 * (hi - lo), 1e-12 * (hi - lo)) << name;
+      EXPECT_LE(d.grid.front(), lo - 4.9 * d.bandwidth) << name;
+      EXPECT_GE(d.grid.back(), hi + 4.9 * d.bandwidth) << name;
+      double mass = 0, mean = 0;  // trapezoid rule on the grid
+      for (size_t g = 1; g < d.grid.size(); ++g) {
+        const double h = d.grid[g] - d.grid[g - 1];
+        EXPECT_GT(h, 0) << name;
+        mass += 0.5 * h * (d.density[g] + d.density[g - 1]);
+        mean += 0.5 * h * (d.grid[g] * d.density[g] + d.grid[g - 1] * d.density[g - 1]);
+      }
+      for (double v : d.density) EXPECT_GE(v, 0.0);
+      EXPECT_NEAR(mass, 1.0, 1e-5) << name;
+      // The per-probe first moments and their standard error.
+      std::vector<double> m1;
+      for (size_t p = 0; p < d.nodes.size(); ++p) {
+        double m = 0;
+        for (size_t i = 0; i < d.nodes[p].size(); ++i) m += d.weights[p][i] * d.nodes[p][i];
+        m1.push_back(m);
+      }
+      const double slq_mean = std::accumulate(m1.begin(), m1.end(), 0.0) / double(m1.size());
+      double var = 0;
+      for (double m : m1) var += (m - slq_mean) * (m - slq_mean);
+      const double se = m1.size() > 1 ? std::sqrt(var / double(m1.size() - 1) / double(m1.size())) : 0.0;
+      const double scale = std::max(std::fabs(hi), std::fabs(lo));
+      EXPECT_NEAR(mean, slq_mean, 1e-5 * scale) << name;  // ∫tφ = Σ w θ up to the grid's error
+      const std::vector<double>& lam = hessian ? ex.hessian->eigenvalues : ex.ggn->eigenvalues;
+      const double exact_mean = std::accumulate(lam.begin(), lam.end(), 0.0) / N;
+      EXPECT_NEAR(mean, exact_mean, 4 * se + 1e-5 * scale) << name << " (tr(H)/N = " << tr_n << ")";
+      if (method == "dense") EXPECT_EQ(se, 0.0);
+    }
+  }
+}
+
 TEST(SpectraValidation, BadInputIsRefusedBeforeAnyWork) {
   Model model = test::mlp(4, {6}, 3, Activation::kTanh, true, 0.2);  // N = 30 + 21 = 51
   AnalysisRequest r = test::random_request(model, 5, Loss::kCrossEntropy, 1);
@@ -354,6 +416,121 @@ TEST(SpectraValidation, BadInputIsRefusedBeforeAnyWork) {
   EXPECT_EQ(code_of(b, &msg), ErrorCode::kResourceExhausted);
   EXPECT_NE(msg.find("--lanczos-steps"), std::string::npos) << msg;
   EXPECT_NE(msg.find("would fit"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace basin
+
+namespace basin {
+namespace {
+
+// A = U diag(d) Uᵀ [N × N] with a random orthogonal U (LAPACK QR of a Gaussian matrix).
+struct DenseOperator {
+  int64_t n;
+  std::vector<double> a;
+  SymmetricOperator op(int64_t max_block) const {
+    SymmetricOperator s;
+    s.dim = n;
+    s.max_block = max_block;
+    s.apply = [this](const double* x, int64_t b, double* y) {
+      for (int64_t j = 0; j < b; ++j)
+        for (int64_t i = 0; i < n; ++i) {
+          double v = 0;
+          for (int64_t l = 0; l < n; ++l) v += a[i * n + l] * x[j * n + l];
+          y[j * n + i] = v;
+        }
+    };
+    return s;
+  }
+};
+DenseOperator with_spectrum(const std::vector<double>& d, uint64_t seed) {
+  const int64_t n = static_cast<int64_t>(d.size());
+  std::mt19937_64 rng(seed);
+  std::vector<double> u = test::random_vector(static_cast<size_t>(n * n), rng), tau(static_cast<size_t>(n));
+  LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, u.data(), n, tau.data());
+  LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, u.data(), n, tau.data());
+  DenseOperator o{n, std::vector<double>(static_cast<size_t>(n * n), 0.0)};
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double v = 0;
+      for (int64_t l = 0; l < n; ++l) v += u[i * n + l] * d[l] * u[j * n + l];
+      o.a[i * n + j] = v;
+    }
+  return o;
+}
+
+TEST(SpectraLanczosOperator, RepeatedEigenvaluesBeyondTheBlockSize) {
+  // 40 exact zeros (a GGN's null space), a cluster of 6 at 0.5 and spread values up to 3.
+  std::vector<double> d(40, 0.0);
+  for (int i = 0; i < 6; ++i) d.push_back(0.5);
+  for (int i = 0; i < 114; ++i) d.push_back(0.6 + 2.4 * i / 113.0);
+  const DenseOperator a = with_spectrum(d, 5);
+  for (const int64_t block : {2, 3}) {
+    LanczosOptions o;
+    o.top = 3;
+    o.bottom = 10;
+    o.block = block;
+    o.tol = 1e-10;
+    o.seed = 11;
+    const LanczosResult r = block_lanczos(a.op(block), o, {});
+    ASSERT_EQ(r.bottom.eigenvalues.size(), 10u);
+    EXPECT_TRUE(r.bottom.converged) << "block " << block;
+    for (int j = 0; j < 10; ++j) {
+      EXPECT_NEAR(r.bottom.eigenvalues[j], 0.0, 1e-10 * 3) << "block " << block << " bottom " << j;
+      EXPECT_LE(r.bottom.residual_norms[j], 1e-10 * 3) << "block " << block << " bottom " << j;
+    }
+    EXPECT_TRUE(r.top.converged);
+    EXPECT_NEAR(r.top.eigenvalues[0], 3.0, 1e-10 * 3);
+  }
+}
+
+// The stage lines of the jobs: "lanczos i/M …", "hutch++ i/P", "slq probe(s) …/P step s/M", with
+// i counting up by one per product and never past M.
+TEST(SpectraProgress, IterationLinesCountUp) {
+  std::vector<double> d;
+  for (int i = 0; i < 90; ++i) d.push_back(std::sin(0.37 * i) + 0.01 * i);
+  const DenseOperator a = with_spectrum(d, 9);
+  auto parse = [](const std::string& line, const std::string& head, int64_t* i, int64_t* m) {
+    if (line.rfind(head, 0) != 0) return false;
+    return std::sscanf(line.c_str() + head.size(), "%ld/%ld", reinterpret_cast<long*>(i), reinterpret_cast<long*>(m)) == 2;
+  };
+  std::vector<std::pair<int64_t, int64_t>> seen;
+  std::vector<std::string> lines;
+  auto collect = [&](const std::string& head) {
+    return [&, head](int64_t it, int64_t total, const std::string& line) {
+      int64_t i = 0, m = 0;
+      EXPECT_TRUE(parse(line, head, &i, &m)) << line;
+      seen.emplace_back(i, m);
+      lines.push_back(line);
+      EXPECT_LE(it, total);
+    };
+  };
+  LanczosOptions o;
+  o.top = 3;
+  o.bottom = 2;
+  o.block = 2;
+  o.tol = 1e-10;
+  const LanczosResult r = block_lanczos(a.op(2), o, collect("lanczos "));
+  ASSERT_GT(seen.size(), 3u);
+  for (size_t j = 0; j < seen.size(); ++j) {
+    EXPECT_EQ(seen[j].first, static_cast<int64_t>(j + 1)) << lines[j];
+    EXPECT_LE(seen[j].first, seen[j].second) << lines[j];
+  }
+  // One line per product of a block (the residuals' included).
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), (r.matvecs + 1) / 2);
+  seen.clear();
+  const TraceResult t = hutch_plus_plus(a.op(4), 21, 3, collect("hutch++ "));
+  ASSERT_FALSE(seen.empty());
+  for (size_t j = 1; j < seen.size(); ++j) EXPECT_GT(seen[j].first, seen[j - 1].first);
+  EXPECT_EQ(seen.back().first, t.matvecs);
+  EXPECT_EQ(seen.back().second, 21);
+  seen.clear();
+  lines.clear();
+  slq(a.op(3), 5, 7, 1, [&](int64_t, int64_t, const std::string& line) { lines.push_back(line); });
+  ASSERT_EQ(lines.size(), 2u * 7u);  // probes 1-3 then 4-5, 7 steps each
+  EXPECT_EQ(lines.front(), "slq probes 1-3/5 step 1/7");
+  EXPECT_EQ(lines[7], "slq probes 4-5/5 step 1/7");
+  EXPECT_EQ(lines.back(), "slq probes 4-5/5 step 7/7");
 }
 
 }  // namespace

@@ -251,6 +251,19 @@ double metric_value(const std::string& text, const std::string& series) {
   return std::strtod(text.c_str() + at + key.size(), nullptr);
 }
 
+std::vector<v1::Job> watch_all(v1::Basin::Stub* stub, const std::string& id) {
+  v1::WatchJobRequest w;
+  w.set_job_id(id);
+  auto ctx = context();
+  auto reader = stub->WatchJob(ctx.get(), w);
+  v1::Job update;
+  std::vector<v1::Job> updates;
+  while (reader->Read(&update)) updates.push_back(update);
+  const grpc::Status st = reader->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return updates;
+}
+
 v1::Job wait_final(v1::Basin::Stub* stub, const std::string& id, const std::string& token,
                    std::chrono::seconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;

@@ -97,6 +97,9 @@ std::string http_get_metrics(int port);
 // "basin_jobs{state=\"succeeded\"}") in a metrics text; -1 when there is none.
 double metric_value(const std::string& text, const std::string& series);
 
+// Every update WatchJob streams for the job until it ends (the stream's status asserted OK).
+std::vector<v1::Job> watch_all(v1::Basin::Stub* stub, const std::string& id);
+
 // Polls GetJob until the job is in a final state or `timeout` passes.
 v1::Job wait_final(v1::Basin::Stub* stub, const std::string& id, const std::string& token = "",
                    std::chrono::seconds timeout = std::chrono::seconds(120));

@@ -53,14 +53,7 @@ TEST(Jobs, SubmitWatchAndResultEqualLocalEngine) {
   const std::string id = submit(stub.get(), to_proto(problem));
   ASSERT_FALSE(id.empty());
 
-  v1::WatchJobRequest w;
-  w.set_job_id(id);
-  auto ctx = context();
-  auto reader = stub->WatchJob(ctx.get(), w);
-  v1::Job update;
-  std::vector<v1::Job> updates;
-  while (reader->Read(&update)) updates.push_back(update);
-  ASSERT_TRUE(reader->Finish().ok());
+  const std::vector<v1::Job> updates = watch_all(stub.get(), id);
   ASSERT_FALSE(updates.empty());
   EXPECT_EQ(updates.back().state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_DOUBLE_EQ(updates.back().fraction(), 1.0);

@@ -692,6 +692,9 @@ void result_to_proto(const AnalysisResult& r, v1::AnalysisResult* out) {
     p->set_steps(d.steps);
     p->set_matvecs(d.matvecs);
     p->set_method(d.method);
+    p->mutable_grid()->Add(d.grid.begin(), d.grid.end());
+    p->mutable_density()->Add(d.density.begin(), d.density.end());
+    p->set_bandwidth(d.bandwidth);
   };
   if (r.hessian_density) density_to(*r.hessian_density, out->mutable_hessian_density());
   if (r.ggn_density) density_to(*r.ggn_density, out->mutable_ggn_density());
@@ -808,6 +811,9 @@ AnalysisResult result_from_proto(const v1::AnalysisResult& p) {
     d.steps = q.steps();
     d.matvecs = q.matvecs();
     d.method = q.method();
+    d.grid = repeated_to_vector(q.grid());
+    d.density = repeated_to_vector(q.density());
+    d.bandwidth = q.bandwidth();
     return d;
   };
   if (p.has_hessian_density()) r.hessian_density = density_from(p.hessian_density());

@@ -183,6 +183,12 @@ class Job:
         return self._snapshot.stage if self._snapshot is not None else ""
 
     @property
+    def stage_detail(self):
+        """The step within the stage while running, e.g. "lanczos 37/1201 (12/20 converged)",
+        "hutch++ 8/30", "slq probes 1-4/8 step 37/80" (the matrix-free spectra); "" otherwise."""
+        return self._snapshot.stage_detail if self._snapshot is not None else ""
+
+    @property
     def fraction(self):
         return self._snapshot.fraction if self._snapshot is not None else 0.0
 
@@ -204,7 +210,8 @@ class Job:
         return d
 
     def __repr__(self):
-        return f"Job({self.id!r}, state={self.state!r}, stage={self.stage!r}, " \
+        detail = f", stage_detail={self.stage_detail!r}" if self.stage_detail else ""
+        return f"Job({self.id!r}, state={self.state!r}, stage={self.stage!r}{detail}, " \
                f"fraction={self.fraction:.2f})"
 
     # -- control -----------------------------------------------------------------------------
@@ -292,8 +299,10 @@ class _ProgressBar:
         frac = min(max(job.fraction, 0.0), 1.0)
         filled = int(round(frac * self.width))
         where = f"queued #{job.queue_position + 1}" if job.state == "queued" else job.stage
+        if job.state == "running" and job.stage_detail:
+            where = f"{where}: {job.stage_detail}"
         self.stream.write(f"\r[{'#' * filled}{'-' * (self.width - filled)}] {frac * 100:5.1f}% "
-                          f"{job.state:<9} {where:<12}")
+                          f"{job.state:<9} {where:<12}\033[K")
         self.stream.flush()
         self.drawn = True
 

@@ -129,7 +129,12 @@ def plot_checkpoints(results, path=None, top=5, which=None, steps=None, title=No
 def density_on_grid(density, grid=None, sigma=None, points=400):
     """The smoothed spectral density of an SLQ result (a Result's hessian_density / ggn_density
     dict, or the CLI JSON's object): (grid, φ) with φ(t) = mean over probes of
-    Σ_j w_j · N(t; θ_j, σ²), Gaussian kernels of width σ (default 1% of the nodes' span)."""
+    Σ_j w_j · N(t; θ_j, σ²), Gaussian kernels of width σ (default 1% of the nodes' span).
+    With the defaults it is the engine's own "grid" / "density" where the result has them;
+    another grid, sigma or number of points recomputes it here from the nodes and weights."""
+    if grid is None and sigma is None and points == 400 and len(density.get("grid", ())) > 0:
+        return (np.asarray(density["grid"], dtype=np.float64),
+                np.asarray(density["density"], dtype=np.float64))
     nodes = [np.asarray(v, dtype=np.float64) for v in density["nodes"]]
     weights = [np.asarray(v, dtype=np.float64) for v in density["weights"]]
     allv = np.concatenate(nodes) if nodes else np.zeros(1)

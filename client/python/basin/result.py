@@ -238,7 +238,8 @@ class Result:
     # Matrix-free spectra (want hessian_top … ggn_density): dicts with the CLI JSON's keys —
     # *_top / *_bottom {eigenvalues, residual_norms, converged, matvecs, method},
     # *_trace {estimate, std_error, probes, matvecs, method},
-    # *_density {nodes [P][M], weights [P][M], probes, steps, matvecs, method}.
+    # *_density {nodes [P][M], weights [P][M], probes, steps, matvecs, method, grid [G],
+    # density [G] (the Gaussian-smoothed density on the grid, ∫ = 1), bandwidth (its σ)}.
     hessian_top: Optional[dict] = None
     hessian_bottom: Optional[dict] = None
     ggn_top: Optional[dict] = None
@@ -299,7 +300,10 @@ class Result:
                 extra[name] = {"nodes": [np.array(q.nodes, dtype=np.float64) for q in e.probes_quadrature],
                                "weights": [np.array(q.weights, dtype=np.float64) for q in e.probes_quadrature],
                                "probes": int(e.probes), "steps": int(e.steps),
-                               "matvecs": int(e.matvecs), "method": e.method}
+                               "matvecs": int(e.matvecs), "method": e.method,
+                               "grid": np.array(e.grid, dtype=np.float64),
+                               "density": np.array(e.density, dtype=np.float64),
+                               "bandwidth": float(e.bandwidth)}
         return cls(**extra,
             num_params=int(r.num_params), num_examples=int(r.num_examples),
             num_outputs=int(r.num_outputs), backend=r.backend, device=r.device, dtype=r.dtype,

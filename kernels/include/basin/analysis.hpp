@@ -251,6 +251,11 @@ struct SpectralDensity {
   std::vector<std::vector<double>> nodes, weights;  // [P][M]: quadrature per probe (Σ w = 1)
   int64_t probes = 0, steps = 0, matvecs = 0;
   std::string method;
+  // The smoothed density on a grid: φ(t) = (1/P) Σ_p Σ_j w_pj N(t; θ_pj, σ²) at G = 400 points
+  // spanning the nodes [lo, hi] and 5σ beyond each end, σ = bandwidth = (hi − lo)/100 (so that
+  // ∫φ = 1 to ~1e-6 on the grid and ∫tφ = the SLQ estimate of tr(A)/N). See smooth_density.
+  std::vector<double> grid, density;
+  double bandwidth = 0;
 };
 
 struct Timings {
@@ -317,6 +322,10 @@ const char* stage_name(Stage s);
 // analyze() throw Error(kCancelled) at the next step boundary.
 struct RunControl {
   std::function<void(Stage stage, double fraction)> on_progress;
+  // Optional: the current step in words, called just before each on_progress: the matrix-free
+  // spectra's iteration ("lanczos 37/1201 (12/20 converged)", "hutch++ 8/30",
+  // "slq probes 1-4/8 step 37/80", "dense products 64/4096"), empty for the other stages.
+  std::function<void(const std::string& detail)> on_detail;
   const std::atomic<bool>* cancel = nullptr;
 };
 

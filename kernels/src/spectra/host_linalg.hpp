@@ -29,12 +29,20 @@ inline void random_block(std::mt19937_64& rng, double* x, int64_t count, bool ra
 inline double dot(const double* a, const double* b, int64_t n) { return cblas_ddot(n, a, 1, b, 1); }
 inline double norm(const double* a, int64_t n) { return cblas_dnrm2(n, a, 1); }
 
-// W [p × n] -= C ᵀ Q with C = Q Wᵀ [q × p] (twice), Q [q × n] orthonormal rows. Adds the
-// coefficients into coef [q × p] when given.
+// W [p × n] -= C ᵀ Q with C = Q Wᵀ [q × p], Q [q × n] orthonormal rows; a second time unless
+// every row kept more than 1/√2 of its norm in the first (Daniel, Gragg, Kaufman, Stewart 1976:
+// then the first pass is already orthogonal to working precision). Adds the coefficients into
+// coef [q × p] when given.
 inline void project_out(const double* q, int64_t nq, double* w, int64_t p, int64_t n, double* coef) {
   if (nq == 0 || p == 0) return;
-  std::vector<double> c(static_cast<size_t>(nq * p));
+  std::vector<double> c(static_cast<size_t>(nq * p)), before(static_cast<size_t>(p));
+  for (int64_t i = 0; i < p; ++i) before[i] = norm(w + i * n, n);
   for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) {
+      bool again = false;
+      for (int64_t i = 0; i < p && !again; ++i) again = !(norm(w + i * n, n) > 0.7071067811865476 * before[i]);
+      if (!again) break;
+    }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, p, n, 1.0, q, n, w, n, 0.0, c.data(), p);
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, n, nq, -1.0, c.data(), p, q, n, 1.0, w, n);
     if (coef != nullptr) cblas_daxpy(nq * p, 1.0, c.data(), 1, coef, 1);

@@ -26,8 +26,10 @@ TraceResult hutch_plus_plus(const SymmetricOperator& a, int64_t probes, uint64_t
   const int64_t total = (s + p - 1) / p * 2 + (h + p - 1) / p;
   auto apply = [&](const double* x, int64_t b, double* y) {
     for (int64_t j0 = 0; j0 < b; j0 += p) {
-      if (hook) hook(++it, total);
-      a.apply(x + j0 * n, std::min(p, b - j0), y + j0 * n);
+      const int64_t bb = std::min(p, b - j0);
+      if (hook)  // products so far of at most `probes` (2s + h; the sketch's range may have fewer than s)
+        hook(++it, total, "hutch++ " + std::to_string(out.matvecs + j0 + bb) + "/" + std::to_string(probes));
+      a.apply(x + j0 * n, bb, y + j0 * n);
     }
     out.matvecs += b;
   };

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
 #include <type_traits>
 
 #include "basin/error.hpp"
@@ -111,7 +113,8 @@ void validate_spectra(const AnalysisRequest& r) {
       const double room = (double(r.limits.max_memory_bytes) - 4.0 * p * double(N) * elem_bytes(r) -
                            double(kProductPassBytes)) / N8;
       const int64_t K = wanted(r), b = block_of(r);
-      const int64_t m = static_cast<int64_t>(std::floor(room)) - std::min<int64_t>(K + b, 1 << 30) - b;
+      // lanczos_vectors_held is the basis plus a part independent of it.
+      const int64_t m = static_cast<int64_t>(std::floor(room)) - (lanczos_vectors_held(K, b, 0));
       fits = m >= K + 2 * b ? "; --lanczos-steps " + std::to_string(m) + " would fit"
                             : "; not even the shortest restart length (" + std::to_string(K + 2 * b) +
                                   ") fits: ask for fewer eigenvalues or a smaller --lanczos-block";
@@ -122,9 +125,143 @@ void validate_spectra(const AnalysisRequest& r) {
   }
 }
 
+namespace {
+
+// Rows of the loss factor's Gram G̃G̃ᵀ [m × m] (m = n·r) this path accepts (its eigen-solve).
+constexpr int64_t kMaxNullSpaceRows = 8192;
+
+// The GGN's K smallest eigenvalues when G̃ = SᵀG [m × N] has m ≤ N − K rows: they are exact zeros
+// (rank ≤ m), with eigenvectors in null(G̃). A Krylov method would have to tell them from the
+// GGN's smallest nonzero eigenvalues (σ_min(G̃)², often ~1e-8·λmax and below), a convergence rate
+// of √(λ_min⁺/λ_max) per step; instead random vectors are projected onto null(G̃) by
+// x − G̃ᵀ (G̃G̃ᵀ)⁺ G̃ x (twice, so that the error of the pseudo-inverse, ε·κ(G̃G̃ᵀ), is squared),
+// from J·V / Jᵀ·U products and the structured Gram, orthonormalised, and certified like the
+// Lanczos pairs: θ = vᵀ(GGN v), residual ‖GGN v − θ v‖ by one more product each.
+bool ggn_null_space_applies(const AnalysisRequest& r, const LossTerms& terms) {
+  const int64_t m = r.num_examples * terms.factor_cols;
+  return r.spectra.top_k > 0 && r.spectra.bottom_k > 0 && m <= kMaxNullSpaceRows &&
+         r.num_params() - m >= r.spectra.bottom_k &&
+         terms.factor_seeds.size() == static_cast<size_t>(m * r.output_dim());
+}
+
+// Call where ggn_null_space_applies; `scale` = max|λ| (the top's).
+template <class T>
+void ggn_null_space_bottom(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& r, const LossTerms& terms,
+                           const SymmetricOperator& op, int64_t p, double scale, EigenEnds* out,
+                           std::vector<double>* vectors, const SpectraProgress& progress) {
+  const int64_t N = r.num_params(), n = r.num_examples, k = r.output_dim(), rc = terms.factor_cols;
+  const int64_t K = r.spectra.bottom_k, m = n * rc;
+  progress(Stage::kLanczos, 0, "ggn null space: Gram " + std::to_string(m) + " x " + std::to_string(m));
+  // (G̃G̃ᵀ)⁺ = Z diag(1/w) Zᵀ over the eigenvalues above m·ε·max w.
+  std::vector<double> z, inv;
+  if (m > 0) {
+    const std::vector<T> seeds(terms.factor_seeds.begin(), terms.factor_seeds.end());
+    Buffer<T> g = net.gram(seeds, rc);
+    std::vector<T> lower(static_cast<size_t>(m * m));
+    be.download(lower.data(), g.get(), lower.size());
+    z.assign(static_cast<size_t>(m * m), 0.0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j <= i; ++j) z[i * m + j] = z[j * m + i] = static_cast<double>(lower[i * m + j]);
+    const std::vector<double> w = spectra_detail::symmetric_eig(m, z);
+    const double wmax = w.empty() ? 0.0 : std::max(std::fabs(w.front()), std::fabs(w.back()));
+    inv.resize(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i)
+      inv[i] = w[i] > double(m) * std::numeric_limits<double>::epsilon() * wmax ? 1.0 / w[i] : 0.0;
+  }
+  Buffer<T> xdev(be, static_cast<size_t>(p * N)), ydev(be, static_cast<size_t>(p * N));
+  constexpr uint64_t kPass = 256ull << 20;
+  // x [b × N] host ← x − G̃ᵀ (G̃G̃ᵀ)⁺ G̃ x.
+  auto project = [&](double* x, int64_t b) {
+    if (m == 0) return;
+    const std::vector<T> xt(x, x + b * N);
+    be.upload(xdev.get(), xt.data(), xt.size());
+    be.fill(ydev.get(), static_cast<size_t>(b * N), T(0));
+    const int64_t block = std::max<int64_t>(1, net.product_examples(b, kPass));
+    std::vector<double> c(static_cast<size_t>(b * m), 0.0);  // G̃x: c[d·m + i·rc + j] = s_ijᵀ (J x_d)_i
+    for (int64_t i0 = 0; i0 < n; i0 += block) {
+      const int64_t count = std::min(block, n - i0);
+      const std::vector<T> u = net.jacobian_product(xdev.get(), b, i0, count);  // [count × b × k]
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t d = 0; d < b; ++d)
+          for (int64_t j = 0; j < rc; ++j) {
+            const double* sv = terms.factor_seeds.data() + ((i0 + i) * rc + j) * k;
+            double v = 0;
+            for (int64_t q = 0; q < k; ++q) v += sv[q] * static_cast<double>(u[(i * b + d) * k + q]);
+            c[d * m + (i0 + i) * rc + j] = v;
+          }
+    }
+    // y = (G̃G̃ᵀ)⁺ c per direction: Z diag(inv) Zᵀ c.
+    std::vector<double> t(static_cast<size_t>(b * m)), y(static_cast<size_t>(b * m));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, m, m, 1.0, c.data(), m, z.data(), m, 0.0, t.data(), m);
+    for (int64_t d = 0; d < b; ++d)
+      for (int64_t i = 0; i < m; ++i) t[d * m + i] *= inv[i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, m, m, 1.0, t.data(), m, z.data(), m, 0.0, y.data(), m);
+    for (int64_t i0 = 0; i0 < n; i0 += block) {
+      const int64_t count = std::min(block, n - i0);
+      std::vector<T> uu(static_cast<size_t>(count * b * k), T(0));  // S_i y_i per example and direction
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t d = 0; d < b; ++d)
+          for (int64_t j = 0; j < rc; ++j) {
+            const double* sv = terms.factor_seeds.data() + ((i0 + i) * rc + j) * k;
+            const double yv = y[d * m + (i0 + i) * rc + j];
+            for (int64_t q = 0; q < k; ++q) uu[(i * b + d) * k + q] += static_cast<T>(yv * sv[q]);
+          }
+      net.jacobian_transpose_product(uu, b, i0, count, ydev.get());
+    }
+    std::vector<T> back(static_cast<size_t>(b * N));
+    be.download(back.data(), ydev.get(), back.size());
+    for (int64_t e = 0; e < b * N; ++e) x[e] -= static_cast<double>(back[e]);
+  };
+  std::mt19937_64 rng(r.spectra.seed + 3);
+  std::vector<double> v(static_cast<size_t>(K * N));
+  spectra_detail::random_block(rng, v.data(), K * N, false);
+  int64_t matvecs = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (int64_t j0 = 0; j0 < K; j0 += p) {
+      const int64_t b = std::min(p, K - j0);
+      progress(Stage::kLanczos, 0.5 * pass + 0.5 * double(j0 + b) / double(K),
+               "ggn null space: projection " + std::to_string(pass + 1) + "/2, vectors " + std::to_string(j0 + b) +
+                   "/" + std::to_string(K));
+      project(v.data() + j0 * N, b);
+      matvecs += b;
+      // Orthonormal among themselves (combinations of null vectors stay null).
+      std::vector<double> rr(static_cast<size_t>(b * b));
+      spectra_detail::orthonormalise_block(v.data(), j0, v.data() + j0 * N, b, N, nullptr, rr.data(), rng);
+    }
+  // Certificates: θ = vᵀAv and ‖Av − θv‖, one product each.
+  out->method = "null_space";
+  out->converged = true;
+  std::vector<double> y(static_cast<size_t>(p * N));
+  std::vector<std::pair<double, int64_t>> order;
+  std::vector<double> theta(static_cast<size_t>(K)), resid(static_cast<size_t>(K));
+  for (int64_t j0 = 0; j0 < K; j0 += p) {
+    const int64_t b = std::min(p, K - j0);
+    progress(Stage::kLanczos, 1.0, "ggn null space: residuals " + std::to_string(j0 + b) + "/" + std::to_string(K));
+    op.apply(v.data() + j0 * N, b, y.data());
+    matvecs += b;
+    for (int64_t j = 0; j < b; ++j) {
+      const double th = spectra_detail::dot(v.data() + (j0 + j) * N, y.data() + j * N, N);
+      cblas_daxpy(N, -th, v.data() + (j0 + j) * N, 1, y.data() + j * N, 1);
+      theta[j0 + j] = th;
+      resid[j0 + j] = spectra_detail::norm(y.data() + j * N, N);
+    }
+  }
+  for (int64_t j = 0; j < K; ++j) order.emplace_back(theta[j], j);
+  std::sort(order.begin(), order.end());
+  for (const auto& [th, j] : order) {
+    out->eigenvalues.push_back(th);
+    out->residual_norms.push_back(resid[j]);
+    out->converged = out->converged && resid[j] <= r.spectra.tol * scale;
+    if (vectors != nullptr) vectors->insert(vectors->end(), v.begin() + j * N, v.begin() + (j + 1) * N);
+  }
+  out->matvecs = matvecs;
+}
+
+}  // namespace
+
 template <class T>
 void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& r, const LossTerms& terms,
-                     AnalysisResult& res, const std::function<void(Stage, double)>& progress) {
+                     AnalysisResult& res, const SpectraProgress& progress) {
   const int64_t N = r.num_params(), k = r.output_dim();
   const int64_t p = std::max<int64_t>(1, block_of(r));
   Buffer<T> xdev(be, static_cast<size_t>(p * N)), ydev(be, static_cast<size_t>(p * N));
@@ -178,8 +315,8 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     return op;
   };
   auto hook_for = [&](Stage stage) {
-    return [&progress, stage](int64_t it, int64_t total) {
-      progress(stage, std::min(1.0, double(it) / double(std::max<int64_t>(total, 1))));
+    return [&progress, stage](int64_t it, int64_t total, const std::string& detail) {
+      progress(stage, std::min(1.0, double(it) / double(std::max<int64_t>(total, 1))), detail);
     };
   };
   auto vectors_array = [&](const std::string& name, const std::vector<double>& rows, int64_t count) {
@@ -208,20 +345,21 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     if (dense) {
       // The exact path: A assembled column block by column block from the products, then one
       // dense eigen-solve; the residuals of the eigenpairs reported are checked by products.
-      progress(Stage::kHessian, 0);
+      progress(Stage::kHessian, 0, "dense products 0/" + std::to_string(N));
       std::vector<double> a(static_cast<size_t>(N * N)), unit(static_cast<size_t>(p * N));
       for (int64_t j0 = 0; j0 < N; j0 += p) {
         const int64_t b = std::min(p, N - j0);
         std::fill(unit.begin(), unit.end(), 0.0);
         for (int64_t j = 0; j < b; ++j) unit[j * N + j0 + j] = 1.0;
         op.apply(unit.data(), b, a.data() + j0 * N);
-        progress(Stage::kHessian, double(j0 + b) / double(N));
+        progress(Stage::kHessian, double(j0 + b) / double(N),
+                 "dense products " + std::to_string(j0 + b) + "/" + std::to_string(N));
       }
       for (int64_t i = 0; i < N; ++i)
         for (int64_t j = 0; j < i; ++j) a[i * N + j] = a[j * N + i] = 0.5 * (a[i * N + j] + a[j * N + i]);
       double tr = 0;
       for (int64_t i = 0; i < N; ++i) tr += a[i * N + i];
-      progress(Stage::kSolve, 0);
+      progress(Stage::kSolve, 0, "dense eigen-solve");
       const std::vector<double> w = spectra_detail::symmetric_eig(N, a);  // ascending; a: vectors (columns)
       double lmax = 0;
       for (double v : w) lmax = std::max(lmax, std::fabs(v));
@@ -263,12 +401,21 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
         d.steps = N;
         d.matvecs = N;
         d.method = "dense";
+        const SmoothedDensity sm = smooth_density(d.nodes, d.weights);
+        d.grid = sm.grid;
+        d.density = sm.density;
+        d.bandwidth = sm.bandwidth;
         density_out = std::move(d);
       }
       continue;
     }
     if (top) {
-      const LanczosResult lr = block_lanczos(op, lanczos_options(r), hook_for(Stage::kLanczos));
+      // The GGN's zeros from its null space where that applies (ggn_null_space_bottom), the top
+      // by Lanczos alone.
+      LanczosOptions lo = lanczos_options(r);
+      const bool null_space = !hessian && ggn_null_space_applies(r, terms);
+      if (null_space) lo.bottom = 0;
+      const LanczosResult lr = block_lanczos(op, lo, hook_for(Stage::kLanczos));
       auto to_ends = [&](const EigenEnd& e) {
         EigenEnds out;
         out.eigenvalues = e.eigenvalues;
@@ -283,10 +430,21 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
         res.vectors.push_back(vectors_array(prefix + "_top_eigenvectors", lr.top.vectors,
                                             static_cast<int64_t>(lr.top.eigenvalues.size())));
       if (r.spectra.bottom_k > 0) {
-        bottom_out = to_ends(lr.bottom);
+        std::vector<double> rows;
+        EigenEnds ends;
+        double scale = 0;
+        for (double v : lr.top.eigenvalues) scale = std::max(scale, std::fabs(v));
+        if (null_space) {
+          ggn_null_space_bottom(be, net, r, terms, op, p, scale, &ends, r.spectra.eigenvectors ? &rows : nullptr,
+                                progress);
+          bottom_out = ends;
+        } else {
+          bottom_out = to_ends(lr.bottom);
+          rows = lr.bottom.vectors;
+        }
         if (r.spectra.eigenvectors)
-          res.vectors.push_back(vectors_array(prefix + "_bottom_eigenvectors", lr.bottom.vectors,
-                                              static_cast<int64_t>(lr.bottom.eigenvalues.size())));
+          res.vectors.push_back(vectors_array(prefix + "_bottom_eigenvectors", rows,
+                                              static_cast<int64_t>(bottom_out->eigenvalues.size())));
       }
     }
     if (trace) {
@@ -296,14 +454,16 @@ void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest
     if (density) {
       const DensityResult d =
           slq(op, density_probes(r), density_steps(r), r.spectra.seed + 2, hook_for(Stage::kDensity));
-      density_out = SpectralDensity{d.nodes, d.weights, d.probes, d.steps, d.matvecs, "slq"};
+      const SmoothedDensity sm = smooth_density(d.nodes, d.weights);
+      density_out = SpectralDensity{d.nodes, d.weights, d.probes, d.steps, d.matvecs, "slq", sm.grid, sm.density,
+                                    sm.bandwidth};
     }
   }
 }
 
 template void compute_spectra<double>(Backend<double>&, GraphNetwork<double>&, const AnalysisRequest&,
-                                      const LossTerms&, AnalysisResult&, const std::function<void(Stage, double)>&);
+                                      const LossTerms&, AnalysisResult&, const SpectraProgress&);
 template void compute_spectra<float>(Backend<float>&, GraphNetwork<float>&, const AnalysisRequest&, const LossTerms&,
-                                     AnalysisResult&, const std::function<void(Stage, double)>&);
+                                     AnalysisResult&, const SpectraProgress&);
 
 }  // namespace basin

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "basin/analysis.hpp"
 #include "basin/backend.hpp"
@@ -22,11 +23,13 @@ double spectra_bytes(const AnalysisRequest& r);
 // exceed (saying what fits) before any work. No-op when no spectra are wanted.
 void validate_spectra(const AnalysisRequest& r);
 
+// progress(stage, fraction of this step, the stage's detail: "lanczos 37/1201 (12/20 converged)").
+using SpectraProgress = std::function<void(Stage, double, const std::string&)>;
+
 // Fills res.hessian_top … ggn_density for the network's current checkpoint (forward and
-// gradient(…, keep = true) done). progress(stage, fraction of this step) is called per
-// iteration and throws to cancel.
+// gradient(…, keep = true) done). progress is called per iteration and throws to cancel.
 template <class T>
 void compute_spectra(Backend<T>& be, GraphNetwork<T>& net, const AnalysisRequest& r, const LossTerms& terms,
-                     AnalysisResult& res, const std::function<void(Stage, double)>& progress);
+                     AnalysisResult& res, const SpectraProgress& progress);
 
 }  // namespace basin

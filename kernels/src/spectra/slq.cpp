@@ -36,7 +36,10 @@ DensityResult slq(const SymmetricOperator& a, int64_t probes, int64_t steps, uin
       cblas_dscal(n, 1.0 / norm(v, n), v, 1);
     }
     for (int64_t step = 0; step < steps; ++step) {
-      if (hook) hook(++it, total);
+      if (hook)
+        hook(++it, total,
+             "slq probe" + (b > 1 ? "s " + std::to_string(g0 + 1) + "-" + std::to_string(g0 + b) : " " + std::to_string(g0 + 1)) +
+                 "/" + std::to_string(probes) + " step " + std::to_string(step + 1) + "/" + std::to_string(steps));
       for (int64_t j = 0; j < b; ++j) std::copy_n(basis[j].data() + step * n, n, x.data() + j * n);
       a.apply(x.data(), b, y.data());
       out.matvecs += b;
@@ -69,6 +72,34 @@ DensityResult slq(const SymmetricOperator& a, int64_t probes, int64_t steps, uin
       out.weights.push_back(std::move(wts));
     }
   }
+  return out;
+}
+
+SmoothedDensity smooth_density(const std::vector<std::vector<double>>& nodes,
+                               const std::vector<std::vector<double>>& weights, int64_t points) {
+  SmoothedDensity out;
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& v : nodes)
+    for (double x : v) lo = std::min(lo, x), hi = std::max(hi, x);
+  if (nodes.empty() || !std::isfinite(lo) || !std::isfinite(hi) || points < 2) return out;
+  const double span = std::max(hi - lo, 1e-12);
+  const double sigma = 0.01 * span, a = lo - 5 * sigma, b = hi + 5 * sigma;
+  out.bandwidth = sigma;
+  out.grid.resize(static_cast<size_t>(points));
+  out.density.assign(static_cast<size_t>(points), 0.0);
+  for (int64_t g = 0; g < points; ++g) out.grid[g] = a + (b - a) * double(g) / double(points - 1);
+  const double norm = 1.0 / (double(nodes.size()) * sigma * std::sqrt(2 * M_PI));
+  for (size_t p = 0; p < nodes.size(); ++p)
+    for (size_t j = 0; j < nodes[p].size() && j < weights[p].size(); ++j) {
+      // Only the grid points within 9σ of the node (the rest add < 1e-17 of its weight).
+      const double th = nodes[p][j], w = weights[p][j] * norm;
+      const int64_t g0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor((th - 9 * sigma - a) / (b - a) * (points - 1))));
+      const int64_t g1 = std::min<int64_t>(points - 1, static_cast<int64_t>(std::ceil((th + 9 * sigma - a) / (b - a) * (points - 1))));
+      for (int64_t g = g0; g <= g1; ++g) {
+        const double z = (out.grid[g] - th) / sigma;
+        out.density[g] += w * std::exp(-0.5 * z * z);
+      }
+    }
   return out;
 }
 

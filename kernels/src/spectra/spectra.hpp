@@ -19,8 +19,9 @@ struct SymmetricOperator {
 };
 
 // Called once per iteration (an A·block product) with (iteration, the most iterations there
-// can be); it throws to stop (cancellation).
-using IterationHook = std::function<void(int64_t iteration, int64_t total)>;
+// can be, a line for the job's stage: "lanczos 37/1201 (12/20 converged)", "hutch++ 8/30",
+// "slq probes 1-4/8 step 37/80"); it throws to stop (cancellation).
+using IterationHook = std::function<void(int64_t iteration, int64_t total, const std::string& detail)>;
 
 struct LanczosOptions {
   int64_t top = 20;      // the K largest eigenvalues
@@ -73,5 +74,16 @@ struct DensityResult {
 // reorthogonalisation, nodes = eig(T), weights = squared first components (Σ w = 1), so that
 // Σ_j w_j θ_jᵖ = vᵀAᵖv/vᵀv exactly for p < 2M, an unbiased estimate of tr(Aᵖ)/N.
 DensityResult slq(const SymmetricOperator& a, int64_t probes, int64_t steps, uint64_t seed, const IterationHook& hook);
+
+struct SmoothedDensity {
+  std::vector<double> grid, density;
+  double bandwidth = 0;
+};
+// φ(t) = (1/P) Σ_p Σ_j w_pj N(t; θ_pj, σ²) on `points` equally spaced t from lo − 5σ to hi + 5σ
+// ([lo, hi]: the nodes' range), σ = (hi − lo)/100 (1e-12 when every node is the same): a
+// resolution finer than the M ≤ ~100 nodes of a probe can place, coarse enough that the grid's
+// step (≈ 0.28σ) integrates it to round-off.
+SmoothedDensity smooth_density(const std::vector<std::vector<double>>& nodes,
+                               const std::vector<std::vector<double>>& weights, int64_t points = 400);
 
 }  // namespace basin
