@@ -1,0 +1,110 @@
+"""torch's own attention modules, as users put them in models (float64, eval mode), for the
+reference tests of nn.MultiheadAttention / nn.TransformerEncoderLayer as torch.onnx.export writes
+them (the batch axis moved to axis 1 and merged with the heads inside the export).
+
+MHA: tokens [n, T] → embedding + learned positions → nn.MultiheadAttention (a causal attn_mask
+buffer, float −inf or bool) → Linear head: [n, T, C]. Encoder: float inputs [n, T, D] →
+nn.TransformerEncoderLayer (d_model 8, nhead 2, dim_feedforward 16, dropout 0.1 — gone in eval;
+norm_first either; an optional causal src_mask buffer) → Linear head. batch_first=False modules get
+their [T, n, D] by transposing in forward(), as a model taking batch-first data does. ViT: conv
+patch embedding, class token expanded to the batch and concatenated, learned positional
+embedding, one TransformerEncoderLayer, head on the class token.
+"""
+import warnings
+
+import torch
+from torch import nn
+
+
+def causal_mask(T, kind):
+    if kind == "float":
+        return torch.triu(torch.full((T, T), float("-inf"), dtype=torch.float64), 1)
+    if kind == "bool":
+        return torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+    return None
+
+
+class MHA(nn.Module):
+    def __init__(self, batch_first=True, mask="float", vocab=11, T=5, D=8, heads=2, C=5):
+        super().__init__()
+        self.batch_first = batch_first
+        self.emb = nn.Embedding(vocab, D)
+        self.pos = nn.Parameter(torch.randn(T, D))
+        self.att = nn.MultiheadAttention(D, heads, batch_first=batch_first)
+        self.head = nn.Linear(D, C)
+        self.register_buffer("causal", causal_mask(T, mask))
+
+    def forward(self, tokens):
+        x = self.emb(tokens) + self.pos
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        y, _ = self.att(x, x, x, attn_mask=self.causal, need_weights=False)
+        if not self.batch_first:
+            y = y.transpose(0, 1)
+        return self.head(y)
+
+
+class Encoder(nn.Module):
+    def __init__(self, batch_first=True, norm_first=False, mask=None, T=5, D=8, C=5):
+        super().__init__()
+        self.batch_first = batch_first
+        self.layer = nn.TransformerEncoderLayer(D, 2, dim_feedforward=16, dropout=0.1, batch_first=batch_first,
+                                                norm_first=norm_first)
+        self.head = nn.Linear(D, C)
+        self.register_buffer("causal", causal_mask(T, mask))
+
+    def forward(self, x):
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        y = self.layer(x, src_mask=self.causal)
+        if not self.batch_first:
+            y = y.transpose(0, 1)
+        return self.head(y)
+
+
+class ViT(nn.Module):
+    def __init__(self, C=3, H=4, P=2, D=8, classes=5, flatten="reshape"):
+        super().__init__()
+        self.flatten = flatten
+        self.patch = nn.Conv2d(C, D, P, stride=P)
+        self.cls = nn.Parameter(torch.randn(1, 1, D))
+        self.pos = nn.Parameter(torch.randn(1, (H // P) ** 2 + 1, D))
+        self.enc = nn.TransformerEncoderLayer(D, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(D, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)  # [n, P, D]
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.head(self.enc(x)[:, 0])
+
+
+class TokenMerge(nn.Module):
+    """flatten(0, 1) of [n, T, D] (ONNX Flatten(axis=2): the batch merged with the positions), a
+    Linear on the rows, and back: Flatten with axis ≥ 2 on a batched value."""
+
+    def __init__(self, vocab=11, D=6, C=4):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, D)
+        self.fc = nn.Linear(D, C)
+
+    def forward(self, tokens):
+        n, T = tokens.shape
+        x = torch.tanh(self.emb(tokens))
+        return self.fc(x.flatten(0, 1)).view(n, T, -1)
+
+
+def randomise(model, seed=0):
+    """Random weights (LayerNorm affine too), float64, eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
+    return model.double().eval()
+
+
+def export(model, path, example, opset=17):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), opset_version=opset, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                          do_constant_folding=False)
