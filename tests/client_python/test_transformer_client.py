@@ -1,0 +1,130 @@
+"""Transformers from torch.nn.Module through the Python client and a real basind, against PyTorch
+float64: int64 token inputs [n, T] (the module exported on integer ids), per-position labels [n, T]
+for cross_entropy on outputs [n, T, C], a causal mask buffer taken as a constant without naming it
+(the client sends named_buffers() as constants), nn.MultiheadAttention as torch exports it.
+Bad input: labels of the wrong shape, float inputs to a token model."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import basin
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+F = torch.nn.functional
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import attention_models as am  # noqa: E402
+import transformer_models as tm  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def reference(model, X, labels):
+    """G [n·k, N] in parameters_to_vector order, σ(G), the loss, GGN and Hessian eigenvalues."""
+    names = [k for k, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    shapes = [params[k].shape for k in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    x = torch.from_numpy(X)
+
+    def f(th):
+        p = {k: v.reshape(s) for k, v, s in zip(names, torch.split(th, sizes), shapes)}
+        return torch.nn.utils.stateless.functional_call(model, p, (x,))
+
+    out = f(theta).detach()
+    C = out.shape[-1]
+    lab = torch.from_numpy(labels).reshape(-1)
+    J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
+    lf = lambda o: F.cross_entropy(o.reshape(-1, C), lab)  # noqa: E731
+    M = torch.autograd.functional.hessian(lf, out.reshape(-1))
+    # plain double-backward Hessian (torch 1.13's vectorised one is wrong after LayerNorm)
+    H = torch.autograd.functional.hessian(lambda th: lf(f(th).reshape(-1)), theta, vectorize=False)
+    return {"G": J.numpy(), "sv": torch.linalg.svdvals(J).numpy(), "loss": float(lf(out.reshape(-1))),
+            "ggn": torch.linalg.eigvalsh(J.T @ M @ J).numpy()[::-1], "hess": torch.linalg.eigvalsh(H).numpy()[::-1]}
+
+
+def close(got, want, tol, what):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    err = np.abs(got - want).max()
+    assert err <= tol, f"{what}: max error {err:.3e} > {tol:.3e}"
+
+
+def check(client, model, X, labels):
+    ref = reference(model, X, labels)
+    r = client.analyze(model, X, labels, loss="cross_entropy", want=("jacobian", "ggn", "hessian"), method="svd",
+                       return_jacobian=True)
+    n = X.shape[0]
+    N = ref["G"].shape[1]
+    assert r.num_params == N and r.num_examples == n and r.num_outputs == ref["G"].shape[0] // n
+    close(r.jacobian_matrix, ref["G"], 1e-9 * np.abs(ref["G"]).max(), "G")
+    sv = np.asarray(r.jacobian.singular_values)
+    close(sv, ref["sv"][: sv.size], 1e-9 * ref["sv"].max(), "singular values")
+    assert r.jacobian.rank == int(np.sum(ref["sv"] > r.jacobian.tolerance))
+    assert r.loss == pytest.approx(ref["loss"], rel=1e-12)
+    ggn = np.asarray(r.ggn.eigenvalues)
+    close(ggn, ref["ggn"][: ggn.size], 1e-8 * np.abs(ref["ggn"]).max(), "GGN eigenvalues")
+    close(r.hessian.eigenvalues, ref["hess"], 1e-8 * np.abs(ref["hess"]).max(), "Hessian eigenvalues")
+    return r
+
+
+def tokens(n, T, vocab, C, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocab, size=(n, T)).astype(np.int64), rng.integers(0, C, size=(n, T)).astype(np.int64)
+
+
+def test_gpt_tokens_and_position_labels(client):
+    """The hand-written causal GPT (tied embeddings, a mask buffer `tril` used by Where) from the
+    module itself: no --constants, the client names the buffer a constant."""
+    torch.manual_seed(0)
+    model = tm.randomise(tm.GPT(vocab=11, T=6, width=8, heads=2, layers=1), seed=0)
+    X, labels = tokens(4, 6, 11, 11, seed=1)
+    tm_export = basin.from_torch(model, X)
+    assert any("tril" in c for c in tm_export.constant_names), tm_export.constant_names
+    check(client, model, X, labels)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_module(client, batch_first):
+    torch.manual_seed(0)
+    model = am.randomise(am.MHA(batch_first=batch_first, mask="float"), seed=1)
+    X, labels = tokens(3, 5, 11, 5, seed=2)
+    check(client, model, X, labels)
+
+
+def test_encoder_layer_module(client):
+    torch.manual_seed(0)
+    model = am.randomise(am.Encoder(batch_first=False, norm_first=True, mask="float"), seed=3)
+    X = np.random.default_rng(4).normal(size=(3, 5, 8))
+    labels = np.random.default_rng(5).integers(0, 5, size=(3, 5)).astype(np.int64)
+    check(client, model, X, labels)
+
+
+def test_wrong_label_shape_names_the_field(client):
+    model = am.randomise(am.MHA(batch_first=True, mask="float"), seed=1)
+    X, labels = tokens(3, 5, 11, 5, seed=2)
+    with pytest.raises(basin.InvalidArgument, match=r"targets\.shape: got \[3, 4\]; expected \[3, 5\]"):
+        client.analyze(model, X, labels[:, :4], loss="cross_entropy", want=("jacobian",))
+    with pytest.raises(basin.InvalidArgument, match=r"targets\.shape: got \[15\]"):
+        client.analyze(model, X, labels.reshape(-1), loss="cross_entropy", want=("jacobian",))
+
+
+def test_float_inputs_to_a_token_model(client):
+    model = am.randomise(am.MHA(batch_first=True, mask="float"), seed=1)
+    X, labels = tokens(3, 5, 11, 5, seed=2)
+    exported = basin.from_torch(model, X)
+    with pytest.raises(basin.InvalidArgument, match=r"inputs\.dtype: got float64; expected int32 or int64 token ids"):
+        client.analyze(exported, X.astype(np.float64), labels, loss="cross_entropy", want=("jacobian",))
+
+
+def test_token_id_out_of_range_names_the_node(client):
+    model = am.randomise(am.MHA(batch_first=True, mask="float"), seed=1)
+    X, labels = tokens(3, 5, 11, 5, seed=2)
+    exported = basin.from_torch(model, X)
+    X[1, 2] = 11
+    with pytest.raises(basin.InvalidArgument, match=r"/emb/Gather.*token id 11"):
+        client.analyze(exported, X, labels, loss="cross_entropy", want=("jacobian",))
