@@ -6,7 +6,8 @@ Per case: integer tokens [n, T], the per-example output [T, C] (k = T·C); G aga
 torch.autograd.functional.jacobian, σ(G) to 1e-9·σmax, rank exact; cross-entropy over every
 position (F.cross_entropy(logits.reshape(-1, C), labels.reshape(-1))): the GGN Jᵀ M J and the
 Hessian (autograd.functional.hessian) eigenvalues to 1e-8·|λ|max. Bad input: token ids out of
-range, label shapes that do not fit, a mask that depends on the input.
+range, label shapes that do not fit, a mask that depends on the input. (torch's own attention
+modules: test_attention_reference.py.)
 """
 import os
 import pathlib
@@ -139,14 +140,14 @@ def test_spectra_equal_torch(basin, tmp_path, kind, opset):
 
 
 @pytest.mark.parametrize("opset", [13, 17])
-def test_multihead_attention_export_refused_naming_the_node(basin, tmp_path, opset):
-    """nn.MultiheadAttention (inside nn.TransformerEncoderLayer) exports with the batch axis moved
-    to axis 1 and merged with the heads ([T, n, D] → [T, n·h, d] → [n·h, T, d]); Basin keeps the
-    example axis first, so this variant is refused, naming the node that moves it."""
+def test_encoder_layer_over_embeddings(basin, tmp_path, opset):
+    """nn.TransformerEncoderLayer over a token embedding: its nn.MultiheadAttention exports with
+    the batch axis moved to axis 1 and merged with the heads ([T, n, D] → [T, n·h, d] →
+    [n·h, T, d]); the importer tracks the batch's place (batch_layout.hpp), so the spectra equal
+    torch's (the reference's Hessian checked by plain Hessian-vector products: LayerNorm)."""
+    import test_attention_reference as tar
     model, path, constants, tokens, labels = make_case(tmp_path, "encoder", opset=opset)
-    r = run_case(basin, path, constants, tokens, labels, want="jacobian")
-    assert r.returncode != 0
-    assert "/layer/self_attn/Transpose" in r.error and "batch axis" in r.error, r.error
+    tar.check(basin, model, path, constants, tokens, labels)
 
 
 def test_token_id_out_of_range(basin, tmp_path):
