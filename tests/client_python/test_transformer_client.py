@@ -93,6 +93,7 @@ def test_multihead_attention_module(client, batch_first):
     torch.manual_seed(0)
     model = am.randomise(am.MHA(batch_first=batch_first, mask="float"), seed=1)
     X, labels = tokens(3, 5, 11, 5, seed=2)
+    assert "causal" in basin.from_torch(model, X).constant_names  # a float −inf mask buffer
     check(client, model, X, labels)
 
 
@@ -128,3 +129,26 @@ def test_token_id_out_of_range_names_the_node(client):
     X[1, 2] = 11
     with pytest.raises(basin.InvalidArgument, match=r"/emb/Gather.*token id 11"):
         client.analyze(exported, X, labels, loss="cross_entropy", want=("jacobian",))
+
+
+def test_remote_cli_tokens_equal_local_cli(server, basin_bin, tmp_path):
+    """`basin analyze --server` on a token model with per-position labels prints what `--local`
+    prints (the CLI encodes integer inputs and [n, T] labels; basind decodes them)."""
+    import json
+    import subprocess
+    from helpers import drop_volatile
+    model = am.randomise(am.MHA(batch_first=False, mask="float"), seed=1)
+    X, labels = tokens(3, 5, 11, 5, seed=2)
+    path = os.path.join(tmp_path, "mha.onnx")
+    am.export(model, path, torch.from_numpy(X), 17)
+    np.save(os.path.join(tmp_path, "t.npy"), X)
+    np.save(os.path.join(tmp_path, "y.npy"), labels)
+    common = ["--model", path, "--inputs", os.path.join(tmp_path, "t.npy"), "--targets", os.path.join(tmp_path, "y.npy"),
+              "--loss", "cross_entropy", "--constants", "causal", "--want", "jacobian,ggn,hessian", "--json"]
+    out = {}
+    for where in (["--server", server.address], ["--local", "--device", "cpu"]):
+        p = subprocess.run([basin_bin, "analyze", *where, *common], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        out[where[0]] = drop_volatile(json.loads(p.stdout))
+    assert out["--server"] == out["--local"]
+    assert out["--local"]["hessian"] is not None and out["--local"]["num_outputs"] == 25
