@@ -80,9 +80,9 @@ std::optional<std::pair<Shape, BatchLayout>> reshape_layout(const Shape& g, cons
     *why = "no axis of it holds the batch";
     return std::nullopt;
   }
-  int64_t lead = 1, trail = 1;
-  for (int64_t d = 0; d < j; ++d) lead *= target[static_cast<size_t>(d)].size;
-  for (size_t d = static_cast<size_t>(j) + 1; d < target.size(); ++d) trail *= target[d].size;
+  int64_t lead = 1, trail = 1;  // stop past the example's size (no overflow)
+  for (int64_t d = 0; d < j && lead <= before; ++d) lead *= target[static_cast<size_t>(d)].size;
+  for (size_t d = static_cast<size_t>(j) + 1; d < target.size() && trail <= after; ++d) trail *= target[d].size;
   const int64_t c = target[static_cast<size_t>(j)].coef;
   if (lead <= 0 || trail <= 0 || before % lead != 0 || after % trail != 0 ||
       (before / lead) * (after / trail) != c) {

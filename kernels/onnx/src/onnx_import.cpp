@@ -1151,7 +1151,7 @@ class Importer {
           const double other = ca ? b : a;
           const bool whole = other >= 1 && other == std::floor(other) && other < static_cast<double>(kMaxSymCoef);
           const int64_t k = whole ? static_cast<int64_t>(other) : 0;
-          if (op == "Mul" && whole && !(ca && cb) && (ca ? ca : cb) * k <= kMaxSymCoef) {
+          if (op == "Mul" && whole && !(ca && cb) && k <= kMaxSymCoef / (ca ? ca : cb)) {
             h.values[f] = batch_dim((ca ? ca : cb) * k);
             continue;
           }
@@ -1929,6 +1929,14 @@ class Importer {
     std::vector<int64_t> to = to_in;
     std::vector<TargetDim> t;
     int64_t infer = -1, known = 1, nsym = 0;
+    // The known product, never past the input's entries (a fixed batch included): no overflow.
+    const double most = static_cast<double>(per) * static_cast<double>(std::max<int64_t>(static_batch_, 1));
+    auto times = [&](int64_t v) {
+      if (static_cast<double>(known) * static_cast<double>(v) > most)
+        node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + onnx_shape_string(xv) + " to " +
+                                                       target_string(to_in) + ": more entries than the input");
+      known *= v;
+    };
     for (size_t d = 0; d < to.size(); ++d) {
       if (to[d] == 0 && !allowzero) {
         if (d >= in.size()) node_error(ErrorCode::kInvalidArgument, i, "shape has a 0 beyond the input's rank");
@@ -1937,7 +1945,7 @@ class Importer {
       }
       if (const int64_t c = sym_coef(to[d]); c > 0) {
         t.push_back({1, c});
-        known *= c;
+        times(c);
         ++nsym;
       } else if (to[d] == -1) {
         if (infer >= 0) node_error(ErrorCode::kInvalidArgument, i, "shape has two -1 entries");
@@ -1947,7 +1955,7 @@ class Importer {
         node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(to[d]));
       } else {
         t.push_back({to[d], 0});
-        known *= to[d];
+        times(to[d]);
       }
     }
     const std::string what = "cannot reshape " + onnx_shape_string(xv) + " to " + target_string(to_in);
