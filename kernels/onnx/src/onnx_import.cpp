@@ -1197,7 +1197,8 @@ class Importer {
                      "it makes a constant of the batch size's shape (a per-example constant, e.g. a "
                      "key_padding_mask or a mask built from the batch); Basin's data is the one graph input");
         }
-        if (v < 0) node_error(ErrorCode::kInvalidArgument, i, "negative dimension");
+        if (!(v >= 0 && v <= static_cast<double>(kMaxFoldElements)))
+          node_error(ErrorCode::kInvalidArgument, i, "dimension " + std::to_string(v) + " out of range");
         h.dims.push_back(static_cast<int64_t>(v));
       }
       double fill = 0;
@@ -1224,6 +1225,7 @@ class Importer {
       h.dims.insert(h.dims.end(), x.dims.begin() + axis + 1, x.dims.end());
       for (int64_t o = 0; o < outer; ++o)
         for (double jd : idx.values) {
+          if (!(std::fabs(jd) < 4.6e18)) node_error(ErrorCode::kInvalidArgument, i, "an index is out of range");
           int64_t j = static_cast<int64_t>(jd);
           if (j < 0) j += D;
           if (j < 0 || j >= D) node_error(ErrorCode::kInvalidArgument, i, "index " + std::to_string(j) + " out of range");
@@ -2209,6 +2211,7 @@ class Importer {
     const int64_t axis = graph_axis(i, xv, attr_int(i, "axis", 0));
     const int x = data(i);
     const Shape s = gshape(x);
+    if (!(std::fabs(idx.values[0]) < 4.6e18)) node_error(ErrorCode::kInvalidArgument, i, "index out of range");
     int64_t j = static_cast<int64_t>(idx.values[0]);
     if (j < 0) j += s[axis];
     if (j < 0 || j >= s[axis]) node_error(ErrorCode::kInvalidArgument, i, "index out of range");
