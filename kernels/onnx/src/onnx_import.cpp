@@ -993,6 +993,10 @@ class Importer {
     if (op == "Gather" && !is_host(i, 1)) return embedding(i);
     if (op == "Gather") return gather(i);
     if (op == "Where") return where(i);
+    if (op == "Equal" || op == "Not")  // not folded: computed from the input or a parameter
+      node_error(ErrorCode::kUnimplemented, i,
+                 "a mask computed from the input or a parameter (e.g. key_padding_mask=(tokens == pad)) is not "
+                 "supported: Basin differentiates masks that are constants (buffers, or shape arithmetic on them)");
     if (op == "Split") return split(i);
     if (op == "Expand") return expand(i);
     if (op == "Pad") return pad(i);
@@ -1386,6 +1390,8 @@ class Importer {
       } else if (to[d] <= 0) {
         node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(to[d]));
       } else {
+        if (static_cast<double>(known) * static_cast<double>(to[d]) > static_cast<double>(total))
+          node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + dims_string(in) + " to " + dims_string(to));
         known *= to[d];
       }
     }
