@@ -9,8 +9,8 @@ max|G|), σ(G) to 1e-9·σmax (method svd), the rank exact; cross-entropy over e
 Jᵀ M J and the Hessian eigenvalues to 1e-8·|λ|max. torch 1.13's vectorised Hessian is wrong for
 LayerNorm after a parameter, so the reference Hessian is checked against plain double-backward
 Hessian-vector products and rebuilt from them when it disagrees. Bad input: a key_padding_mask
-(per-example data beside the input), an output left with the batch on axis 1, a mask computed from
-the input.
+buffer (per-example data beside the input), a key_padding_mask computed from the tokens, an output
+left with the batch on axis 1, attention scores between examples.
 """
 import pathlib
 import sys
@@ -252,3 +252,26 @@ def test_attention_across_examples_refused_naming_the_node(basin, tmp_path):
                    "none", "--want", "jacobian"])
     assert r.returncode != 0
     assert "MatMul" in r.error and "examples cannot be mixed" in r.error, r.error
+
+
+class MaskFromTokens(torch.nn.Module):
+    """key_padding_mask=(tokens == 0): a mask computed from the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = am.MHA(batch_first=True, mask=None)
+
+    def forward(self, tokens):
+        m = self.inner
+        x = m.emb(tokens) + m.pos
+        return m.head(m.att(x, x, x, key_padding_mask=(tokens == 0), need_weights=False)[0])
+
+
+def test_mask_from_the_input_refused_naming_the_node(basin, tmp_path):
+    model = am.randomise(MaskFromTokens(), seed=1)
+    tokens, labels = tokens_and_labels(3, 5, 11, 5, seed=2)
+    path = tmp_path / "kpm.onnx"
+    am.export(model, path, torch.from_numpy(tokens), 17)
+    r = run(basin, path, [], tokens, labels, want="jacobian")
+    assert r.returncode != 0
+    assert "node '/Equal' (Equal)" in r.error and "mask computed from the input" in r.error, r.error
