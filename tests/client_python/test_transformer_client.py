@@ -97,11 +97,36 @@ def test_multihead_attention_module(client, batch_first):
     check(client, model, X, labels)
 
 
-def test_encoder_layer_module(client):
+@pytest.mark.parametrize("batch_first,norm_first,mask", [(True, False, None), (False, True, "float")])
+def test_encoder_layer_module(client, batch_first, norm_first, mask):
+    """(True, False, None) is the case torch runs through its fused eval fast path
+    (aten::_transformer_encoder_layer_fwd, which ONNX cannot write) unless grad is on: the client
+    exports the composite module."""
     torch.manual_seed(0)
-    model = am.randomise(am.Encoder(batch_first=False, norm_first=True, mask="float"), seed=3)
+    model = am.randomise(am.Encoder(batch_first=batch_first, norm_first=norm_first, mask=mask), seed=3)
     X = np.random.default_rng(4).normal(size=(3, 5, 8))
     labels = np.random.default_rng(5).integers(0, 5, size=(3, 5)).astype(np.int64)
+    check(client, model, X, labels)
+
+
+class WithWeights(torch.nn.Module):
+    """nn.MultiheadAttention called as att(x, x, x): need_weights=True (the head-averaged weights,
+    unused), batch_first (torch's fast-path candidate), no mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.att = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        y, _ = self.att(x, x, x)
+        return self.head(y)
+
+
+def test_attention_called_with_default_arguments(client):
+    model = am.randomise(WithWeights(), seed=4)
+    X = np.random.default_rng(6).normal(size=(3, 5, 8))
+    labels = np.random.default_rng(7).integers(0, 3, size=(3, 5)).astype(np.int64)
     check(client, model, X, labels)
 
 

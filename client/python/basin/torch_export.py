@@ -103,6 +103,24 @@ def _dedup_by_data_pointer_only(torch):
 
 
 @contextlib.contextmanager
+def _composite_attention(torch, module):
+    """torch's eval-mode fast paths (nn.TransformerEncoderLayer, nn.MultiheadAttention with
+    batch_first) call fused kernels the ONNX exporter cannot write
+    (aten::_transformer_encoder_layer_fwd, _native_multi_head_attention) unless grad is enabled
+    and a parameter requires it: export with grad on and every parameter requiring it, so the
+    module is written as its composite ops (the same function)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, r in flags:
+            p.requires_grad_(r)
+
+
+@contextlib.contextmanager
 def _eval_mode(module):
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -239,7 +257,7 @@ def export(module, example_inputs):
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), _eval_mode(module), _dedup_by_data_pointer_only(torch), \
-            torch.no_grad():
+            _composite_attention(torch, module):
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, (x,), buf, export_params=True, do_constant_folding=False,
