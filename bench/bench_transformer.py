@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "python"))
 import transformer_models as tm  # noqa: E402
+from sequence_reference import functional as torch_parts  # noqa: E402  (θ, f(θ) = model(tokens))
 
 F = torch.nn.functional
 
@@ -51,20 +52,6 @@ def run_basin(binary, args):
     if p.returncode != 0:
         raise SystemExit(p.stderr)
     return dt, json.loads(p.stdout)
-
-
-def torch_parts(model, names, tokens):
-    params = dict(model.named_parameters())
-    shapes = [params[k].shape for k in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    theta = torch.cat([params[k].detach().reshape(-1) for k in names])
-    tok = torch.from_numpy(tokens)
-
-    def f(th):
-        parts = torch.split(th, sizes)
-        return torch.nn.utils.stateless.functional_call(model, {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)},
-                                                        (tok,))
-    return theta, f
 
 
 def main():

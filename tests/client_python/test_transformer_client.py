@@ -13,49 +13,18 @@ import basin
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
-F = torch.nn.functional
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import attention_models as am  # noqa: E402
 import transformer_models as tm  # noqa: E402
+from sequence_reference import close, reference  # noqa: E402
 
 torch.set_num_threads(1)
 
 
-def reference(model, X, labels):
-    """G [n·k, N] in parameters_to_vector order, σ(G), the loss, GGN and Hessian eigenvalues."""
-    names = [k for k, _ in model.named_parameters()]
-    params = dict(model.named_parameters())
-    shapes = [params[k].shape for k in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    x = torch.from_numpy(X)
-
-    def f(th):
-        p = {k: v.reshape(s) for k, v, s in zip(names, torch.split(th, sizes), shapes)}
-        return torch.nn.utils.stateless.functional_call(model, p, (x,))
-
-    out = f(theta).detach()
-    C = out.shape[-1]
-    lab = torch.from_numpy(labels).reshape(-1)
-    J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
-    lf = lambda o: F.cross_entropy(o.reshape(-1, C), lab)  # noqa: E731
-    M = torch.autograd.functional.hessian(lf, out.reshape(-1))
-    # plain double-backward Hessian (torch 1.13's vectorised one is wrong after LayerNorm)
-    H = torch.autograd.functional.hessian(lambda th: lf(f(th).reshape(-1)), theta, vectorize=False)
-    return {"G": J.numpy(), "sv": torch.linalg.svdvals(J).numpy(), "loss": float(lf(out.reshape(-1))),
-            "ggn": torch.linalg.eigvalsh(J.T @ M @ J).numpy()[::-1], "hess": torch.linalg.eigvalsh(H).numpy()[::-1]}
-
-
-def close(got, want, tol, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    err = np.abs(got - want).max()
-    assert err <= tol, f"{what}: max error {err:.3e} > {tol:.3e}"
-
-
 def check(client, model, X, labels):
-    ref = reference(model, X, labels)
+    # θ = parameters_to_vector(model.parameters()): named_parameters() order
+    ref = reference(model, [k for k, _ in model.named_parameters()], X, labels)
     r = client.analyze(model, X, labels, loss="cross_entropy", want=("jacobian", "ggn", "hessian"), method="svd",
                        return_jacobian=True)
     n = X.shape[0]

@@ -15,6 +15,10 @@ import warnings
 import torch
 from torch import nn
 
+from transformer_models import randomise  # random weights, float64, eval mode
+
+__all__ = ["MHA", "Encoder", "ViT", "TokenMerge", "causal_mask", "randomise", "export"]
+
 
 def causal_mask(T, kind):
     if kind == "float":
@@ -91,15 +95,6 @@ class TokenMerge(nn.Module):
         n, T = tokens.shape
         x = torch.tanh(self.emb(tokens))
         return self.fc(x.flatten(0, 1)).view(n, T, -1)
-
-
-def randomise(model, seed=0):
-    """Random weights (LayerNorm affine too), float64, eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
-    return model.double().eval()
 
 
 def export(model, path, example, opset=17):
