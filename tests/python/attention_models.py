@@ -17,7 +17,7 @@ from torch import nn
 
 from transformer_models import randomise  # random weights, float64, eval mode
 
-__all__ = ["MHA", "Encoder", "ViT", "TokenMerge", "causal_mask", "randomise", "export"]
+__all__ = ["MHA", "Encoder", "Variant", "ViT", "TokenMerge", "causal_mask", "randomise", "export"]
 
 
 def causal_mask(T, kind):
@@ -63,6 +63,41 @@ class Encoder(nn.Module):
         y = self.layer(x, src_mask=self.causal)
         if not self.batch_first:
             y = y.transpose(0, 1)
+        return self.head(y)
+
+
+class Variant(nn.Module):
+    """Other ways torch's attention modules are put together, on float inputs [n, T, D]:
+    stack (nn.TransformerEncoder of 2 layers), decoder (nn.TransformerDecoderLayer attending to an
+    encoder layer's output: cross-attention), kdim (MultiheadAttention with kdim/vdim given: separate
+    q/k/v projections, no biases), bias_kv (add_bias_kv: a learned key/value repeated to the batch),
+    transformer (nn.Transformer, one layer each side, causal tgt_mask)."""
+
+    def __init__(self, kind, T=5, D=8, C=3):
+        super().__init__()
+        self.kind = kind
+        if kind == "stack":
+            self.body = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, 2, 16, dropout=0.1, batch_first=True), 2)
+        elif kind == "decoder":
+            self.enc = nn.TransformerEncoderLayer(D, 2, 16, dropout=0.0, batch_first=True)
+            self.body = nn.TransformerDecoderLayer(D, 2, 16, dropout=0.0, batch_first=True)
+        elif kind in ("kdim", "bias_kv"):
+            kw = {"kdim": D, "vdim": D, "bias": False} if kind == "kdim" else {"add_bias_kv": True}
+            self.body = nn.MultiheadAttention(D, 2, batch_first=True, **kw)
+        else:
+            self.body = nn.Transformer(D, 2, 1, 1, 16, dropout=0.0, batch_first=True)
+        self.register_buffer("causal", causal_mask(T, "float"))
+        self.head = nn.Linear(D, C)
+
+    def forward(self, x):
+        if self.kind == "stack":
+            y = self.body(x, mask=self.causal)
+        elif self.kind == "decoder":
+            y = self.body(x, self.enc(x), tgt_mask=self.causal)
+        elif self.kind in ("kdim", "bias_kv"):
+            y = self.body(x, x, x, attn_mask=self.causal)[0]
+        else:
+            y = self.body(x, x, tgt_mask=self.causal)
         return self.head(y)
 
 

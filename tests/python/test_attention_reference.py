@@ -79,6 +79,18 @@ def test_transformer_encoder_layer(basin, tmp_path, batch_first, norm_first, ops
     check(basin, model, path, ["causal"] if mask else [], X, labels)
 
 
+@pytest.mark.parametrize("kind,opset", [("stack", 17), ("decoder", 17), ("decoder", 13), ("kdim", 17),
+                                        ("bias_kv", 17), ("bias_kv", 14), ("transformer", 17)])
+def test_attention_variants(basin, tmp_path, kind, opset):
+    torch.manual_seed(0)
+    model = am.randomise(am.Variant(kind), seed=11)
+    X = np.random.default_rng(12).normal(size=(3, 5, 8))
+    labels = np.random.default_rng(13).integers(0, 3, size=(3, 5)).astype(np.int64)
+    path = tmp_path / "variant.onnx"
+    am.export(model, path, torch.from_numpy(X), opset)
+    check(basin, model, path, ["causal"], X, labels, hessian=sum(p.numel() for p in model.parameters()) <= 1200)
+
+
 @pytest.mark.parametrize("opset", [13, 17])
 def test_vit_class_token(basin, tmp_path, opset):
     """Conv patches, flatten(2), the class token expanded to the batch and concatenated, learned

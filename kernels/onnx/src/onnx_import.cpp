@@ -69,7 +69,7 @@ const char* const kSupportedOps[] = {
     "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub",
     "Tanh", "Transpose", "Unsqueeze",
     // transformers (transformer_ops): token embeddings, constant masks, split heads
-    "Equal", "Not", "Split", "Where"};
+    "Equal", "Not", "Split", "Where", "Tile"};
 
 [[noreturn]] void unimplemented(const std::string& message) { throw Error(ErrorCode::kUnimplemented, message); }
 
@@ -153,7 +153,7 @@ const std::unordered_map<std::string, std::vector<std::string>>& known_attribute
       {"HardSwish", {}}, {"Erf", {}}, {"Exp", {}}, {"Log", {}}, {"Sqrt", {}}, {"Reciprocal", {}}, {"Neg", {}},
       {"Identity", {}}, {"Add", {}}, {"Sub", {}}, {"Mul", {}}, {"Div", {}}, {"Pow", {}}, {"MatMul", {}},
       {"GlobalAveragePool", {}}, {"Slice", {}}, {"Expand", {}}, {"Equal", {}}, {"Where", {}}, {"Floor", {}}, {"Not", {}},
-      {"Split", {"axis", "split", "num_outputs"}},
+      {"Split", {"axis", "split", "num_outputs"}}, {"Tile", {}},
       {"Ceil", {}}};
   return k;
 }
@@ -999,6 +999,7 @@ class Importer {
                  "supported: Basin differentiates masks that are constants (buffers, or shape arithmetic on them)");
     if (op == "Split") return split(i);
     if (op == "Expand") return expand(i);
+    if (op == "Tile") return tile(i);
     if (op == "Pad") return pad(i);
     if (op == "ReduceMean" || op == "ReduceSum") return reduce(i);
     if (op == "Softmax" || op == "LogSoftmax") return softmax(i);
@@ -1099,7 +1100,7 @@ class Importer {
   bool fold(int i) {
     static const std::unordered_set<std::string> kFoldable = {
         "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Add", "Sub", "Mul", "Div",
-        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose", "Not"};
+        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose", "Not", "Pad"};
     const onnx::NodeProto& n = g_.node(i);
     const std::string& op = n.op_type();
     if (!kFoldable.count(op)) return false;
@@ -1198,8 +1199,9 @@ class Importer {
       for (double v : x.values) {
         if (batch_coef(v)) {  // a constant with the batch axis: per-example data
           node_error(ErrorCode::kUnimplemented, i,
-                     "it makes a constant of the batch size's shape (a per-example constant, e.g. a "
-                     "key_padding_mask or a mask built from the batch); Basin's data is the one graph input");
+                     "it makes a constant whose shape holds the batch size (torch's zeros(x.shape[0], ...), "
+                     "MultiheadAttention(add_zero_attn=True), a mask built from the batch); Basin's constants are "
+                     "shared by all examples (a parameter or buffer expanded to the batch is supported)");
         }
         if (!(v >= 0 && v <= static_cast<double>(kMaxFoldElements)))
           node_error(ErrorCode::kInvalidArgument, i, "dimension " + std::to_string(v) + " out of range");
@@ -1319,10 +1321,51 @@ class Importer {
         }
         h.values[f] = x.values[src];
       }
+    } else if (op == "Pad") {
+      // A constant mask padded (MultiheadAttention(add_bias_kv=True) pads attn_mask by a column).
+      if (attr_string(i, "mode", "constant") != "constant") return false;
+      const int64_t r = static_cast<int64_t>(x.dims.size());
+      const std::vector<int64_t> pads = host_ints(i, 1, "pads");
+      std::vector<int64_t> axes;
+      if (has_input(i, 3)) {
+        for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
+      } else {
+        for (int64_t d = 0; d < r; ++d) axes.push_back(d);
+      }
+      if (pads.size() != 2 * axes.size())
+        node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
+                                                       std::to_string(2 * axes.size()));
+      std::vector<int64_t> begin(static_cast<size_t>(r), 0);
+      h.dims = x.dims;
+      for (size_t k = 0; k < axes.size(); ++k) {
+        const int64_t b = pads[k], e = pads[k + axes.size()];
+        if (b < 0 || e < 0 || b > kMaxFoldElements || e > kMaxFoldElements)
+          node_error(ErrorCode::kUnimplemented, i, "only non-negative pads are supported");
+        begin[axes[k]] = b;
+        h.dims[axes[k]] += b + e;
+      }
+      double fill = 0;
+      if (has_input(i, 2)) {
+        const Host& c = host(i, 2, "constant_value");
+        if (c.values.size() != 1) node_error(ErrorCode::kInvalidArgument, i, "constant_value must hold one element");
+        fill = c.values[0];
+      }
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      h.values.assign(static_cast<size_t>(m), fill);
+      const std::vector<int64_t> ost = strides_of(h.dims);
+      for (int64_t f = 0; f < total; ++f) {
+        int64_t rest = f, dst = 0;
+        for (int64_t d = r - 1; d >= 0; --d) {
+          dst += (rest % x.dims[d] + begin[d]) * ost[d];
+          rest /= x.dims[d];
+        }
+        h.values[dst] = x.values[f];
+      }
     } else if (op == "Expand") {
       std::vector<int64_t> to = host_ints(i, 1, "shape");
       for (int64_t d : to)
-        if (d == std::numeric_limits<int64_t>::min()) return false;
+        if (sym_coef(d)) return false;  // to the batch: expand() keeps it unbatched
       if (!broadcast_shape(x.dims, to, &h.dims)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
       const int64_t m = shape_numel(h.dims);
       if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
@@ -2284,6 +2327,43 @@ class Importer {
     Attributes a;
     a["shape"] = attr_of(per);
     set_out(i, per == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)), xv.lay);
+  }
+
+  // Tile of a tensor without the batch, repeated only along size-1 axes: an Expand (torch's
+  // bias_k.repeat(1, n, 1) of MultiheadAttention(add_bias_kv=True) repeats a parameter to the batch).
+  void tile(int i) {
+    if (!has_input(i, 1)) node_error(ErrorCode::kInvalidArgument, i, "Tile needs inputs input and repeats");
+    const std::vector<int64_t> reps = host_ints(i, 1, "repeats");
+    const Val& xv = val(i, 0);
+    const Shape full = full_shape(xv);
+    if (reps.size() != full.size())
+      node_error(ErrorCode::kInvalidArgument, i, "repeats has " + std::to_string(reps.size()) + " entries for " +
+                                                     std::to_string(full.size()) + " axes");
+    for (size_t d = 0; d < reps.size(); ++d)
+      if (reps[d] != 1 && (batched(xv) || full[d] != 1))
+        node_error(ErrorCode::kUnimplemented, i,
+                   "Tile is supported only to repeat a tensor without the batch along its size-1 axes (as an "
+                   "Expand: a parameter repeated to the batch); axis " + std::to_string(d) + " of " +
+                       onnx_shape_string(xv) + " is repeated " +
+                       (sym_coef(reps[d]) ? std::string("to the batch") : std::to_string(reps[d]) + " times"));
+    const int x = data(i);
+    int64_t bcast = -1;
+    Shape to = full;
+    for (size_t d = 0; d < reps.size(); ++d) {
+      if (const int64_t c = sym_coef(reps[d]); c > 0) {
+        if (c != 1 || bcast >= 0)
+          node_error(ErrorCode::kUnimplemented, i, "repeating a constant to a multiple of the batch size is not supported");
+        bcast = static_cast<int64_t>(d);
+      } else {
+        to[d] = reps[d] * full[d];
+      }
+    }
+    Attributes a;
+    a["shape"] = attr_of(to);
+    Val v;
+    v.id = to == full ? x : b_.node("expand", {x}, a, gname(i));
+    v.bcast_axis = bcast;
+    set_out(i, 0, v);
   }
 
   void pad(int i) {
