@@ -2,6 +2,7 @@
 // pure functions, and the importer on graphs that move the batch axis and merge it with other axes
 // as torch's nn.MultiheadAttention export does ([n, T, D] → [T, n, D] → [T, n·h, d] → [n·h, T, d]).
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -209,6 +210,61 @@ TEST(OnnxBatchLayout, ScoresAcrossExamplesAreRefused) {
   m.node("MatMul", {"s", "W"}, {"y"}, "out");
   m.output("y", {3, kBatch, 3});
   EXPECT_IMPORT_ERROR(m.bytes(), ErrorCode::kInvalidArgument, "'across' (MatMul)", "examples cannot be mixed");
+}
+
+// MultiheadAttention(add_bias_kv=True): a learned key [1, 1, D] repeated to the batch
+// (Tile by [1, n, 1]) and concatenated to the keys [T, n, D] along the sequence; the causal mask
+// padded by a column (Pad of a constant holding −inf, folded) and added to the scores.
+TEST(OnnxBatchLayout, BiasKeyRepeatedToTheBatchAndAPaddedMask) {
+  ModelBuilder m(17);
+  m.input("x", {kBatch, 3, 4});
+  onnx_test::set_ints(m.node("Transpose", {"x"}, {"xt"}, "tnd"), "perm", {1, 0, 2});
+  m.init("bias_k", {1, 1, 4}, ramp(4));
+  m.node("Shape", {"xt"}, {"s"}, "shape");
+  m.init_ints("i1", {1}, {1});
+  m.node("Gather", {"s", "i1"}, {"nb"}, "g1");
+  m.init_ints("one", {1}, {1});
+  onnx_test::set_int(m.node("Concat", {"one", "nb", "one"}, {"reps"}, "cat_reps"), "axis", 0);
+  m.node("Tile", {"bias_k", "reps"}, {"bk"}, "repeat");
+  onnx_test::set_int(m.node("Concat", {"xt", "bk"}, {"k"}, "keys"), "axis", 0);  // [T + 1, n, D]
+  onnx_test::set_ints(m.node("Transpose", {"xt"}, {"q"}, "q_first"), "perm", {1, 0, 2});   // [n, T, D]
+  onnx_test::set_ints(m.node("Transpose", {"k"}, {"kt"}, "k_last"), "perm", {1, 2, 0});    // [n, D, T + 1]
+  m.node("MatMul", {"q", "kt"}, {"sc"}, "scores");                                         // [n, T, T + 1]
+  const double inf = std::numeric_limits<double>::infinity();
+  m.init("mask", {3, 3}, {0, -inf, -inf, 0, 0, -inf, 0, 0, 0});
+  m.init_ints("pads", {4}, {0, 0, 0, 1});
+  m.node("Pad", {"mask", "pads"}, {"padded"}, "pad_mask");
+  m.node("Add", {"sc", "padded"}, {"y0"}, "masked");
+  onnx_test::set_int(m.node("Softmax", {"y0"}, {"y"}, "softmax"), "axis", -1);
+  m.output("y", {kBatch, 3, 4});
+  ImportBounds b;
+  b.constant_names = {"mask"};
+  const ImportedModel r = import_onnx(m.bytes(), "t", b);
+  EXPECT_EQ(r.graph.parameter_names(), std::vector<std::string>{"bias_k"});
+  const GraphNode* keys = node_named(r.graph, "keys");
+  ASSERT_NE(keys, nullptr);
+  EXPECT_EQ(r.graph.value(keys->output).shape, (Shape{4, 4}));  // [T + 1, D] of [T + 1, n, D]
+  EXPECT_EQ(r.graph.value(r.graph.output()).shape, (Shape{3, 4}));
+  // The padded mask is one folded constant: its last column 0, −inf kept above the diagonal.
+  const GraphNode* add = node_named(r.graph, "masked");
+  ASSERT_NE(add, nullptr);
+  const GraphValue& pm = r.graph.value(add->inputs[1]);
+  ASSERT_EQ(pm.kind, ValueKind::kConstant);
+  ASSERT_EQ(pm.data.size(), 12u);
+  EXPECT_EQ(pm.data[1], -inf);
+  EXPECT_EQ(pm.data[3], 0.0);
+  EXPECT_EQ(pm.data[11], 0.0);
+}
+
+TEST(OnnxBatchLayout, TileOfTheDataIsRefused) {
+  ModelBuilder m(17);
+  m.input("x", {kBatch, 3});
+  m.init_ints("reps", {2}, {1, 2});
+  m.node("Tile", {"x", "reps"}, {"t"}, "tile0");
+  m.init("W", {6, 2}, ramp(12));
+  m.node("MatMul", {"t", "W"}, {"y"}, "mm");
+  m.output("y", {kBatch, 2});
+  EXPECT_IMPORT_ERROR(m.bytes(), ErrorCode::kUnimplemented, "'tile0' (Tile)", "repeated 2 times");
 }
 
 }  // namespace
