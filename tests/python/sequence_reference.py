@@ -77,14 +77,16 @@ def close(got, want, tol, what):
 
 
 def compare(res, G, ref, n, hessian=True):
-    """Basin's CLI JSON (and the saved G) against reference(): sizes, outputs, G (1e-9·max|G|),
-    σ(G) (1e-9·σmax by the SVD; a Gram route's σ² to 1e-10·σmax²), the rank exactly, the loss, the
-    GGN and Hessian eigenvalues (1e-8·|λ|max)."""
+    """Basin's CLI JSON (and the saved G) against reference(): sizes, outputs, G (1e-9·max|G|;
+    G None: not compared, for a θ whose order differs from the reference's — the spectra do not
+    depend on it), σ(G) (1e-9·σmax by the SVD; a Gram route's σ² to 1e-10·σmax²), the rank exactly,
+    the loss, the GGN and Hessian eigenvalues (1e-8·|λ|max)."""
     N, k = ref["G"].shape[1], ref["G"].shape[0] // n
     assert res["num_params"] == N and res["num_outputs"] == k and res["num_examples"] == n
     close(np.asarray(res["outputs"]).reshape(-1), ref["outputs"], 1e-10 * max(1, np.abs(ref["outputs"]).max()),
           "outputs")
-    close(G, ref["G"], 1e-9 * np.abs(ref["G"]).max(), "G")
+    if G is not None:
+        close(G, ref["G"], 1e-9 * np.abs(ref["G"]).max(), "G")
     sv = np.asarray(res["jacobian"]["singular_values"])
     m = min(n * k, N)
     smax = ref["sv"].max()

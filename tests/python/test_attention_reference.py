@@ -114,6 +114,52 @@ def test_flatten_batch_with_positions(basin, tmp_path):
     check(basin, model, path, [], tokens, labels)
 
 
+@pytest.mark.parametrize("kind", ["mha", "encoder", "vit"])
+def test_fixed_batch_export_with_folding(basin, tmp_path, kind):
+    """torch.onnx.export's defaults: a fixed batch (n = 2, written as numbers once shapes are
+    folded) and constant folding (transposed weights become new initialisers, the mask is folded
+    into one): σ(G), its rank, the GGN and Hessian eigenvalues do not depend on θ's order, so they
+    are compared with torch's at named_parameters() order."""
+    import warnings
+    from onnx import numpy_helper
+    from sequence_reference import compare
+    torch.manual_seed(0)
+    if kind == "mha":
+        model = am.randomise(am.MHA(batch_first=False, mask="float"), seed=1)
+        X, labels = tokens_and_labels(2, 5, 11, 5, seed=2)
+    elif kind == "encoder":
+        model = am.randomise(am.Encoder(batch_first=True, norm_first=True, mask="bool"), seed=3)
+        X = np.random.default_rng(4).normal(size=(2, 5, 8))
+        labels = np.random.default_rng(5).integers(0, 5, size=(2, 5)).astype(np.int64)
+    else:
+        model = am.randomise(am.ViT(), seed=6)
+        X = np.random.default_rng(7).normal(size=(2, 3, 4, 4))
+        labels = np.random.default_rng(8).integers(0, 5, size=(2,)).astype(np.int64)
+    path = tmp_path / "fixed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(X),), str(path), opset_version=17)
+    inits = onnx.load(str(path)).graph.initializer
+    masks = [t.name for t in inits if t.data_type in (1, 11) and not np.isfinite(numpy_helper.to_array(t)).all()]
+    ref = reference(model, [k for k, _ in model.named_parameters()], X, labels)
+    res = run(basin, path, masks, X, labels).json()
+    compare(res, None, ref, X.shape[0])
+
+
+def test_fixed_batch_of_one_after_the_batch_moved_is_refused(basin, tmp_path):
+    import warnings
+    model = am.randomise(am.MHA(batch_first=True, mask=None), seed=1)
+    tokens, labels = tokens_and_labels(1, 5, 11, 5, seed=2)
+    path = tmp_path / "one.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(tokens),), str(path), opset_version=17)
+    r = run(basin, path, [], tokens, labels, want="jacobian")
+    assert r.returncode != 0
+    assert "node '/att/Reshape' (Reshape)" in r.error and "fixed batch of 1" in r.error and "dynamic_axes" in r.error, \
+        r.error
+
+
 # ---- bad input ---------------------------------------------------------------------------------
 
 class PaddingMask(torch.nn.Module):

@@ -2011,45 +2011,60 @@ class Importer {
     }
     const std::string what = "cannot reshape " + onnx_shape_string(xv) + " to " + target_string(to_in);
     if (nsym > 1) mixing(i, what + ": two of its axes hold the batch");
-    if (infer >= 0) {
-      if (known <= 0 || per % known != 0) mixing(i, what + ": the inferred axis is not a whole number of each example's entries");
-      if (nsym == 1) t[static_cast<size_t>(infer)].size = per / known;
-      else t[static_cast<size_t>(infer)].coef = per / known;  // the -1 absorbs the batch
-      known = per;
-      nsym = 1;
-    }
     std::optional<std::pair<Shape, BatchLayout>> out;
     std::string why;
-    if (nsym == 0) {
-      // No symbol: a fixed batch size written as a number.
-      if (static_batch_ <= 0 || known != static_batch_ * per)
-        mixing(i, what + ": its size is not the batch size times an example's " + std::to_string(per) + " entries");
-      std::vector<size_t> order;
-      const size_t q = static_cast<size_t>(batch_axis(xv));
-      if (q < t.size()) order.push_back(q);
-      for (size_t d = 0; d < t.size(); ++d)
-        if (d != q) order.push_back(d);
-      int found = 0;
-      for (size_t d : order) {
-        if (t[d].size % static_batch_ != 0) continue;
-        std::vector<TargetDim> cand = t;
-        cand[d] = {1, t[d].size / static_batch_};
-        std::string w;
-        auto r = onnx_import_detail::reshape_layout(g, xv.lay, cand, &w);
-        if (!r) continue;
-        if (found++ == 0) out = r;
-        if (d == q) break;  // the input's own batch axis wins
+    if (nsym == 1) {
+      if (infer >= 0) {
+        if (known <= 0 || per % known != 0)
+          mixing(i, what + ": the inferred axis is not a whole number of each example's entries");
+        t[static_cast<size_t>(infer)].size = per / known;
+      } else if (known != per) {
+        node_error(ErrorCode::kInvalidArgument, i, what + ": the sizes differ");
       }
-      if (found == 0)
-        mixing(i, what + ": no axis of it can hold the batch of " + std::to_string(static_batch_) + " examples");
-      if (found > 1)
-        mixing(i, what + ": several of its axes could hold the fixed batch of " + std::to_string(static_batch_) +
-                      " examples (export with a symbolic batch axis, dynamic_axes)");
-    } else {
-      if (known != per) node_error(ErrorCode::kInvalidArgument, i, what + ": the sizes differ");
       out = onnx_import_detail::reshape_layout(g, xv.lay, t, &why);
       if (!out) mixing(i, what + ": " + why);
+      return set_out(i, b_.reshape(data(i), out->first, gname(i)), out->second);
     }
+    // No symbol: the -1 holds the batch, or (a file exported with a fixed batch size) a number
+    // does. Candidates in order of preference: the input's own batch axis, the -1, the others.
+    std::vector<std::vector<TargetDim>> cands;
+    auto with_batch_at = [&](size_t d) {
+      std::vector<TargetDim> c = t;
+      if (static_cast<int64_t>(d) == infer) {
+        if (per % known != 0) return;
+        c[d] = {1, per / known};
+      } else {
+        if (static_batch_ <= 0 || c[d].size % static_batch_ != 0) return;
+        c[d] = {1, c[d].size / static_batch_};
+        const int64_t rest = known / static_batch_;  // the known entries per example
+        if (infer >= 0) {
+          if (per % rest != 0) return;
+          c[static_cast<size_t>(infer)].size = per / rest;
+        } else if (rest != per) {
+          return;
+        }
+      }
+      cands.push_back(std::move(c));
+    };
+    const size_t q = static_cast<size_t>(batch_axis(xv));
+    if (q < t.size()) with_batch_at(q);
+    if (infer >= 0 && static_cast<size_t>(infer) != q) with_batch_at(static_cast<size_t>(infer));
+    for (size_t d = 0; d < t.size(); ++d)
+      if (d != q && static_cast<int64_t>(d) != infer) with_batch_at(d);
+    int found = 0;
+    for (const auto& c : cands) {
+      auto r = onnx_import_detail::reshape_layout(g, xv.lay, c, &why);
+      if (r && found++ == 0) out = r;
+    }
+    if (found == 0)
+      mixing(i, what + (static_batch_ > 0 ? ": no axis of it can hold the batch of " + std::to_string(static_batch_) +
+                                                " examples"
+                                          : ": its size is not the batch size times an example's " +
+                                                std::to_string(per) + " entries"));
+    // A fixed batch of 1 says nothing about where the batch goes once it has moved.
+    if (found > 1 && static_batch_ == 1 && !xv.lay.standard())
+      mixing(i, what + ": the file was exported with a fixed batch of 1, so its shapes do not say which axis holds "
+                       "the batch; export with a symbolic batch axis (dynamic_axes={input: {0: 'n'}})");
     set_out(i, b_.reshape(data(i), out->first, gname(i)), out->second);
   }
 
@@ -2286,6 +2301,11 @@ class Importer {
       // example, so it stays without the batch, 1 along that axis; the ops that meet it with the
       // batch broadcast it.
       int64_t bcast = -1;
+      // A file exported with a fixed batch writes n as a number: the leading axis of that size
+      // that the tensor broadcasts along (size 1 or absent there) is the batch.
+      const Shape& xs = gshape(x);
+      const bool lead_is_one = xs.size() < to.size() || (!xs.empty() && xs[0] == 1);
+      if (static_batch_ > 1 && !to.empty() && to[0] == static_batch_ && lead_is_one) to[0] = kSymInt + 1;
       for (size_t d = 0; d < to.size(); ++d) {
         const int64_t c = sym_coef(to[d]);
         if (c == 0) continue;
