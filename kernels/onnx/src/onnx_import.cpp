@@ -1325,25 +1325,10 @@ class Importer {
       // A constant mask padded (MultiheadAttention(add_bias_kv=True) pads attn_mask by a column).
       if (attr_string(i, "mode", "constant") != "constant") return false;
       const int64_t r = static_cast<int64_t>(x.dims.size());
-      const std::vector<int64_t> pads = host_ints(i, 1, "pads");
-      std::vector<int64_t> axes;
-      if (has_input(i, 3)) {
-        for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
-      } else {
-        for (int64_t d = 0; d < r; ++d) axes.push_back(d);
-      }
-      if (pads.size() != 2 * axes.size())
-        node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
-                                                       std::to_string(2 * axes.size()));
-      std::vector<int64_t> begin(static_cast<size_t>(r), 0);
+      std::vector<int64_t> begin, end;
+      pad_amounts(i, r, &begin, &end);
       h.dims = x.dims;
-      for (size_t k = 0; k < axes.size(); ++k) {
-        const int64_t b = pads[k], e = pads[k + axes.size()];
-        if (b < 0 || e < 0 || b > kMaxFoldElements || e > kMaxFoldElements)
-          node_error(ErrorCode::kUnimplemented, i, "only non-negative pads are supported");
-        begin[axes[k]] = b;
-        h.dims[axes[k]] += b + e;
-      }
+      for (int64_t d = 0; d < r; ++d) h.dims[d] += begin[d] + end[d];
       double fill = 0;
       if (has_input(i, 2)) {
         const Host& c = host(i, 2, "constant_value");
@@ -2386,6 +2371,30 @@ class Importer {
     set_out(i, 0, v);
   }
 
+  // Pad's amounts per axis of a rank-`r` input (pads, optional axes), non-negative.
+  void pad_amounts(int i, int64_t r, std::vector<int64_t>* begins, std::vector<int64_t>* ends) {
+    const std::vector<int64_t> pads = host_ints(i, 1, "pads");
+    std::vector<int64_t> axes;
+    if (has_input(i, 3)) {
+      for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
+    } else {
+      for (int64_t d = 0; d < r; ++d) axes.push_back(d);
+    }
+    if (pads.size() != 2 * axes.size())
+      node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
+                                                     std::to_string(2 * axes.size()));
+    begins->assign(static_cast<size_t>(r), 0);
+    ends->assign(static_cast<size_t>(r), 0);
+    for (size_t k = 0; k < axes.size(); ++k) {
+      const int64_t b = pads[k], e = pads[k + axes.size()];
+      if (b < 0 || e < 0) node_error(ErrorCode::kUnimplemented, i, "negative pads are not supported");
+      if (b > kMaxFoldElements || e > kMaxFoldElements)
+        node_error(ErrorCode::kInvalidArgument, i, "a pad of over 2^20 entries");
+      (*begins)[axes[k]] = b;
+      (*ends)[axes[k]] = e;
+    }
+  }
+
   void pad(int i) {
     const std::string mode = attr_string(i, "mode", "constant");
     if (mode != "constant") node_error(ErrorCode::kUnimplemented, i, "mode=" + quoted(mode) + " is not supported (constant only)");
@@ -2396,22 +2405,8 @@ class Importer {
     }
     const Val& xv = val(i, 0);
     const int64_t r = full_rank(xv);
-    std::vector<int64_t> pads = host_ints(i, 1, "pads");
-    std::vector<int64_t> axes;
-    if (has_input(i, 3)) {
-      for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
-    } else {
-      for (int64_t d = 0; d < r; ++d) axes.push_back(d);
-    }
-    if (pads.size() != 2 * axes.size())
-      node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
-                                                     std::to_string(2 * axes.size()));
-    std::vector<int64_t> begins(static_cast<size_t>(r), 0), ends(static_cast<size_t>(r), 0);
-    for (size_t k = 0; k < axes.size(); ++k) {
-      if (pads[k] < 0 || pads[k + axes.size()] < 0) node_error(ErrorCode::kUnimplemented, i, "negative pads are not supported");
-      begins[axes[k]] = pads[k];
-      ends[axes[k]] = pads[k + axes.size()];
-    }
+    std::vector<int64_t> begins, ends;
+    pad_amounts(i, r, &begins, &ends);
     const bool bt = batched(xv);
     std::vector<int64_t> p = begins;
     p.insert(p.end(), ends.begin(), ends.end());
