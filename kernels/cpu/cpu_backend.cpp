@@ -15,6 +15,7 @@
 
 #include "basin/backend.hpp"
 #include "basin/error.hpp"
+#include "block_cache.hpp"
 #include "check.hpp"
 #include "ops/cpu_op_kernels.hpp"
 
@@ -84,13 +85,13 @@ class CpuBackend final : public Backend<T> {
   }
 
   T* allocate(size_t count) override {
-    void* p = std::calloc(count, sizeof(T));
+    void* p = blocks_.allocate(count * sizeof(T));
     if (p == nullptr)
       resource_exhausted("cpu backend: cannot allocate " + std::to_string(count * sizeof(T)) +
                          " bytes of host memory");
     return static_cast<T*>(p);
   }
-  void release(T* ptr) noexcept override { std::free(ptr); }
+  void release(T* ptr) noexcept override { blocks_.release(ptr); }
   void upload(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
   void download(T* dst, const T* src, size_t count) override { std::memcpy(dst, src, count * sizeof(T)); }
   void fill(T* dst, size_t count, T value) override { std::fill(dst, dst + count, value); }
@@ -281,6 +282,9 @@ class CpuBackend final : public Backend<T> {
     BASIN_LAPACK_CHECK(gelqf_impl(n, m, a, tau.data()));
     for (int64_t i = 1; i < n; ++i) std::fill(a + i * n, a + i * n + i, T(0));
   }
+
+ private:
+  cpu::BlockCache blocks_;
 };
 
 }  // namespace

@@ -123,6 +123,16 @@ TEST(ConvOp, TwoDAsymmetricPadding) {
   check_conv({1, 4, 4}, {2, 1, 2, 2}, {{2, 1}, {1, 0, 0, 3}, {}}, false, {2, 2, 6});
 }
 
+// Stride 1, dilation 1, pads below the kernel: the transposed product runs as one GEMM per
+// kernel tap over g padded (no cols); these pin its offsets, groups and 1-D form.
+TEST(ConvOp, TransposeWithoutCols) {
+  check_conv({2, 5, 6}, {3, 2, 3, 3}, {{}, {1, 0, 0, 2}, {}}, true, {3, 4, 6});     // asymmetric
+  check_conv({2, 5, 6}, {3, 2, 2, 3}, {{}, {1, 2, 0, 1}, {}}, false, {3, 5, 7});    // non-square
+  check_conv({2, 4, 4}, {3, 2, 3, 3}, {{}, {0, 0, 4, 3}, {}}, false, {3, 6, 5});    // pads past the kernel
+  check_conv({4, 5, 4}, {32, 2, 3, 3}, {{}, {1, 1, 1, 1}, {}, 2}, true, {32, 5, 4});  // groups, 16 per group
+  check_conv({2, 11}, {3, 2, 5}, {{}, {3, 1}, {}}, true, {3, 11});                  // 1-D, 5 taps
+}
+
 TEST(ConvOp, TwoDDilation2) {
   check_conv({2, 7, 7}, {3, 2, 3, 3}, {{}, {}, {2, 2}}, true, {3, 3, 3});
   check_conv({2, 7, 8}, {2, 2, 2, 3}, {{2, 1}, {1, 2, 1, 2}, {2, 3}}, false, {2, 4, 6});

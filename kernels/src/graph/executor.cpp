@@ -38,6 +38,21 @@ GraphNetwork<T>::GraphNetwork(Backend<T>& backend, std::shared_ptr<const Graph> 
     if (def == nullptr) op_error(nodes[i], "op is not supported", true);
     ops_[i] = make_op<T>(*def, nodes[i], in);
   }
+  // Primals no pass after the forward reads (docs/ARCHITECTURE.md "The executor"): a node's
+  // output that only linear maps (add, reshape, the shift of a norm, …) consume is freed once its
+  // last consumer has run forward.
+  keep_primal_.assign(values.size(), 0);
+  last_use_.assign(values.size(), -1);
+  for (size_t v = 0; v < values.size(); ++v) keep_primal_[v] = values[v].kind != ValueKind::kNode;
+  keep_primal_[g.output()] = 1;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!live_[i]) continue;
+    for (size_t j = 0; j < nodes[i].inputs.size(); ++j) {
+      const int v = nodes[i].inputs[j];
+      last_use_[v] = static_cast<int64_t>(i);
+      if (ops_[i]->differentiable() && ops_[i]->reads_primal(static_cast<int>(j))) keep_primal_[v] = 1;
+    }
+  }
   primal_.resize(values.size());
   for (size_t v = 0; v < values.size(); ++v) {
     if (values[v].kind != ValueKind::kConstant) continue;
@@ -86,7 +101,7 @@ template <class T>
 Tensor<T> GraphNetwork<T>::primal(int v, int64_t i0, int64_t count) const {
   const GraphValue& val = graph_->value(v);
   T* base = primal_[v].get();
-  if (!val.batched) return Tensor<T>{base, 1, 1, val.shape};
+  if (!val.batched || base == nullptr) return Tensor<T>{base, val.batched ? count : 1, 1, val.shape};
   return Tensor<T>{base + i0 * shape_numel(val.shape), count, 1, val.shape};
 }
 
@@ -110,6 +125,8 @@ void GraphNetwork<T>::forward() {
     primal_[nodes[i].output] = Buffer<T>(be_, static_cast<size_t>((out.batched ? n_ : 1) * shape_numel(out.shape)));
     OpCall<T> c = call(i, 0, n_);
     ops_[i]->forward(c, c.out);
+    for (int v : nodes[i].inputs)
+      if (!keep_primal_[v] && last_use_[v] == static_cast<int64_t>(i)) primal_[v].reset();
   }
 }
 
@@ -124,6 +141,8 @@ std::vector<double> GraphNetwork<T>::outputs() const {
 template <class T>
 std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
   const GraphValue& val = graph_->value(v);
+  if (primal_.at(static_cast<size_t>(v)).get() == nullptr)
+    throw Error(ErrorCode::kInternal, "value '" + val.name + "': its primal was freed after the forward pass");
   std::vector<T> host(static_cast<size_t>((val.batched ? n_ : 1) * shape_numel(val.shape)));
   be_.download(host.data(), primal_.at(static_cast<size_t>(v)).get(), host.size());
   return std::vector<double>(host.begin(), host.end());
@@ -345,7 +364,6 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
   const Graph& g = *graph_;
   const auto& values = g.values();
-  const auto& nodes = g.nodes();
   const int64_t N = num_params();
   Buffer<T> res(be_, static_cast<size_t>(N * N));
   // Memory per direction: a tangent and a ġ for every value (per example when batched).
@@ -367,57 +385,10 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
         tan[pv] = Buffer<T>(be_, unit.size());
         be_.upload(tan[pv].get(), unit.data(), unit.size());
       }
-      auto tensor_of = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        return Tensor<T>{store[v].get(), val.batched ? n_ : 1, nb, val.shape};
-      };
-      auto ensure = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        if (store[v].get() == nullptr)
-          store[v] = Buffer<T>(be_, static_cast<size_t>((val.batched ? n_ : 1) * nb * shape_numel(val.shape)));
-        return tensor_of(store, v);
-      };
-      // Tangents of everything downstream of this parameter.
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        bool any = false;
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any = true;
-          }
-        if (!any) continue;
-        check_cancel();
-        OpCall<T> c = call(i, 0, n_);
-        ops_[i]->jvp(c, tin, ensure(tan, nd.output));
-      }
-      // ġ backwards; ġ at the output is zero (the residual term holds r fixed).
-      for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        const int out = nd.output;
-        bool any_tangent = false;
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any_tangent = true;
-          }
-        if (dg[out].get() == nullptr && !any_tangent) continue;
-        check_cancel();
-        OpCall<T> c = call(static_cast<size_t>(i), 0, n_);
-        const GraphValue& oval = values[out];
-        const Tensor<T> gbar{kept_[out].get(), oval.batched ? n_ : 1, 1, oval.shape};
-        const Tensor<T> dgout = dg[out].get() != nullptr ? tensor_of(dg, out) : Tensor<T>{};
-        std::vector<Tensor<T>> gin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (values[nd.inputs[j]].differentiable) gin[j] = ensure(dg, nd.inputs[j]);
-        ops_[i]->rvjp(c, tin, kept_[out].get() != nullptr ? gbar : Tensor<T>{}, dgout, gin);
-        dg[out].reset();
-        if (param_index_[out] < 0) tan[out].reset();
-      }
+      // Tangents of everything downstream of this parameter, then ġ backwards from ġ_out = 0
+      // (the residual term holds r fixed).
+      tangent_pass(nb, 0, n_, tan);
+      reverse_tangent_pass(nb, 0, n_, tan, dg);
       for (size_t q = 0; q < g.parameters().size(); ++q) {
         const int qv = g.parameters()[q];
         if (dg[qv].get() == nullptr) continue;

@@ -39,7 +39,8 @@ class GraphNetwork {
 
   void forward();
   std::vector<double> outputs() const;  // [n × k]
-  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise.
+  // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise. Only
+  // values some derivative pass reads are kept (and the input and output); others throw.
   std::vector<double> value_on_host(int v) const;
 
   // ∇θ L for r = ∂L/∂f [n × k]; keep = true keeps every value's cotangent for residual_hessian.
@@ -119,9 +120,16 @@ class GraphNetwork {
   void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
                        const std::function<void(int64_t rows)>& consume);
   void check_cancel() const;
-  // Curvature products (products.cpp): tangents of every value for examples [i0, i0 + count)
-  // from the parameters' directions V [b × N].
-  void tangent_pass(const T* V, int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan);
+  // The forward-over-reverse passes (products.cpp), shared by the curvature products and the
+  // residual Hessian, for b directions and examples [i0, i0 + count):
+  //   parameter_tangents: tan[p] = the parameters' slices of V [b × N] (the rest null);
+  //   tangent_pass: tangents of every value downstream of a seeded tan (jvp);
+  //   reverse_tangent_pass: ġ backwards (rvjp with the kept cotangents ḡ) from a seeded dg (the
+  //   output's ġ, or none; the parameters' ġ accumulate into dg[p]).
+  void parameter_tangents(const T* V, int64_t b, std::vector<Buffer<T>>& tan);
+  void tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan);
+  void reverse_tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan,
+                            std::vector<Buffer<T>>& dg);
   void upload_params(const std::vector<double>& params);
 
   Backend<T>& be_;
@@ -132,7 +140,9 @@ class GraphNetwork {
   std::vector<char> live_;                   // per node: its output reaches the graph's output
   std::vector<int> param_index_;             // per value: index in graph().parameters(), or -1
   std::vector<int> uses_;                    // per value: uses by live nodes
-  std::vector<Buffer<T>> primal_;            // per value
+  std::vector<Buffer<T>> primal_;            // per value (null: freed after its last forward use)
+  std::vector<char> keep_primal_;            // per value: a derivative pass reads it (Op::reads_primal)
+  std::vector<int64_t> last_use_;            // per value: the last live node that takes it
   std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
 };
 

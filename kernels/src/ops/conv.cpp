@@ -173,6 +173,10 @@ class Conv final : public BilinearOp<T> {
   // out[e, r] += w[e, r] ⋆ x[e, r]: per stored x entry, cols(x) then W_g · cols_g per group.
   void apply(const OpCall<T>& c, const Tensor<T>& x, const Tensor<T>& w, Tensor<T> out) override {
     const int64_t E = max_examples<T>({&x, &w, &out}), R = max_rows<T>({&x, &w, &out});
+    if (x.E == E && x.R == R && out.E == E && out.R == R && w.E == 1 && w.R == 1 && E * R > 1 && direct_apply()) {
+      apply_direct(c, x, w, out);
+      return;
+    }
     const int64_t P = d_.P(), CgK = d_.CgK(), wsize = d_.Cout * CgK, osize = d_.Cout * P;
     for_each_cols(c, x, [&](int64_t xe, int64_t xr, const T* cols) {
       for (int64_t e = x.E == 1 ? 0 : xe; e < (x.E == 1 ? E : xe + 1); ++e) {
@@ -203,9 +207,13 @@ class Conv final : public BilinearOp<T> {
       }
       return;
     }
+    const bool contiguous = gx.E == E && gx.R == R;  // pair q = e·R + r is row q of gx
+    if (contiguous && g.E == E && g.R == R && w.E == 1 && w.R == 1 && direct_transpose()) {
+      transpose_a_direct(c, g, w, gx);
+      return;
+    }
     const int64_t pairs = E * R, chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / csize));
     Buffer<T> scratch(c.be, static_cast<size_t>(chunk * csize));
-    const bool contiguous = gx.E == E && gx.R == R;  // pair q = e·R + r is row q of gx
     for (int64_t q0 = 0; q0 < pairs; q0 += chunk) {
       const int64_t q1 = std::min(pairs, q0 + chunk);
       for (int64_t q = q0; q < q1; ++q) {
@@ -261,6 +269,123 @@ class Conv final : public BilinearOp<T> {
 
  private:
   static OpKernels<T>& kernels(const OpCall<T>& c) { return const_cast<OpKernels<T>&>(c.kernels); }
+
+  // The transposed convolution without cols (docs/ARCHITECTURE.md "Ops"): at stride 1 and
+  // dilation 1, gx[c, y, x] = Σ_{a,b} Σ_co W[co, c, kh−1−a, kw−1−b] · g'[co, y + pt + a, x + pl + b],
+  // g' = g with kh−1 / kw−1 zeros around it. Flattened at g's padded width Wp, every offset (a, b)
+  // is one GEMM W_abᵀ [C × Cout] · g' shifted by (pt + a)·Wp + pl + b, into gx on a grid of width
+  // Wp (the columns x ≥ W are discarded). Per pair q = (e, r) both g' and that grid stay in cache,
+  // where col2im's cols [C·kh·kw × P] (kh·kw times x's size) do not.
+  bool direct_transpose() const {
+    const WindowGeometry& g = d_.geo;
+    return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.pad_top < g.kernel_h &&
+           g.pad_left < g.kernel_w && (d_.groups == 1 || d_.Coutg >= 16) && !d_.pointwise();
+  }
+  // The same for the product itself: out[co, y, x] = Σ_{a,b} Σ_c W[co, c, a, b] · x'[c, y + a, x + b],
+  // x' = x zero-padded by (pt, pl) before and the kernel's extent after, one GEMM W_ab [Cout × C] ·
+  // x' shifted by a·Wp + b per tap into a grid of width Wp. Used where x carries many entries (the
+  // tangents of a Hessian's directions) and w is shared, so each entry's cols would be built anew.
+  bool direct_apply() const {
+    const WindowGeometry& g = d_.geo;
+    return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
+           (d_.groups == 1 || d_.Cg >= 16) && !d_.pointwise();
+  }
+  void apply_direct(const OpCall<T>& c, const Tensor<T>& x, const Tensor<T>& w, Tensor<T> out) const {
+    const WindowGeometry& geo = d_.geo;
+    const int64_t kh = geo.kernel_h, kw = geo.kernel_w, H = geo.height, W = geo.width;
+    const int64_t oh = geo.out_h, ow = geo.out_w, Wp = std::max(W + geo.pad_left, ow + kw - 1) + kw - 1;
+    const int64_t Hp = std::max(H + geo.pad_top, oh + kh - 1) + 1;
+    const int64_t chan = Hp * Wp, n = oh * Wp, xsize = d_.C * chan, osize = d_.Cout * n;
+    const int64_t pairs = x.E * x.R, Cg = d_.Cg, Coutg = d_.Coutg;
+    // W_ab per tap and group: wk[(ab·groups + gi)] [Coutg × Cg] from w [Cout, Cg, kh, kw].
+    Buffer<T> wk(c.be, static_cast<size_t>(kh * kw * d_.Cout * Cg));
+    {
+      StridedMap om, im;
+      om.rank = im.rank = 4;  // (ab, gi, co, c)
+      const int64_t dims[4] = {kh * kw, d_.groups, Coutg, Cg};
+      const int64_t ost[4] = {d_.groups * Coutg * Cg, Coutg * Cg, Cg, 1};
+      const int64_t ist[4] = {1, Coutg * Cg * kh * kw, Cg * kh * kw, kh * kw};
+      for (int d = 0; d < 4; ++d) om.dims[d] = im.dims[d] = dims[d], om.strides[d] = ost[d], im.strides[d] = ist[d];
+      c.kernels.strided_copy(om, im, T(1), T(0), w.data, wk.get());
+    }
+    const int64_t chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / (xsize + osize)));
+    Buffer<T> padded(c.be, static_cast<size_t>(chunk * xsize));  // zero borders stay zero
+    Buffer<T> grid(c.be, static_cast<size_t>(chunk * osize));
+    for (int64_t q0 = 0; q0 < pairs; q0 += chunk) {
+      const int64_t q1 = std::min(pairs, q0 + chunk), Q = q1 - q0;
+      StridedMap om, im;  // x [Q, C, H, W] into x' [Q, C, Hp, Wp] at (pt, pl)
+      om.rank = im.rank = 3;
+      const int64_t dims[3] = {Q * d_.C, H, W};
+      for (int d = 0; d < 3; ++d) om.dims[d] = im.dims[d] = dims[d];
+      om.strides[0] = chan, om.strides[1] = Wp, om.strides[2] = 1, om.offset = geo.pad_top * Wp + geo.pad_left;
+      im.strides[0] = H * W, im.strides[1] = W, im.strides[2] = 1, im.offset = q0 * d_.x_size();
+      c.kernels.strided_copy(om, im, T(1), T(0), x.data, padded.get());
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t ab = 0; ab < kh * kw; ++ab) {
+          const int64_t off = (ab / kw) * Wp + ab % kw;
+          for (int64_t gi = 0; gi < d_.groups; ++gi)
+            c.be.gemm(false, false, Coutg, n, Cg, T(1), wk.get() + (ab * d_.groups + gi) * Coutg * Cg, Cg,
+                      padded.get() + q * xsize + gi * Cg * chan + off, chan, ab == 0 ? T(0) : T(1),
+                      grid.get() + q * osize + gi * Coutg * n, n);
+        }
+      StridedMap ym, gm;  // out [Q, Cout, oh, ow] += grid [Q, Cout, oh, Wp]'s first ow columns
+      ym.rank = gm.rank = 2;
+      ym.dims[0] = gm.dims[0] = Q * d_.Cout * oh;
+      ym.dims[1] = gm.dims[1] = ow;
+      ym.strides[0] = ow, ym.strides[1] = 1, ym.offset = q0 * d_.Cout * oh * ow;
+      gm.strides[0] = Wp, gm.strides[1] = 1;
+      c.kernels.strided_copy(ym, gm, T(1), T(1), grid.get(), out.data);
+    }
+  }
+
+  void transpose_a_direct(const OpCall<T>& c, const Tensor<T>& g, const Tensor<T>& w, Tensor<T> gx) const {
+    const WindowGeometry& geo = d_.geo;
+    const int64_t kh = geo.kernel_h, kw = geo.kernel_w, H = geo.height, W = geo.width;
+    const int64_t oh = geo.out_h, ow = geo.out_w, Wp = ow + 2 * (kw - 1), Hp = oh + 2 * kh - 1;
+    const int64_t chan = Hp * Wp, n = H * Wp, gsize = d_.Cout * chan, osize = d_.C * n;
+    const int64_t pairs = g.E * g.R, Cg = d_.Cg, Coutg = d_.Coutg;
+    // W_ab^T per offset and group: wt[(ab·groups + gi)] [Cg × Coutg] from w [Cout, Cg, kh, kw].
+    Buffer<T> wt(c.be, static_cast<size_t>(kh * kw * d_.Cout * Cg));
+    {
+      StridedMap om, im;
+      om.rank = im.rank = 5;  // (a, b, gi, c, co)
+      const int64_t dims[5] = {kh, kw, d_.groups, Cg, Coutg};
+      const int64_t ost[5] = {kw * d_.groups * Cg * Coutg, d_.groups * Cg * Coutg, Cg * Coutg, Coutg, 1};
+      // w[gi·Coutg + co, c, kh−1−a, kw−1−b]: a and b run backwards from the last tap.
+      const int64_t ist[5] = {-kw, -1, Coutg * Cg * kh * kw, kh * kw, Cg * kh * kw};
+      for (int d = 0; d < 5; ++d) om.dims[d] = im.dims[d] = dims[d], om.strides[d] = ost[d], im.strides[d] = ist[d];
+      im.offset = kh * kw - 1;
+      c.kernels.strided_copy(om, im, T(1), T(0), w.data, wt.get());
+    }
+    const int64_t chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / (gsize + osize)));
+    Buffer<T> padded(c.be, static_cast<size_t>(chunk * gsize));  // zero borders stay zero
+    Buffer<T> grid(c.be, static_cast<size_t>(chunk * osize));
+    for (int64_t q0 = 0; q0 < pairs; q0 += chunk) {
+      const int64_t q1 = std::min(pairs, q0 + chunk), Q = q1 - q0;
+      StridedMap om, im;  // g [Q, Cout, oh, ow] into the interior of g' [Q, Cout, Hp, Wp]
+      om.rank = im.rank = 3;
+      const int64_t dims[3] = {Q * d_.Cout, oh, ow};
+      for (int d = 0; d < 3; ++d) om.dims[d] = im.dims[d] = dims[d];
+      om.strides[0] = chan, om.strides[1] = Wp, om.strides[2] = 1, om.offset = (kh - 1) * Wp + (kw - 1);
+      im.strides[0] = oh * ow, im.strides[1] = ow, im.strides[2] = 1, im.offset = q0 * d_.Cout * oh * ow;
+      c.kernels.strided_copy(om, im, T(1), T(0), g.data, padded.get());
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t ab = 0; ab < kh * kw; ++ab) {
+          const int64_t a = ab / kw, b = ab % kw, off = (geo.pad_top + a) * Wp + geo.pad_left + b;
+          for (int64_t gi = 0; gi < d_.groups; ++gi)
+            c.be.gemm(false, false, Cg, n, Coutg, T(1), wt.get() + (ab * d_.groups + gi) * Cg * Coutg, Coutg,
+                      padded.get() + q * gsize + gi * Coutg * chan + off, chan, ab == 0 ? T(0) : T(1),
+                      grid.get() + q * osize + gi * Cg * n, n);
+        }
+      StridedMap xm, gm;  // gx [Q, C, H, W] += grid [Q, C, H, Wp]'s first W columns
+      xm.rank = gm.rank = 2;
+      xm.dims[0] = gm.dims[0] = Q * d_.C * H;
+      xm.dims[1] = gm.dims[1] = W;
+      xm.strides[0] = W, xm.strides[1] = 1, xm.offset = q0 * d_.x_size();
+      gm.strides[0] = Wp, gm.strides[1] = 1;
+      c.kernels.strided_copy(xm, gm, T(1), T(1), grid.get(), gx.data);
+    }
+  }
 
   // Calls f(xe, xr, cols) for every stored entry (xe < x.E, xr < x.R) of x with its im2col
   // [C·kh·kw × oh·ow], computed in batches of consecutive entries.

@@ -82,6 +82,10 @@ class Op {
   // With a dense factor: the input slot of the layer's bias (its block is δ itself, whose Gram
   // the structured form gets for free as the "+1" of AAᵀ + 1), or -1.
   virtual int dense_bias_input() const { return -1; }
+  // Whether jvp, vjp or rvjp read the primal of input `slot` (c.in[slot].data). The executor
+  // frees, after the forward pass, every value that no differentiable consumer reads
+  // (docs/ARCHITECTURE.md "The executor"); an op that reads a primal must say so.
+  virtual bool reads_primal(int slot) const { (void)slot; return true; }
 };
 
 // ---- families ----
@@ -102,6 +106,8 @@ class LinearOp : public Op<T> {
   void vjp(const OpCall<T>& c, const Tensor<T>& g, const std::vector<Tensor<T>>& gin) override;
   void rvjp(const OpCall<T>& c, const std::vector<Tensor<T>>& t, const Tensor<T>& g, const Tensor<T>& dg,
             const std::vector<Tensor<T>>& gin) override;
+  // A linear map's derivatives are the map itself: no primal (max pooling's arg-max overrides).
+  bool reads_primal(int) const override { return false; }
 };
 
 // f(in_0) = φ(in_0) element-wise, φ one of ActivationFn's functions (activation.hpp).

@@ -170,6 +170,7 @@ class MaxPool final : public LinearOp<T> {
       c.kernels.max_pool_apply(g_, p.E, E * R / p.E, argmax.get(), s, d);
     });
   }
+  bool reads_primal(int) const override { return true; }  // the arg-max is recomputed from it
   void transpose(const OpCall<T>& c, int, const Tensor<T>& g, Tensor<T> gx) override {
     const Tensor<T>& p = primal(c);
     Buffer<T> argmax = argmax_of(c, p);
