@@ -78,6 +78,16 @@ def test_encoder_layer_module(client, batch_first, norm_first, mask):
     check(client, model, X, labels)
 
 
+def test_vit_module(client):
+    """Conv patches, the class token expanded to the batch and concatenated, one encoder layer
+    (batch_first: the fused fast path unless the client exports the composite ops), labels [n]."""
+    torch.manual_seed(0)
+    model = am.randomise(am.ViT(), seed=6)
+    X = np.random.default_rng(7).normal(size=(3, 3, 4, 4))
+    labels = np.random.default_rng(8).integers(0, 5, size=(3,)).astype(np.int64)
+    check(client, model, X, labels)
+
+
 class WithWeights(torch.nn.Module):
     """nn.MultiheadAttention called as att(x, x, x): need_weights=True (the head-averaged weights,
     unused), batch_first (torch's fast-path candidate), no mask."""
