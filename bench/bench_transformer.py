@@ -1,7 +1,10 @@
 """Basin vs PyTorch on the CPU for a small causal GPT (tests/python/transformer_models.GPT):
 (a) all σ(G) at n·k ≈ 2,000 (vocab 11, T 6, width 8, 2 layers, 2 heads, tied embeddings: k = T·11 = 66,
 n = 30, N = 1,896), (b) the exact Hessian (cross-entropy over every position) of the same block,
-N = 1,896 (n = 8).
+N = 1,896 (n = 8); and the same two for torch's own nn.TransformerEncoderLayer over a token embedding
+(transformer_models.Encoder: width 8, 2 heads, feed-forward 16, 5 classes per position: k = 30, N = 733;
+its nn.MultiheadAttention exports with the batch axis moved and merged with the heads), σ(G) at
+n = 66 (n·k = 1,980) and the Hessian at n = 8.
 
 Basin: one fresh `basin analyze --local --device cpu … --json` process per repeat (wall clock of the
 whole process, ONNX import and .npy reading included; its CPU time; peak RSS by GNU time %M). PyTorch, in this
@@ -24,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "python"))
 import transformer_models as tm  # noqa: E402
+from sequence_reference import functional as torch_parts  # noqa: E402  (θ, f(θ) = model(tokens))
 
 F = torch.nn.functional
 
@@ -50,20 +54,6 @@ def run_basin(binary, args):
     return dt, json.loads(p.stdout)
 
 
-def torch_parts(model, names, tokens):
-    params = dict(model.named_parameters())
-    shapes = [params[k].shape for k in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    theta = torch.cat([params[k].detach().reshape(-1) for k in names])
-    tok = torch.from_numpy(tokens)
-
-    def f(th):
-        parts = torch.split(th, sizes)
-        return torch.nn.utils.stateless.functional_call(model, {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)},
-                                                        (tok,))
-    return theta, f
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--basin", default="build/bin/basin")
@@ -74,20 +64,27 @@ def main():
     import onnx
     tmp = pathlib.Path(tempfile.mkdtemp())
     torch.manual_seed(0)
-    model = tm.randomise(tm.GPT(vocab=11, T=6, width=8, heads=2, layers=2), 0)
-    path = tmp / "gpt.onnx"
-    tm.export(model, path, 2, 6)
-    constants = ["blocks.0.attn.tril"]
-    names = [t.name for t in onnx.load(str(path)).graph.initializer if t.name not in constants and t.data_type == 11]
+    gpt = tm.randomise(tm.GPT(vocab=11, T=6, width=8, heads=2, layers=2), 0)
+    tm.export(gpt, tmp / "gpt.onnx", 2, 6)
+    torch.manual_seed(0)
+    enc = tm.randomise(tm.Encoder(vocab=11, width=8, heads=2, classes=5), 0)
+    tm.export(enc, tmp / "enc.onnx", 2, 6)
     rng = np.random.default_rng(1)
     rows = []
-    for what, n in (("sv", 30), ("hessian", 8)):
+    workloads = [("GPT", gpt, tmp / "gpt.onnx", ["blocks.0.attn.tril"], 11, "sv", 30),
+                 ("GPT", gpt, tmp / "gpt.onnx", ["blocks.0.attn.tril"], 11, "hessian", 8),
+                 ("TransformerEncoderLayer", enc, tmp / "enc.onnx", [], 5, "sv", 66),
+                 ("TransformerEncoderLayer", enc, tmp / "enc.onnx", [], 5, "hessian", 8)]
+    for label, model, path, constants, C, what, n in workloads:
+        names = [t.name for t in onnx.load(str(path)).graph.initializer
+                 if t.name not in constants and t.data_type == 11]
         tokens = rng.integers(0, 11, size=(n, 6)).astype(np.int64)
-        labels = rng.integers(0, 11, size=(n, 6)).astype(np.int64)
+        labels = rng.integers(0, C, size=(n, 6)).astype(np.int64)
         np.save(tmp / "t.npy", tokens)
         np.save(tmp / "y.npy", labels)
-        args = ["analyze", "--local", "--device", "cpu", "--model", str(path), "--inputs", str(tmp / "t.npy"),
-                "--constants", constants[0], "--json"]
+        args = ["analyze", "--local", "--device", "cpu", "--model", str(path), "--inputs", str(tmp / "t.npy"), "--json"]
+        for c in constants:
+            args += ["--constants", c]
         if what == "sv":
             args += ["--loss", "none", "--want", "jacobian"]
         else:
@@ -108,7 +105,7 @@ def main():
                 got = np.asarray(res["jacobian"]["singular_values"])
             else:
                 lab = torch.from_numpy(labels).reshape(-1)
-                H = torch.autograd.functional.hessian(lambda th: F.cross_entropy(f(th).reshape(-1, 11), lab), theta,
+                H = torch.autograd.functional.hessian(lambda th: F.cross_entropy(f(th).reshape(-1, C), lab), theta,
                                                       vectorize=True)
                 ref = torch.linalg.eigvalsh(H).numpy()[::-1]
                 got = np.asarray(res["hessian"]["eigenvalues"])
@@ -117,11 +114,11 @@ def main():
         tpeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         agree = np.abs(got - ref[:len(got)]).max() / np.abs(ref).max()
         N = theta.numel()
-        k = 66
+        k = 6 * C
         gbytes = n * k * N * 8
         bmed, tmed = float(np.median(btimes)), float(np.median(ttimes))
         bc, tc = float(np.median(run_basin.cpu)), float(np.median(tcpu))
-        rows.append(f"| GPT {'σ(G)' if what == 'sv' else 'Hessian'} | {N} | {n} | {n * k} | {bmed:.2f} s ({bc:.2f} s CPU) | "
+        rows.append(f"| {label} {'σ(G)' if what == 'sv' else 'Hessian'} | {N} | {n} | {n * k} | {bmed:.2f} s ({bc:.2f} s CPU) | "
                     f"{tmed:.2f} s ({tc:.2f} s CPU) | {tmed / bmed:.1f}× wall, {tc / bc:.1f}× CPU | "
                     f"{bpeak / 1024:.0f} MiB (G = {gbytes / 2**20:.1f} MiB) | "
                     f"{tpeak / 1024:.0f} MiB | {agree:.1e} |")

@@ -52,4 +52,41 @@ save("gemm_transb0_alpha",
 save("residual_branch", gemm + [helper.make_node("Add", ["h", "x"], ["y"])], [t("w1", (3, 3)), t("b1", (3,))],
      out_dim=3)
 save("conv_unsupported", [helper.make_node("Conv", ["x", "w1"], ["y"])], [t("w1", (2, 3))])
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+# Attention as torch's nn.MultiheadAttention exports it: the batch moved to axis 1 and merged with
+# the heads by shape arithmetic on the batch size ([n, T, D] → [T, n·2, 2] → [n·2, T, 2]).
+T = 3
+att = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+       helper.make_node("MatMul", ["xt", "wq"], ["q"]),
+       helper.make_node("Shape", ["xt"], ["s"]),
+       helper.make_node("Gather", ["s", "i0"], ["t"]), helper.make_node("Gather", ["s", "i1"], ["nb"]),
+       helper.make_node("Mul", ["nb", "two"], ["nh"]),
+       helper.make_node("Unsqueeze", ["t", "ax0"], ["t1"]), helper.make_node("Unsqueeze", ["nh", "ax0"], ["nh1"]),
+       helper.make_node("Unsqueeze", ["nb", "ax0"], ["nb1"]),
+       helper.make_node("Concat", ["t1", "nh1", "d"], ["shape_h"], axis=0),
+       helper.make_node("Concat", ["t1", "nb1", "D"], ["shape_b"], axis=0),
+       helper.make_node("Reshape", ["q", "shape_h"], ["qh"]),
+       helper.make_node("Transpose", ["qh"], ["q3"], perm=[1, 0, 2]),
+       helper.make_node("Transpose", ["qh"], ["k3"], perm=[1, 2, 0]),
+       helper.make_node("MatMul", ["q3", "k3"], ["sc"]),
+       helper.make_node("Constant", [], ["mask"], value=numpy_helper.from_array(np.triu(np.full((T, T), -np.inf), 1)[None])),
+       helper.make_node("Add", ["sc", "mask"], ["scm"]),
+       helper.make_node("Softmax", ["scm"], ["p"], axis=-1),
+       helper.make_node("MatMul", ["p", "q3"], ["o"]),
+       helper.make_node("Transpose", ["o"], ["ot"], perm=[1, 0, 2]),
+       helper.make_node("Reshape", ["ot", "shape_b"], ["ob"]),
+       helper.make_node("Transpose", ["ob"], ["y"], perm=[1, 0, 2])]
+g = helper.make_graph(att, "attention", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["batch", T, 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["batch", T, 4])],
+                      [t("wq", (4, 4)), ints("i0", 0), ints("i1", 1), ints("two", 2), ints("ax0", [0]), ints("d", [2]),
+                       ints("D", [4])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m.ir_version = 8
+with open(os.path.join(out, "attention_moved_batch.onnx"), "wb") as f:
+    f.write(m.SerializeToString())
 print(f"wrote {len(os.listdir(out))} seeds to {out}")

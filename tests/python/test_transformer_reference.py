@@ -6,9 +6,9 @@ Per case: integer tokens [n, T], the per-example output [T, C] (k = T·C); G aga
 torch.autograd.functional.jacobian, σ(G) to 1e-9·σmax, rank exact; cross-entropy over every
 position (F.cross_entropy(logits.reshape(-1, C), labels.reshape(-1))): the GGN Jᵀ M J and the
 Hessian (autograd.functional.hessian) eigenvalues to 1e-8·|λ|max. Bad input: token ids out of
-range, label shapes that do not fit, a mask that depends on the input.
+range, label shapes that do not fit, a mask that depends on the input. (torch's own attention
+modules: test_attention_reference.py.)
 """
-import os
 import pathlib
 import sys
 
@@ -17,51 +17,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
-import onnx  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import transformer_models as tm  # noqa: E402
+from sequence_reference import compare, reference  # noqa: E402
+from sequence_reference import parameter_names as onnx_parameter_names  # noqa: E402
 
 F = torch.nn.functional
-
-
-def onnx_parameter_names(path, constants):
-    """The float initialisers Basin takes as parameters, in file order (θ order)."""
-    m = onnx.load(str(path))
-    return [t.name for t in m.graph.initializer if t.name not in constants and t.data_type in (1, 11)]
-
-
-def theta_of(model, names):
-    params = dict(model.named_parameters())
-    assert sorted(names) == sorted(params), (names, list(params))
-    return torch.cat([params[k].detach().reshape(-1) for k in names])
-
-
-def reference(model, names, tokens, labels, hessian=True):
-    params = dict(model.named_parameters())
-    shapes = [params[k].shape for k in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    theta = theta_of(model, names)
-    tok = torch.from_numpy(tokens)
-
-    def f(th):
-        parts = torch.split(th, sizes)
-        p = {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)}
-        return torch.nn.utils.stateless.functional_call(model, p, (tok,))
-
-    out = f(theta).detach()
-    C = out.shape[-1]
-    lab = torch.from_numpy(labels).reshape(-1)
-    J = torch.autograd.functional.jacobian(lambda th: f(th).reshape(-1), theta, vectorize=True)
-    ref = {"outputs": out.numpy().reshape(-1), "G": J.numpy(), "sv": torch.linalg.svdvals(J).numpy()}
-    lf = lambda o: F.cross_entropy(o.reshape(-1, C), lab)  # noqa: E731
-    M = torch.autograd.functional.hessian(lf, out.reshape(-1))
-    ref["loss"] = float(lf(out.reshape(-1)))
-    ref["ggn"] = torch.linalg.eigvalsh(J.T @ M @ J).numpy()[::-1].copy()
-    if hessian:
-        H = torch.autograd.functional.hessian(lambda th: lf(f(th).reshape(-1)), theta, vectorize=True)
-        ref["hess"] = torch.linalg.eigvalsh(H).numpy()[::-1].copy()
-    return ref
 
 
 def make_case(tmp_path, kind, n=4, T=6, seed=0, opset=17):
@@ -96,13 +58,6 @@ def run_case(basin, path, constants, tokens, labels, want="jacobian,ggn,hessian"
     return basin.run(list(args) + list(extra), timeout=600)
 
 
-def close(got, want, tol, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    err = np.abs(got - want).max() if got.size else 0.0
-    assert err <= tol, f"{what}: max error {err:.3e} > {tol:.3e}"
-
-
 CASES = [("gpt", 17), ("gpt", 13), ("gpt_tanh_additive", 17)]
 
 
@@ -114,39 +69,18 @@ def test_spectra_equal_torch(basin, tmp_path, kind, opset):
     ref = reference(model, names, tokens, labels, hessian=hessian)
     want = "jacobian,ggn,hessian" if hessian else "jacobian,ggn"
     res = run_case(basin, path, constants, tokens, labels, want=want).json()
-    n, T = tokens.shape
-    N, k = ref["G"].shape[1], ref["G"].shape[0] // n
-    assert res["num_params"] == N and res["num_outputs"] == k and res["num_examples"] == n
-    close(np.asarray(res["outputs"]).reshape(-1), ref["outputs"], 1e-10 * max(1, np.abs(ref["outputs"]).max()), "outputs")
-    G = np.load(basin.path("G.npy"))
-    close(G, ref["G"], 1e-9 * np.abs(ref["G"]).max(), "G")
-    sv = np.asarray(res["jacobian"]["singular_values"])
-    m = min(n * k, N)
-    smax = ref["sv"].max()
-    if res["jacobian"]["method"] == "svd":
-        close(sv, ref["sv"][:m], 1e-9 * smax, "singular values")
-    else:  # a Gram route resolves σ² to 1e-10·σmax²
-        close(sv ** 2, ref["sv"][:m] ** 2, 1e-10 * smax ** 2, "squared singular values")
-    tol = res["jacobian"]["tolerance"]
-    assert res["jacobian"]["rank"] == int(np.sum(ref["sv"] > tol))
-    assert res["jacobian"]["rank"] == np.linalg.matrix_rank(ref["G"], tol=tol)
-    assert res["loss"] == pytest.approx(ref["loss"], rel=1e-12)
-    ggn = np.asarray(res["ggn"]["eigenvalues"])
-    close(ggn, ref["ggn"][:len(ggn)], 1e-8 * np.abs(ref["ggn"]).max(), "GGN eigenvalues")
-    if hessian:
-        hess = np.asarray(res["hessian"]["eigenvalues"])
-        close(hess, ref["hess"], 1e-8 * np.abs(ref["hess"]).max(), "Hessian eigenvalues")
+    compare(res, np.load(basin.path("G.npy")), ref, tokens.shape[0], hessian=hessian)
 
 
 @pytest.mark.parametrize("opset", [13, 17])
-def test_multihead_attention_export_refused_naming_the_node(basin, tmp_path, opset):
-    """nn.MultiheadAttention (inside nn.TransformerEncoderLayer) exports with the batch axis moved
-    to axis 1 and merged with the heads ([T, n, D] → [T, n·h, d] → [n·h, T, d]); Basin keeps the
-    example axis first, so this variant is refused, naming the node that moves it."""
+def test_encoder_layer_over_embeddings(basin, tmp_path, opset):
+    """nn.TransformerEncoderLayer over a token embedding: its nn.MultiheadAttention exports with
+    the batch axis moved to axis 1 and merged with the heads ([T, n, D] → [T, n·h, d] →
+    [n·h, T, d]); the importer tracks the batch's place (batch_layout.hpp), so the spectra equal
+    torch's (the reference's Hessian checked by plain Hessian-vector products: LayerNorm)."""
+    import test_attention_reference as tar
     model, path, constants, tokens, labels = make_case(tmp_path, "encoder", opset=opset)
-    r = run_case(basin, path, constants, tokens, labels, want="jacobian")
-    assert r.returncode != 0
-    assert "/layer/self_attn/Transpose" in r.error and "batch axis" in r.error, r.error
+    tar.check(basin, model, path, constants, tokens, labels)
 
 
 def test_token_id_out_of_range(basin, tmp_path):

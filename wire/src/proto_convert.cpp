@@ -63,6 +63,33 @@ std::vector<double> finite_doubles(const NpyArray& a, const std::string& field) 
   return v;
 }
 
+// The model's input holds integer token ids (a graph whose input feeds a Gather).
+bool integer_input(const AnalysisRequest& r) {
+  return r.graph && r.graph->input() >= 0 && r.graph->value(r.graph->input()).integer;
+}
+
+// Cross-entropy labels: [n], or [n, ..] for a sequence output [n, .., C] (one label per position;
+// C the last axis, as the engine's loss_classes); *classes = C.
+std::vector<int64_t> label_shape(const AnalysisRequest& r, int64_t* classes) {
+  const int64_t k = r.graph ? r.graph->output_dim() : r.model.output_dim();
+  std::vector<int64_t> want = {r.num_examples};
+  *classes = k;
+  if (r.graph && r.graph->output() >= 0) {
+    const Shape& out = r.graph->value(r.graph->output()).shape;
+    if (out.size() >= 2 && out.back() < k) {
+      want.insert(want.end(), out.begin(), out.end() - 1);
+      *classes = out.back();
+    }
+  }
+  return want;
+}
+
+void int64s_to_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, v1::Tensor* out) {
+  out->set_dtype(v1::DTYPE_INT64);
+  for (int64_t d : shape) out->add_shape(d);
+  out->set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(int64_t));
+}
+
 Loss loss_from(v1::Loss l) {
   switch (l) {
     case v1::LOSS_UNSPECIFIED:
@@ -410,7 +437,14 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
                        std::to_string(in_dim) + ")");
     }
     r.num_examples = x.shape[0];
-    r.inputs = finite_doubles(x, "inputs");
+    if (integer_input(r)) {  // token ids (a Gather of the input): exact in double
+      if (x.is_float())
+        invalid_argument("inputs.dtype: got " + std::string(npy_dtype_name(x.dtype)) +
+                         "; expected int32 or int64 token ids (the model's input is an integer tensor)");
+      r.inputs = x.to_double();
+    } else {
+      r.inputs = finite_doubles(x, "inputs");
+    }
   }
   if (check_stop) check_stop();
   const int64_t n = r.num_examples;
@@ -433,16 +467,21 @@ DecodedRequest decode_request(const v1::AnalyzeRequest& request, const BlobReade
       invalid_argument("targets.dtype: got " + std::string(npy_dtype_name(y.dtype)) +
                        "; expected int32 or int64 class labels for cross_entropy");
     }
-    if (!(y.shape.size() == 1 && y.shape[0] == n)) {
-      invalid_argument("targets.shape: got " + shape_str(y.shape) + "; expected [" +
-                       std::to_string(n) + "] class labels for cross_entropy");
+    // One label per example, or per position of a sequence output [n, .., C] (loss.hpp).
+    int64_t classes = k;
+    const std::vector<int64_t> want = label_shape(r, &classes);
+    if (y.shape != want) {
+      invalid_argument("targets.shape: got " + shape_str(y.shape) + "; expected " + shape_str(want) +
+                       (want.size() > 1 ? " labels for cross_entropy, one per position of the output [n, " +
+                                              shape_str(r.graph->value(r.graph->output()).shape).substr(1)
+                                        : std::string(" class labels for cross_entropy")));
     }
     r.labels = y.to_int64();
     for (size_t i = 0; i < r.labels.size(); ++i) {
-      if (r.labels[i] < 0 || r.labels[i] >= k) {
+      if (r.labels[i] < 0 || r.labels[i] >= classes) {
         invalid_argument("targets: label " + std::to_string(r.labels[i]) + " at index " +
                          std::to_string(i) + " is out of range; expected 0 <= label < " +
-                         std::to_string(k));
+                         std::to_string(classes));
       }
     }
   } else if (has_targets) {
@@ -481,15 +520,20 @@ void request_to_proto(const AnalysisRequest& request, v1::AnalyzeRequest* out,
   } else {
     x_shape.push_back(request.model.input_dim);
   }
-  doubles_to_tensor(request.inputs, x_shape, out->mutable_inputs()->mutable_tensor());
+  if (integer_input(request)) {
+    std::vector<int64_t> ids(request.inputs.begin(), request.inputs.end());
+    int64s_to_tensor(ids, x_shape, out->mutable_inputs()->mutable_tensor());
+  } else {
+    doubles_to_tensor(request.inputs, x_shape, out->mutable_inputs()->mutable_tensor());
+  }
   if (request.loss == Loss::kMse) {
     doubles_to_tensor(request.targets, {n, k}, out->mutable_targets()->mutable_tensor());
   } else if (request.loss == Loss::kCrossEntropy) {
-    v1::Tensor* t = out->mutable_targets()->mutable_tensor();
-    t->set_dtype(v1::DTYPE_INT64);
-    t->add_shape(static_cast<int64_t>(request.labels.size()));
-    t->set_data(reinterpret_cast<const char*>(request.labels.data()),
-                request.labels.size() * sizeof(int64_t));
+    int64_t classes = 0;
+    std::vector<int64_t> shape = label_shape(request, &classes);
+    if (shape_numel(shape) != static_cast<int64_t>(request.labels.size()))
+      shape = {static_cast<int64_t>(request.labels.size())};
+    int64s_to_tensor(request.labels, shape, out->mutable_targets()->mutable_tensor());
   }
   out->set_loss(loss_to(request.loss));
   out->set_reduction(reduction_to(request.reduction));

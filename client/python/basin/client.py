@@ -589,9 +589,10 @@ class Client:
                  activations goes as the chain shorthand; anything else is exported to ONNX
                  here, in eval mode, with θ = parameters_to_vector(model.parameters())),
                  a basin.TorchModel (basin.from_torch), or a path to an .onnx file
-        inputs:  [n, ...] (the model's per-example input shape; [n, input_dim] for a chain);
-                 targets: [n, k] floats (mse) or [n] integer labels
-                 (cross_entropy); None with loss="none"
+        inputs:  [n, ...] (the model's per-example input shape; [n, input_dim] for a chain),
+                 floats or integer token ids [n, T] (a module embedding its input);
+                 targets: [n, k] floats (mse) or [n] integer labels (cross_entropy; [n, T]
+                 one per position for a sequence output [n, T, C]); None with loss="none"
         loss:    "mse" | "cross_entropy" | "none";  reduction: "mean" | "sum"
         want:    any of ("jacobian", "ggn", "hessian", "per_parameter") (per_parameter fills
                  Result.per_parameter); None = the CLI's default: jacobian

@@ -103,6 +103,24 @@ def _dedup_by_data_pointer_only(torch):
 
 
 @contextlib.contextmanager
+def _composite_attention(torch, module):
+    """torch's eval-mode fast paths (nn.TransformerEncoderLayer, nn.MultiheadAttention with
+    batch_first) call fused kernels the ONNX exporter cannot write
+    (aten::_transformer_encoder_layer_fwd, _native_multi_head_attention) unless grad is enabled
+    and a parameter requires it: export with grad on and every parameter requiring it, so the
+    module is written as its composite ops (the same function)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, r in flags:
+            p.requires_grad_(r)
+
+
+@contextlib.contextmanager
 def _eval_mode(module):
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -213,8 +231,9 @@ def map_parameters(named_params, buffer_names, inits):
 
 def export(module, example_inputs):
     """Exports `module` (any torch.nn.Module) on `example_inputs` [n, ...] (a few examples are
-    enough: the batch axis is symbolic). Returns a TorchModel at parameters_to_vector(
-    module.parameters())."""
+    enough: the batch axis is symbolic): floats, or integer token ids (exported as int64; the
+    server then expects integer inputs). Buffers (a causal mask, running statistics) are
+    constants. Returns a TorchModel at parameters_to_vector(module.parameters())."""
     import torch
     from torch import nn
 
@@ -227,13 +246,18 @@ def export(module, example_inputs):
         x = torch.as_tensor(np.asarray(x))
     if x.ndim < 1 or x.shape[0] < 1:
         raise ValueError(f"inputs: shape {list(x.shape)}; expected [n, ...] with n >= 1")
-    if not x.is_floating_point():
-        raise ValueError(f"inputs: dtype {x.dtype}; expected floating-point inputs")
-    x = x[: min(int(x.shape[0]), 2)].to(dtype=first.dtype, device=first.device)
+    if x.is_floating_point():
+        x = x[: min(int(x.shape[0]), 2)].to(dtype=first.dtype, device=first.device)
+    elif x.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        # token ids (an nn.Embedding of the input): exported on the user's own ids, as int64
+        x = x[: min(int(x.shape[0]), 2)].to(dtype=torch.int64, device=first.device)
+    else:
+        raise ValueError(f"inputs: dtype {x.dtype}; expected floating-point inputs or integer "
+                         "token ids")
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), _eval_mode(module), _dedup_by_data_pointer_only(torch), \
-            torch.no_grad():
+            _composite_attention(torch, module):
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, (x,), buf, export_params=True, do_constant_folding=False,

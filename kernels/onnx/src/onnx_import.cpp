@@ -6,8 +6,10 @@
 // output, a materialised constant) or a host constant (an initialiser that is not a parameter, a
 // Constant node, the result of shape arithmetic folded here). Host constants become graph
 // constants only when a graph node reads them. The batch size is unknown while importing: in
-// folded shape arithmetic it is the symbol kBatchSym (Shape of a batched tensor), which Reshape
-// and Expand accept in the batch position.
+// folded shape arithmetic it is a symbol n·c (batch_dim(c): Shape of a batched tensor, times the
+// heads when exports merge them), which Reshape and Expand accept where the batch goes. A batched
+// value's ONNX axes need not start with the batch: its BatchLayout (batch_layout.hpp) says where
+// the batch sits and what it is merged with, and every op maps its ONNX axes through it.
 #include "basin/onnx_import.hpp"
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include <onnx/onnx_pb.h>
 
 #include "activation_patterns.hpp"
+#include "batch_layout.hpp"
 #include "basin/activation.hpp"
 #include "basin/error.hpp"
 #include "basin/model.hpp"
@@ -34,6 +37,7 @@
 namespace basin {
 namespace {
 
+using onnx_import_detail::BatchLayout;
 using onnx_import_detail::ConstTensor;
 using onnx_import_detail::decode_tensor;
 using onnx_import_detail::Expr;
@@ -42,7 +46,19 @@ using onnx_import_detail::match_activation;
 constexpr int64_t kMinOpset = 11;
 constexpr int64_t kMaxOpset = 20;
 constexpr size_t kMaxBlockNodes = 16;  // the GELU pattern has 5 nodes (+ Constants)
-constexpr double kBatchSym = -9007199254740991.0;  // the batch size in folded shape arithmetic
+// The batch size n times a known factor c ≥ 1 in folded shape arithmetic: -(2^55 + 8c), far from
+// any real dimension and exact in a double; as an integer (host_ints) INT64_MIN + c.
+constexpr double kSymBase = 36028797018963968.0;  // 2^55
+constexpr int64_t kMaxSymCoef = int64_t{1} << 40;
+constexpr int64_t kSymInt = std::numeric_limits<int64_t>::min();
+double batch_dim(int64_t c) { return -(kSymBase + 8.0 * static_cast<double>(c)); }
+int64_t batch_coef(double v) {  // c when v is batch_dim(c), else 0
+  if (!(v <= -(kSymBase + 8.0) && v >= -(kSymBase + 8.0 * static_cast<double>(kMaxSymCoef)))) return 0;
+  const double c = (-v - kSymBase) / 8.0;
+  return c == std::floor(c) ? static_cast<int64_t>(c) : 0;
+}
+int64_t sym_coef(int64_t d) { return d > kSymInt && d <= kSymInt + kMaxSymCoef ? d - kSymInt : 0; }
+const double kBatchSym = batch_dim(1);
 constexpr int64_t kMaxFoldElements = 1 << 20;       // host-folded tensors (shape arithmetic)
 
 const char* const kSupportedOps[] = {
@@ -53,7 +69,7 @@ const char* const kSupportedOps[] = {
     "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub",
     "Tanh", "Transpose", "Unsqueeze",
     // transformers (transformer_ops): token embeddings, constant masks, split heads
-    "Equal", "Not", "Split", "Where"};
+    "Equal", "Not", "Split", "Where", "Tile"};
 
 [[noreturn]] void unimplemented(const std::string& message) { throw Error(ErrorCode::kUnimplemented, message); }
 
@@ -137,7 +153,7 @@ const std::unordered_map<std::string, std::vector<std::string>>& known_attribute
       {"HardSwish", {}}, {"Erf", {}}, {"Exp", {}}, {"Log", {}}, {"Sqrt", {}}, {"Reciprocal", {}}, {"Neg", {}},
       {"Identity", {}}, {"Add", {}}, {"Sub", {}}, {"Mul", {}}, {"Div", {}}, {"Pow", {}}, {"MatMul", {}},
       {"GlobalAveragePool", {}}, {"Slice", {}}, {"Expand", {}}, {"Equal", {}}, {"Where", {}}, {"Floor", {}}, {"Not", {}},
-      {"Split", {"axis", "split", "num_outputs"}},
+      {"Split", {"axis", "split", "num_outputs"}}, {"Tile", {}},
       {"Ceil", {}}};
   return k;
 }
@@ -152,8 +168,12 @@ using HostPtr = std::shared_ptr<const Host>;
 
 // An ONNX value during the walk.
 struct Val {
-  int id = -1;   // graph value (or the materialised host constant)
-  HostPtr host;  // a host constant
+  int id = -1;      // graph value (or the materialised host constant)
+  HostPtr host;     // a host constant
+  BatchLayout lay;  // a batched graph value: where the batch sits in the ONNX shape
+  // An unbatched graph value standing for the same tensor in every example (a parameter
+  // expanded to the batch: a ViT's class token): its ONNX axis of size n, held as 1.
+  int64_t bcast_axis = -1;
 };
 
 class Importer {
@@ -401,7 +421,8 @@ class Importer {
   }
   [[noreturn]] void mixing(int i, const std::string& how) const {
     node_error(ErrorCode::kInvalidArgument, i,
-               how + "; examples cannot be mixed (axis 0 is the batch axis, which every op must keep as it is)");
+               how + "; examples cannot be mixed (the batch axis, axis 0 of the input, may move or merge with "
+                     "other axes but every op must keep each example's entries apart)");
   }
   void poll_stop(int step) const {
     if (bounds_.check_stop && step % 4096 == 0) bounds_.check_stop();
@@ -736,8 +757,11 @@ class Importer {
   int gid(int i, int k) {
     Val& v = val(i, k);
     if (v.id < 0) {
+      // An additive attention mask (torch's float attn_mask, generate_square_subsequent_mask)
+      // holds −inf: allowed in an Add, where it only ever meets finite values.
+      const bool additive = g_.node(i).op_type() == "Add";
       for (double x : v.host->values)
-        if (!std::isfinite(x))
+        if (std::isnan(x) || (!std::isfinite(x) && !additive))
           node_error(ErrorCode::kInvalidArgument, i, "constant " + quoted(g_.node(i).input(k)) + " contains NaN or Inf");
       v.id = b_.constant(g_.node(i).input(k), v.host->dims, v.host->values);
     }
@@ -757,7 +781,8 @@ class Importer {
     const Host& h = host(i, k, role);
     std::vector<int64_t> out;
     for (double v : h.values) {
-      if (v == kBatchSym || std::isnan(v)) out.push_back(std::numeric_limits<int64_t>::min());
+      if (const int64_t c = batch_coef(v); c > 0) out.push_back(kSymInt + c);
+      else if (std::isnan(v)) out.push_back(kSymInt + 1);
       else if (!std::isfinite(v)) node_error(ErrorCode::kInvalidArgument, i, role + " has a value out of range");
       // INT64_MAX / INT64_MIN ("to the end", as torch writes x[:, 1:]) arrive widened to double.
       else if (v >= 4.6e18) out.push_back(int64_t{1} << 62);
@@ -767,16 +792,25 @@ class Importer {
     return out;
   }
 
-  // The full ONNX shape of a value: batched ones with the batch axis (kBatchSym in folding).
+  // The full ONNX shape of a value: batched ones with the batch axis (batch_dim(c) in folding).
   Shape full_shape(const Val& v) const {
     if (v.id < 0) return v.host->dims;
     const GraphValue& g = result_.graph.value(v.id);
-    Shape s = g.shape;
-    if (g.batched) s.insert(s.begin(), static_cast<int64_t>(kBatchSym));
+    if (!g.batched) return g.shape;
+    Shape s;
+    for (const auto& a : onnx_import_detail::onnx_axes(g.shape, v.lay))
+      s.push_back(a.batch ? static_cast<int64_t>(batch_dim(onnx_import_detail::batch_factor(g.shape, v.lay)))
+                          : g.shape[static_cast<size_t>(a.first)]);
     return s;
   }
   int64_t full_rank(const Val& v) const { return static_cast<int64_t>(full_shape(v).size()); }
   const Shape& gshape(int id) const { return result_.graph.value(id).shape; }
+  // The ONNX axis holding the batch of a batched value.
+  int64_t batch_axis(const Val& v) const { return v.lay.batch_axis(); }
+  std::string onnx_shape_string(const Val& v) const {
+    if (!batched(v)) return shape_string(full_shape(v));
+    return onnx_import_detail::layout_string(gshape(v.id), v.lay);
+  }
 
   // ONNX axis (negative from the end) of a rank-`rank` tensor, range-checked.
   int64_t norm_axis(int i, int64_t axis, int64_t rank) const {
@@ -785,19 +819,49 @@ class Importer {
                  "axis " + std::to_string(axis) + " is outside the " + std::to_string(rank) + " axes of its input");
     return axis < 0 ? axis + rank : axis;
   }
-  // The graph's axis for ONNX axis `axis` of value v (per-example: minus one, and never 0).
+  // The graph's axis for ONNX axis `axis` of value v (per-example axes through its layout; the
+  // batch's own axis is refused).
   int64_t graph_axis(int i, const Val& v, int64_t axis) const {
     const int64_t a = norm_axis(i, axis, full_rank(v));
     if (!batched(v)) return a;
-    if (a == 0) mixing(i, "it acts along axis 0");
-    return a - 1;
+    const auto axes = onnx_import_detail::onnx_axes(gshape(v.id), v.lay);
+    if (axes[static_cast<size_t>(a)].batch)
+      mixing(i, "it acts along axis " + std::to_string(a) + " of " + onnx_shape_string(v) + ", which holds the batch");
+    return axes[static_cast<size_t>(a)].first;
+  }
+  // Ops that read their input as [batch, C, spatial...] (Conv, pooling, BatchNorm, ...).
+  void require_standard(int i, const Val& v) const {
+    if (batched(v) && !v.lay.standard())
+      mixing(i, "its input " + onnx_shape_string(v) + " does not have the batch as axis 0, which this op needs");
   }
 
   void set_out(int i, int k, Val v) {
     const onnx::NodeProto& n = g_.node(i);
+    if (v.id >= 0 && result_.graph.value(v.id).batched) {
+      const GraphValue& g = result_.graph.value(v.id);
+      const int64_t r = static_cast<int64_t>(g.shape.size());
+      if (v.lay.pos - v.lay.outer < 0 || v.lay.pos + v.lay.inner > r || v.lay.outer < 0 || v.lay.inner < 0)
+        node_error(ErrorCode::kInternal, i, "batch layout out of the value's axes");
+    } else {
+      v.lay = BatchLayout{};
+    }
     if (k < n.output_size() && !n.output(k).empty()) vals_[n.output(k)] = std::move(v);
   }
-  void set_out(int i, int id) { Val v; v.id = id; set_out(i, 0, v); }
+  // The layout of node i's first batched input (element-wise ops and those that keep their
+  // input's axes keep its layout).
+  BatchLayout inherited_layout(int i) {
+    const onnx::NodeProto& n = g_.node(i);
+    for (int k = 0; k < n.input_size(); ++k)
+      if (has_input(i, k) && vals_.count(n.input(k)) && batched(vals_.at(n.input(k)))) return vals_.at(n.input(k)).lay;
+    return BatchLayout{};
+  }
+  void set_out(int i, int id) { set_out(i, id, inherited_layout(i)); }
+  void set_out(int i, int id, BatchLayout lay) {
+    Val v;
+    v.id = id;
+    v.lay = lay;
+    set_out(i, 0, v);
+  }
   void set_host(int i, Host h) {
     if (static_cast<int64_t>(h.values.size()) > kMaxFoldElements)
       node_error(ErrorCode::kUnimplemented, i, "folding this constant computation would make over 2^20 values");
@@ -862,6 +926,10 @@ class Importer {
     if (out.id < 0 || !result_.graph.value(out.id).batched)
       invalid_argument(what_ + ": the graph output " + quoted(output_) + " does not depend on the input " +
                        quoted(input_));
+    if (!out.lay.standard())
+      mixing(producer_.at(output_), "its output, the graph output " + quoted(output_) + ", is " + onnx_shape_string(out) +
+                                        ": Basin's outputs have the batch as axis 0 (transpose it back, e.g. "
+                                        "batch_first=True or y.transpose(0, 1))");
     graph.set_output(out.id);
     check_declared_output();
     try {
@@ -899,7 +967,7 @@ class Importer {
       auto it = vals_.find(bl->second.second);
       if (it == vals_.end() || it->second.id < 0) node_error(ErrorCode::kInternal, i, "block input not mapped");
       const char* fn = bl->second.first == Activation::kGelu ? "gelu" : "silu";
-      return set_out(i, b_.unary(it->second.id, fn, gname(i)));
+      return set_out(i, b_.unary(it->second.id, fn, gname(i)), it->second.lay);
     }
     if (op == "Constant") return set_host(i, constant_node(i));
     if (op == "Shape") return shape_op(i);
@@ -908,7 +976,7 @@ class Importer {
     if (op == "MatMul") return matmul(i);
     if (op == "Conv") return conv(i);
     if (op == "MaxPool" || op == "AveragePool") return pool(i);
-    if (op == "GlobalAveragePool") return set_out(i, b_.global_avg_pool(data(i), gname(i)));
+    if (op == "GlobalAveragePool") return require_standard(i, val(i, 0)), set_out(i, b_.global_avg_pool(data(i), gname(i)));
     if (op == "BatchNormalization") return batch_norm(i);
     if (op == "LayerNormalization") return layer_norm(i);
     if (op == "GroupNormalization" || op == "InstanceNormalization") return group_norm(i);
@@ -925,8 +993,13 @@ class Importer {
     if (op == "Gather" && !is_host(i, 1)) return embedding(i);
     if (op == "Gather") return gather(i);
     if (op == "Where") return where(i);
+    if (op == "Equal" || op == "Not")  // not folded: computed from the input or a parameter
+      node_error(ErrorCode::kUnimplemented, i,
+                 "a mask computed from the input or a parameter (e.g. key_padding_mask=(tokens == pad)) is not "
+                 "supported: Basin differentiates masks that are constants (buffers, or shape arithmetic on them)");
     if (op == "Split") return split(i);
     if (op == "Expand") return expand(i);
+    if (op == "Tile") return tile(i);
     if (op == "Pad") return pad(i);
     if (op == "ReduceMean" || op == "ReduceSum") return reduce(i);
     if (op == "Softmax" || op == "LogSoftmax") return softmax(i);
@@ -975,7 +1048,9 @@ class Importer {
   // ---- shape arithmetic on the host ----
 
   void shape_op(int i) {
-    const Shape s = full_shape(val(i, 0));
+    Shape s = full_shape(val(i, 0));
+    if (const int64_t b = val(i, 0).bcast_axis; b >= 0 && b < static_cast<int64_t>(s.size()))
+      s[static_cast<size_t>(b)] = static_cast<int64_t>(kBatchSym);
     const int64_t r = static_cast<int64_t>(s.size());
     int64_t start = attr_int(i, "start", 0), end = attr_int(i, "end", r);
     if (start < 0) start += r;
@@ -1025,7 +1100,7 @@ class Importer {
   bool fold(int i) {
     static const std::unordered_set<std::string> kFoldable = {
         "Identity", "Cast", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Add", "Sub", "Mul", "Div",
-        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose", "Not"};
+        "Neg", "Sqrt", "ConstantOfShape", "Equal", "Where", "Floor", "Ceil", "Flatten", "Expand", "Transpose", "Not", "Pad"};
     const onnx::NodeProto& n = g_.node(i);
     const std::string& op = n.op_type();
     if (!kFoldable.count(op)) return false;
@@ -1048,7 +1123,7 @@ class Importer {
       h.integer = is_int_type(static_cast<int32_t>(to));
       if (h.integer)
         for (double& v : h.values)
-          if (v != kBatchSym && std::isfinite(v)) v = to == onnx::TensorProto_DataType_BOOL ? (v != 0) : std::trunc(v);
+          if (!batch_coef(v) && std::isfinite(v)) v = to == onnx::TensorProto_DataType_BOOL ? (v != 0) : std::trunc(v);
     } else if (op == "Not") {
       h = x;
       h.integer = true;
@@ -1056,7 +1131,7 @@ class Importer {
     } else if (op == "Neg" || op == "Sqrt" || op == "Floor" || op == "Ceil") {
       h = x;
       for (double& v : h.values) {
-        if (v == kBatchSym) node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported");
+        if (batch_coef(v)) node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported");
         v = op == "Neg" ? -v : op == "Sqrt" ? std::sqrt(v) : op == "Floor" ? std::floor(v) : std::ceil(v);
       }
     } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Equal") {
@@ -1070,15 +1145,31 @@ class Importer {
       h.values.resize(static_cast<size_t>(m));
       for (int64_t f = 0; f < m; ++f) {
         const double a = x.values[source_index(f, h.dims, x.dims)], b = y.values[source_index(f, h.dims, y.dims)];
-        if ((a == kBatchSym || b == kBatchSym) && op != "Equal") {
-          // batch × 1, batch + 0 keep the batch; anything else computed from it mixes examples.
-          const double other = a == kBatchSym ? b : a;
-          if ((op == "Mul" && other == 1) || ((op == "Add" || op == "Sub") && other == 0 && a == kBatchSym) ||
-              (op == "Div" && b == 1 && a == kBatchSym)) {
-            h.values[f] = kBatchSym;
+        const int64_t ca = batch_coef(a), cb = batch_coef(b);
+        if (op == "Equal" && (ca || cb)) {
+          h.values[f] = ca == cb ? 1 : 0;  // n·c ≥ 1 equals no constant torch compares it with
+          continue;
+        }
+        if (ca || cb) {
+          // n·c times or over a positive integer (heads merged into or split from the batch),
+          // plus 0; anything else computed from the batch size mixes examples.
+          const double other = ca ? b : a;
+          const bool whole = other >= 1 && other == std::floor(other) && other < static_cast<double>(kMaxSymCoef);
+          const int64_t k = whole ? static_cast<int64_t>(other) : 0;
+          if (op == "Mul" && whole && !(ca && cb) && k <= kMaxSymCoef / (ca ? ca : cb)) {
+            h.values[f] = batch_dim((ca ? ca : cb) * k);
             continue;
           }
-          node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported");
+          if (op == "Div" && ca && !cb && whole && ca % k == 0) {
+            h.values[f] = batch_dim(ca / k);
+            continue;
+          }
+          if ((op == "Add" || op == "Sub") && ca && !cb && b == 0) {
+            h.values[f] = a;
+            continue;
+          }
+          node_error(ErrorCode::kUnimplemented, i, "arithmetic on the batch size is not supported (" + op +
+                                                       " of n·c by anything but a positive integer factor)");
         }
         double r = op == "Add" ? a + b : op == "Sub" ? a - b : op == "Mul" ? a * b : op == "Equal" ? (a == b) : 0;
         if (op == "Div") {
@@ -1106,8 +1197,14 @@ class Importer {
     } else if (op == "ConstantOfShape") {
       h.dims.clear();
       for (double v : x.values) {
-        if (v == kBatchSym) return false;  // a batched constant: not foldable
-        if (v < 0) node_error(ErrorCode::kInvalidArgument, i, "negative dimension");
+        if (batch_coef(v)) {  // a constant with the batch axis: per-example data
+          node_error(ErrorCode::kUnimplemented, i,
+                     "it makes a constant whose shape holds the batch size (torch's zeros(x.shape[0], ...), "
+                     "MultiheadAttention(add_zero_attn=True), a mask built from the batch); Basin's constants are "
+                     "shared by all examples (a parameter or buffer expanded to the batch is supported)");
+        }
+        if (!(v >= 0 && v <= static_cast<double>(kMaxFoldElements)))
+          node_error(ErrorCode::kInvalidArgument, i, "dimension " + std::to_string(v) + " out of range");
         h.dims.push_back(static_cast<int64_t>(v));
       }
       double fill = 0;
@@ -1134,6 +1231,7 @@ class Importer {
       h.dims.insert(h.dims.end(), x.dims.begin() + axis + 1, x.dims.end());
       for (int64_t o = 0; o < outer; ++o)
         for (double jd : idx.values) {
+          if (!(std::fabs(jd) < 4.6e18)) node_error(ErrorCode::kInvalidArgument, i, "an index is out of range");
           int64_t j = static_cast<int64_t>(jd);
           if (j < 0) j += D;
           if (j < 0 || j >= D) node_error(ErrorCode::kInvalidArgument, i, "index " + std::to_string(j) + " out of range");
@@ -1191,7 +1289,7 @@ class Importer {
         for (int64_t d = 0; d < a; ++d) p *= x.dims[d];
         h.dims = {p, p == 0 ? 0 : total / p};
       } else {
-        h.dims = resolve_reshape(i, x.dims, host_ints(i, 1, "shape"), false);
+        h.dims = resolve_reshape(i, x.dims, host_ints(i, 1, "shape"));
       }
     } else if (op == "Transpose") {
       // torch reverses and regroups Pad's amounts this way (F.pad's (begin, end) pairs per axis).
@@ -1223,10 +1321,36 @@ class Importer {
         }
         h.values[f] = x.values[src];
       }
+    } else if (op == "Pad") {
+      // A constant mask padded (MultiheadAttention(add_bias_kv=True) pads attn_mask by a column).
+      if (attr_string(i, "mode", "constant") != "constant") return false;
+      const int64_t r = static_cast<int64_t>(x.dims.size());
+      std::vector<int64_t> begin, end;
+      pad_amounts(i, r, &begin, &end);
+      h.dims = x.dims;
+      for (int64_t d = 0; d < r; ++d) h.dims[d] += begin[d] + end[d];
+      double fill = 0;
+      if (has_input(i, 2)) {
+        const Host& c = host(i, 2, "constant_value");
+        if (c.values.size() != 1) node_error(ErrorCode::kInvalidArgument, i, "constant_value must hold one element");
+        fill = c.values[0];
+      }
+      const int64_t m = shape_numel(h.dims);
+      if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
+      h.values.assign(static_cast<size_t>(m), fill);
+      const std::vector<int64_t> ost = strides_of(h.dims);
+      for (int64_t f = 0; f < total; ++f) {
+        int64_t rest = f, dst = 0;
+        for (int64_t d = r - 1; d >= 0; --d) {
+          dst += (rest % x.dims[d] + begin[d]) * ost[d];
+          rest /= x.dims[d];
+        }
+        h.values[dst] = x.values[f];
+      }
     } else if (op == "Expand") {
       std::vector<int64_t> to = host_ints(i, 1, "shape");
       for (int64_t d : to)
-        if (d == std::numeric_limits<int64_t>::min()) return false;
+        if (sym_coef(d)) return false;  // to the batch: expand() keeps it unbatched
       if (!broadcast_shape(x.dims, to, &h.dims)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
       const int64_t m = shape_numel(h.dims);
       if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
@@ -1273,38 +1397,29 @@ class Importer {
     return out;
   }
 
-  // Reshape's target for a full shape `in`: 0 copies (unless allowzero), -1 is inferred.
-  // `batched`: in[0] is the batch (kBatchSym); the target must keep it first.
-  Shape resolve_reshape(int i, const Shape& in, std::vector<int64_t> to, bool is_batched) {
-    const bool allowzero = attr_int(i, "allowzero", 0) != 0;
-    const int64_t kSym = std::numeric_limits<int64_t>::min();
+  // Reshape's target for the full shape `in` of a value without the batch: 0 copies (unless
+  // allowzero), -1 is inferred. (Batched values: reshape_batched.)
+  Shape resolve_reshape(int i, const Shape& in, std::vector<int64_t> to, bool allowzero_attr = true) {
+    const bool allowzero = allowzero_attr && attr_int(i, "allowzero", 0) != 0;
     int64_t known = 1, infer = -1;
-    int64_t total = 1;
-    for (size_t d = is_batched ? 1 : 0; d < in.size(); ++d) total *= in[d];
+    const int64_t total = shape_numel(in);
     for (size_t d = 0; d < to.size(); ++d) {
       if (to[d] == 0 && !allowzero) {
         if (d >= in.size()) node_error(ErrorCode::kInvalidArgument, i, "shape has a 0 beyond the input's rank");
         to[d] = in[d];
-        if (is_batched && d == 0) to[d] = kSym;
       }
-      if (is_batched && d == 0) {
-        const bool batch_like = to[0] == kSym || to[0] == -1 || (static_batch_ > 0 && to[0] == static_batch_);
-        if (!batch_like) mixing(i, "its shape " + dims_string(to) + " does not keep the batch dimension first");
-        if (to[0] == -1) {
-          // [-1, rest...] keeps the batch only when rest holds a whole example.
-          int64_t rest = 1;
-          for (size_t e = 1; e < to.size(); ++e) rest *= to[e] == 0 && e < in.size() ? in[e] : to[e];
-          if (rest != total) mixing(i, "its shape " + dims_string(to) + " does not keep the batch dimension first");
-        }
-        continue;
-      }
-      if (to[d] == kSym) mixing(i, "it moves the batch dimension");
+      if (sym_coef(to[d]) || batch_coef(static_cast<double>(to[d])))
+        node_error(ErrorCode::kUnimplemented, i,
+                   "it reshapes a tensor that does not depend on the input to the batch size (a per-example "
+                   "constant, e.g. a key_padding_mask); Basin's data is the one graph input");
       if (to[d] == -1) {
         if (infer >= 0) node_error(ErrorCode::kInvalidArgument, i, "shape has two -1 entries");
         infer = static_cast<int64_t>(d);
       } else if (to[d] <= 0) {
         node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(to[d]));
       } else {
+        if (static_cast<double>(known) * static_cast<double>(to[d]) > static_cast<double>(total))
+          node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + dims_string(in) + " to " + dims_string(to));
         known *= to[d];
       }
     }
@@ -1313,18 +1428,15 @@ class Importer {
         node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + dims_string(in) + " to " + dims_string(to));
       to[infer] = total / known;
     }
-    Shape out(to.begin() + (is_batched ? 1 : 0), to.end());
-    if (shape_numel(out) != total)
-      node_error(ErrorCode::kInvalidArgument, i,
-                 "cannot reshape " + (is_batched ? std::string("[batch] + ") + dims_string(Shape(in.begin() + 1, in.end()))
-                                                 : dims_string(in)) +
-                     " to " + dims_string(to));
-    return out;
+    if (shape_numel(to) != total)
+      node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + dims_string(in) + " to " + dims_string(to));
+    return to;
   }
 
   // Slice's output shape of `dims` (and, when asked, each axis's start and step).
   Shape slice_shape(int i, const Shape& dims, std::vector<int64_t>* start_out, std::vector<int64_t>* step_out = nullptr,
-                    bool is_batched = false) {
+                    int64_t batch_q = -1) {
+    const bool is_batched = batch_q >= 0;
     const std::vector<int64_t> starts = host_ints(i, 1, "starts"), ends = host_ints(i, 2, "ends");
     if (starts.size() != ends.size()) node_error(ErrorCode::kInvalidArgument, i, "starts and ends differ in length");
     std::vector<int64_t> axes, steps;
@@ -1354,8 +1466,9 @@ class Importer {
         (*step_out)[a] = steps[k];
         continue;
       }
-      if (is_batched && a == 0) {
-        if (starts[k] != 0 || ends[k] < (int64_t{1} << 31)) mixing(i, "it slices along axis 0");
+      if (is_batched && a == batch_q) {
+        if (starts[k] != 0 || ends[k] < (int64_t{1} << 31))
+          mixing(i, "it slices along axis " + std::to_string(a) + ", which holds the batch");
         continue;
       }
       const int64_t D = dims[a];
@@ -1379,10 +1492,12 @@ class Importer {
     if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
       node_error(ErrorCode::kInvalidArgument, i, "transA and transB must be 0 or 1");
     const double alpha = attr_float(i, "alpha", 1.0), beta = attr_float(i, "beta", 1.0);
+    const Val av = val(i, 0);
     const int a = data(i);
     const bool a_batched = result_.graph.value(a).batched;
-    if (a_batched && gshape(a).size() != 1)
-      node_error(ErrorCode::kInvalidArgument, i, "input A is [batch] + " + shape_string(gshape(a)) +
+    // A [rows, features] whose rows hold the batch (also merged with other axes: [T·n, D]).
+    if (a_batched && (full_rank(av) != 2 || batch_axis(av) != 0))
+      node_error(ErrorCode::kInvalidArgument, i, "input A is " + onnx_shape_string(av) +
                                                      "; Gemm takes a matrix [batch, features] (flatten it first)");
     if (a_batched && trans_a) mixing(i, "transA=1 transposes the batch axis");
     if (batched_in(i, 1)) node_error(ErrorCode::kUnimplemented, i, "input B depends on the input; only A may");
@@ -1434,36 +1549,65 @@ class Importer {
         c = gid(i, 2);
         if (beta != 1) c = b_.mul(c, b_.scalar(name + ":beta", beta), name + ":beta");
       }
-      y = add_checked(i, y, c, name);
+      y = add_checked(i, y, c, name, av.lay);
     }
     set_out(i, y);
   }
 
-  // a + b under the broadcast rules (refusing what would mix examples).
-  int add_checked(int i, int a, int b, const std::string& name) {
-    check_broadcast(i, a, b);
-    return b_.add(a, b, name);
+  // a + b under the broadcast rules (refusing what would mix examples); a batched operand's
+  // ONNX layout is `lay`.
+  int add_checked(int i, int a, int b, const std::string& name, const BatchLayout& lay = {}) {
+    Val va, vb;
+    va.id = a, vb.id = b;
+    va.lay = vb.lay = lay;
+    const auto [x, y] = aligned(i, va, vb, name);
+    return b_.add(x, y, name);
   }
 
-  // Two operands of an element-wise op: both batched need equal ranks (their batch axes align);
-  // an unbatched one may not reach past, or be non-1 at, the batch axis.
-  void check_broadcast(int i, int a, int b) {
-    const GraphValue& va = result_.graph.value(a);
-    const GraphValue& vb = result_.graph.value(b);
-    if (va.batched && vb.batched) {
-      if (va.shape.size() != vb.shape.size())
-        mixing(i, "its operands [batch] + " + shape_string(va.shape) + " and [batch] + " + shape_string(vb.shape) +
-                      " have different ranks, so broadcasting would align the batch axis with another");
-      return;
+  // Two operands of an element-wise op as graph values that broadcast per example: both batched
+  // hold the batch the same way (equal ranks, the batch at the same ONNX axis with the same
+  // merged axes); an operand without the batch is reshaped to the graph axes it faces, and may
+  // not reach past, or be non-1 at, the batch's axis.
+  std::pair<int, int> aligned(int i, const Val& va, const Val& vb, const std::string& name) {
+    const int a = va.id, b = vb.id;
+    const GraphValue& ga = result_.graph.value(a);
+    const GraphValue& gb = result_.graph.value(b);
+    if (ga.batched && gb.batched) {
+      const bool same = va.lay.standard() && vb.lay.standard()
+                            ? ga.shape.size() == gb.shape.size()
+                            : va.lay == vb.lay && ga.shape.size() == gb.shape.size() &&
+                                  onnx_import_detail::batch_factor(ga.shape, va.lay) ==
+                                      onnx_import_detail::batch_factor(gb.shape, vb.lay) &&
+                                  std::equal(ga.shape.begin() + (va.lay.pos - va.lay.outer),
+                                             ga.shape.begin() + (va.lay.pos + va.lay.inner),
+                                             gb.shape.begin() + (va.lay.pos - va.lay.outer));
+      if (!same)
+        mixing(i, "its operands " + onnx_shape_string(va) + " and " + onnx_shape_string(vb) +
+                      " hold the batch differently, so broadcasting would align the batch axis with another");
+      return {a, b};
     }
-    if (!va.batched && !vb.batched) return;
-    const GraphValue& s = va.batched ? va : vb;
-    const GraphValue& u = va.batched ? vb : va;
-    const size_t full = s.shape.size() + 1;
-    if (u.shape.size() > full)
-      mixing(i, "operand " + shape_string(u.shape) + " has more axes than [batch] + " + shape_string(s.shape));
-    if (u.shape.size() == full && u.shape[0] != 1)
-      mixing(i, "operand " + shape_string(u.shape) + " has " + std::to_string(u.shape[0]) + " entries along the batch axis");
+    if (!ga.batched && !gb.batched) return {a, b};
+    const Val& sv = ga.batched ? va : vb;
+    const int u = ga.batched ? b : a;
+    const GraphValue& s = result_.graph.value(sv.id);
+    const Shape& us = gshape(u);
+    int uu = u;
+    if (sv.lay.standard()) {
+      const size_t full = s.shape.size() + 1;
+      if (us.size() > full)
+        mixing(i, "operand " + shape_string(us) + " has more axes than [batch] + " + shape_string(s.shape));
+      if (us.size() == full && us[0] != 1)
+        mixing(i, "operand " + shape_string(us) + " has " + std::to_string(us[0]) + " entries along the batch axis");
+    } else {
+      const int64_t after = full_rank(sv) - 1 - batch_axis(sv);  // ONNX axes after the batch's
+      if (static_cast<int64_t>(us.size()) > after) {
+        std::string why;
+        const auto sh = onnx_import_detail::broadcast_operand(us, s.shape, sv.lay, &why);
+        if (!sh) mixing(i, "operand " + shape_string(us) + ": " + why);
+        uu = b_.reshaped(u, *sh, name + ":operand");
+      }
+    }
+    return ga.batched ? std::make_pair(a, uu) : std::make_pair(uu, b);
   }
 
   // A constant without the leading axis that faces the batch axis (dropped when it is 1).
@@ -1474,11 +1618,40 @@ class Importer {
     return b_.reshaped(v, Shape(s.begin() + 1, s.end()), name);
   }
 
+  // MatMul when an operand holds the batch elsewhere than axis 0 (attention as torch's
+  // MultiheadAttention exports it): A·W with the batch in A's rows or broadcast axes ([T, n, D]·W,
+  // [T·n, D]·W), or two activations holding the batch the same way among their broadcast axes
+  // ([n·h, T, d]·[n·h, d, T]). The per-example graph matmul broadcasts the same way.
+  void matmul_moved_batch(int i, const Val& av, const Val& bv) {
+    const int a = av.id, b = bv.id;
+    const bool ab = batched(av), bb = batched(bv);
+    const int64_t ra = full_rank(av), rb = full_rank(bv);
+    const std::string name = gname(i);
+    if (ab && bb) {
+      if (ra != rb || batch_axis(av) != batch_axis(bv) || batch_axis(av) > ra - 3)
+        mixing(i, "both operands carry the batch but " + onnx_shape_string(av) + " · " + onnx_shape_string(bv) +
+                      " would contract or broadcast over it (it must be the same broadcast axis of both)");
+      aligned(i, av, bv, name);  // the same merged axes
+      return set_out(i, b_.node("matmul", {a, b}, {}, name), av.lay);
+    }
+    if (!ab)
+      mixing(i, "B " + onnx_shape_string(bv) + " holds the batch elsewhere than axis 0; only A·B with the batch in A "
+                "or in both is supported");
+    if (batch_axis(av) == ra - 1) mixing(i, "the product contracts over A's axis holding the batch " + onnx_shape_string(av));
+    if (rb > 2) mixing(i, "B " + shape_string(full_shape(bv)) + " has batch axes beside A " + onnx_shape_string(av));
+    const bool b_transposed = transposed_.count(g_.node(i).input(1)) > 0;
+    Attributes at;
+    if (b_transposed) at["trans_b"] = attr_of(int64_t{1});
+    set_out(i, b_.node("matmul", {a, b}, at, name), av.lay);
+  }
+
   void matmul(int i) {
     int a = data(i), b = gid(i, 1);
     const GraphValue& va = result_.graph.value(a);
     const GraphValue& vb = result_.graph.value(b);
     const std::string name = gname(i);
+    if ((va.batched && !val(i, 0).lay.standard()) || (vb.batched && !val(i, 1).lay.standard()))
+      return matmul_moved_batch(i, val(i, 0), val(i, 1));
     const size_t ra = va.shape.size() + (va.batched ? 1 : 0), rb = vb.shape.size() + (vb.batched ? 1 : 0);
     if (va.batched && vb.batched) {
       if (ra < 3 || rb < 3 || ra != rb)
@@ -1555,6 +1728,7 @@ class Importer {
   }
 
   void conv(int i) {
+    require_standard(i, val(i, 0));
     const int x = data(i);
     if (!has_input(i, 1)) node_error(ErrorCode::kInvalidArgument, i, "Conv needs inputs X and W");
     if (batched_in(i, 1)) node_error(ErrorCode::kUnimplemented, i, "the weight depends on the input; only X may");
@@ -1578,6 +1752,7 @@ class Importer {
   void pool(int i) {
     const onnx::NodeProto& n = g_.node(i);
     const bool is_max = n.op_type() == "MaxPool";
+    require_standard(i, val(i, 0));
     only_first_output(i, ErrorCode::kUnimplemented, "MaxPool's Indices output is not supported");
     const int x = data(i);
     const std::vector<int64_t> kernel = attr_ints(i, "kernel_shape", {});
@@ -1639,6 +1814,7 @@ class Importer {
                       "the running-statistics outputs exist only in training mode (export in eval mode)");
     for (int k = 1; k <= 4; ++k)
       if (!has_input(i, k)) node_error(ErrorCode::kInvalidArgument, i, "BatchNormalization needs 5 inputs");
+    require_standard(i, val(i, 0));
     const int x = data(i);
     if (!result_.graph.value(x).batched) node_error(ErrorCode::kUnimplemented, i, "its input does not depend on the data");
     const int mean = statistic(i, 3, "mean"), var = statistic(i, 4, "var");
@@ -1658,11 +1834,15 @@ class Importer {
     only_first_output(i, ErrorCode::kUnimplemented, "LayerNormalization's Mean and InvStdDev outputs are not supported");
     const Val& xv = val(i, 0);
     const int64_t axis = graph_axis(i, xv, attr_int(i, "axis", -1));
+    if (batched(xv) && batch_axis(xv) > norm_axis(i, attr_int(i, "axis", -1), full_rank(xv)))
+      mixing(i, "it normalises over the axes from " + std::to_string(attr_int(i, "axis", -1)) + " of " +
+                    onnx_shape_string(xv) + ", the batch's among them");
     const int x = data(i);
     set_out(i, b_.layer_norm(x, axis, attr_float(i, "epsilon", 1e-5), affine(i, 1, 1.0), affine(i, 2, 0.0), gname(i)));
   }
 
   void group_norm(int i) {
+    require_standard(i, val(i, 0));
     const int x = data(i);
     if (!result_.graph.value(x).batched) node_error(ErrorCode::kUnimplemented, i, "its input does not depend on the data");
     const double eps = attr_float(i, "epsilon", 1e-5);
@@ -1676,11 +1856,11 @@ class Importer {
   void binary(int i) {
     const std::string& op = g_.node(i).op_type();
     if (!has_input(i, 1) || g_.node(i).input_size() != 2) node_error(ErrorCode::kInvalidArgument, i, op + " takes 2 inputs");
-    const int a = gid(i, 0);
+    gid(i, 0);
     const bool b_host = is_host(i, 1);
-    const int b = gid(i, 1);
-    check_broadcast(i, a, b);
+    gid(i, 1);
     const std::string name = gname(i);
+    const auto [a, b] = aligned(i, val(i, 0), val(i, 1), name);
     if (op == "Add") return set_out(i, b_.add(a, b, name));
     if (op == "Sub") return set_out(i, b_.sub(a, b, name));
     if (op == "Mul") return set_out(i, b_.mul(a, b, name));
@@ -1697,35 +1877,34 @@ class Importer {
   void concat(int i) {
     const onnx::NodeProto& n = g_.node(i);
     std::vector<int> ins;
-    size_t full = 0;
-    bool any_batched = false;
+    int first_batched = -1;
     for (int k = 0; k < n.input_size(); ++k)
-      if (has_input(i, k) && batched_in(i, k)) {
-        any_batched = true;
-        full = gshape(val(i, k).id).size() + 1;
-      }
-    int64_t axis = 0;
+      if (has_input(i, k) && batched_in(i, k) && first_batched < 0) first_batched = k;
+    const std::string name = gname(i);
     for (int k = 0; k < n.input_size(); ++k) {
       if (!has_input(i, k)) continue;
       int v = gid(i, k);
-      if (any_batched && !result_.graph.value(v).batched) v = drop_batch_facing(i, v, full, gname(i) + ":" + std::to_string(k));
+      if (first_batched >= 0 && k != first_batched) {
+        const Val& bv = val(i, first_batched);
+        if (bv.lay.standard() && !batched_in(i, k)) {
+          v = drop_batch_facing(i, v, gshape(bv.id).size() + 1, name + ":" + std::to_string(k));
+        } else {
+          v = aligned(i, bv, val(i, k), name + ":" + std::to_string(k)).second;
+        }
+      }
       ins.push_back(v);
     }
     if (ins.empty()) node_error(ErrorCode::kInvalidArgument, i, "Concat has no inputs");
+    int64_t axis = 0;
     for (int k = 0; k < n.input_size(); ++k)
       if (has_input(i, k)) {
-        axis = graph_axis(i, any_batched ? val_of_batched(i) : val(i, k), attr_int(i, "axis", 0));
+        axis = graph_axis(i, first_batched >= 0 ? val(i, first_batched) : val(i, k), attr_int(i, "axis", 0));
         break;
       }
     if (ins.size() == 1) return set_out(i, ins[0]);
     Attributes a;
     a["axis"] = attr_of(axis);
-    set_out(i, b_.node("concat", ins, a, gname(i)));
-  }
-  const Val& val_of_batched(int i) {
-    for (int k = 0; k < g_.node(i).input_size(); ++k)
-      if (has_input(i, k) && batched_in(i, k)) return val(i, k);
-    return val(i, 0);
+    set_out(i, b_.node("concat", ins, a, name));
   }
 
   void flatten(int i) {
@@ -1742,16 +1921,136 @@ class Importer {
       return set_out(i, b_.reshape(x, {p, shape_numel(s) / p}, gname(i)));
     }
     if (axis == 0) mixing(i, "Flatten(axis=0) merges the batch axis into the features");
-    if (axis > 1)
-      mixing(i, "Flatten(axis=" + std::to_string(axis) + ") merges the batch axis with axes 1.." +
-                    std::to_string(axis - 1) + " (only axis=1 keeps one row per example)");
-    set_out(i, b_.flatten(x, gname(i)));
+    if (xv.lay.standard() && axis == 1) return set_out(i, b_.flatten(x, gname(i)), BatchLayout{});
+    // [d0·…·d(axis−1), d(axis)·…]: the batch merges with the axes on its side (torch's flatten(0, -2)).
+    const Shape full = full_shape(xv);
+    int64_t parts[2] = {1, 1}, coef[2] = {0, 0};
+    for (int64_t d = 0; d < r; ++d) {
+      const int side = d < axis ? 0 : 1;
+      if (const int64_t c = batch_coef(static_cast<double>(full[d])); c > 0) coef[side] = c;
+      else parts[side] *= full[d];
+    }
+    std::vector<int64_t> to;
+    for (int side = 0; side < 2; ++side) to.push_back(coef[side] ? kSymInt + coef[side] * parts[side] : parts[side]);
+    reshape_batched(i, xv, to, true);
   }
 
   void reshape(int i) {
     const Val& xv = val(i, 0);
-    const Shape out = resolve_reshape(i, full_shape(xv), host_ints(i, 1, "shape"), batched(xv));
+    if (batched(xv)) return reshape_batched(i, xv, host_ints(i, 1, "shape"), attr_int(i, "allowzero", 0) != 0);
+    const Shape out = resolve_reshape(i, full_shape(xv), host_ints(i, 1, "shape"));
     set_out(i, b_.reshape(data(i), out, gname(i)));
+  }
+
+  static std::string target_string(const std::vector<int64_t>& to) {
+    std::string s = "[";
+    for (size_t d = 0; d < to.size(); ++d) {
+      if (d) s += ", ";
+      const int64_t c = sym_coef(to[d]);
+      s += c == 0 ? std::to_string(to[d]) : c == 1 ? std::string("n") : "n·" + std::to_string(c);
+    }
+    return s + "]";
+  }
+
+  // A batched value reshaped to the ONNX target `to` (0 copies unless allowzero, one -1 is
+  // inferred, n·c entries from folded shape arithmetic): the per-example reshape and the layout
+  // after it (batch_layout.hpp), refused when the target would put entries of different examples
+  // together. A file exported with a fixed batch size writes it as a number: the axis it names is
+  // found as the only one that fits (preferring the input's batch axis).
+  void reshape_batched(int i, const Val& xv, const std::vector<int64_t>& to_in, bool allowzero) {
+    using onnx_import_detail::TargetDim;
+    const Shape in = full_shape(xv);
+    const Shape& g = gshape(xv.id);
+    const int64_t per = shape_numel(g);
+    std::vector<int64_t> to = to_in;
+    std::vector<TargetDim> t;
+    int64_t infer = -1, known = 1, nsym = 0;
+    // The known product, never past the input's entries (a fixed batch included): no overflow.
+    const double most = static_cast<double>(per) * static_cast<double>(std::max<int64_t>(static_batch_, 1));
+    auto times = [&](int64_t v) {
+      if (static_cast<double>(known) * static_cast<double>(v) > most)
+        node_error(ErrorCode::kInvalidArgument, i, "cannot reshape " + onnx_shape_string(xv) + " to " +
+                                                       target_string(to_in) + ": more entries than the input");
+      known *= v;
+    };
+    for (size_t d = 0; d < to.size(); ++d) {
+      if (to[d] == 0 && !allowzero) {
+        if (d >= in.size()) node_error(ErrorCode::kInvalidArgument, i, "shape has a 0 beyond the input's rank");
+        const int64_t c = batch_coef(static_cast<double>(in[d]));
+        to[d] = c > 0 ? kSymInt + c : in[d];
+      }
+      if (const int64_t c = sym_coef(to[d]); c > 0) {
+        t.push_back({1, c});
+        times(c);
+        ++nsym;
+      } else if (to[d] == -1) {
+        if (infer >= 0) node_error(ErrorCode::kInvalidArgument, i, "shape has two -1 entries");
+        infer = static_cast<int64_t>(d);
+        t.push_back({1, 0});
+      } else if (to[d] <= 0) {
+        node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(to[d]));
+      } else {
+        t.push_back({to[d], 0});
+        times(to[d]);
+      }
+    }
+    const std::string what = "cannot reshape " + onnx_shape_string(xv) + " to " + target_string(to_in);
+    if (nsym > 1) mixing(i, what + ": two of its axes hold the batch");
+    std::optional<std::pair<Shape, BatchLayout>> out;
+    std::string why;
+    if (nsym == 1) {
+      if (infer >= 0) {
+        if (known <= 0 || per % known != 0)
+          mixing(i, what + ": the inferred axis is not a whole number of each example's entries");
+        t[static_cast<size_t>(infer)].size = per / known;
+      } else if (known != per) {
+        node_error(ErrorCode::kInvalidArgument, i, what + ": the sizes differ");
+      }
+      out = onnx_import_detail::reshape_layout(g, xv.lay, t, &why);
+      if (!out) mixing(i, what + ": " + why);
+      return set_out(i, b_.reshape(data(i), out->first, gname(i)), out->second);
+    }
+    // No symbol: the -1 holds the batch, or (a file exported with a fixed batch size) a number
+    // does. Candidates in order of preference: the input's own batch axis, the -1, the others.
+    std::vector<std::vector<TargetDim>> cands;
+    auto with_batch_at = [&](size_t d) {
+      std::vector<TargetDim> c = t;
+      if (static_cast<int64_t>(d) == infer) {
+        if (per % known != 0) return;
+        c[d] = {1, per / known};
+      } else {
+        if (static_batch_ <= 0 || c[d].size % static_batch_ != 0) return;
+        c[d] = {1, c[d].size / static_batch_};
+        const int64_t rest = known / static_batch_;  // the known entries per example
+        if (infer >= 0) {
+          if (per % rest != 0) return;
+          c[static_cast<size_t>(infer)].size = per / rest;
+        } else if (rest != per) {
+          return;
+        }
+      }
+      cands.push_back(std::move(c));
+    };
+    const size_t q = static_cast<size_t>(batch_axis(xv));
+    if (q < t.size()) with_batch_at(q);
+    if (infer >= 0 && static_cast<size_t>(infer) != q) with_batch_at(static_cast<size_t>(infer));
+    for (size_t d = 0; d < t.size(); ++d)
+      if (d != q && static_cast<int64_t>(d) != infer) with_batch_at(d);
+    int found = 0;
+    for (const auto& c : cands) {
+      auto r = onnx_import_detail::reshape_layout(g, xv.lay, c, &why);
+      if (r && found++ == 0) out = r;
+    }
+    if (found == 0)
+      mixing(i, what + (static_batch_ > 0 ? ": no axis of it can hold the batch of " + std::to_string(static_batch_) +
+                                                " examples"
+                                          : ": its size is not the batch size times an example's " +
+                                                std::to_string(per) + " entries"));
+    // A fixed batch of 1 says nothing about where the batch goes once it has moved.
+    if (found > 1 && static_batch_ == 1 && !xv.lay.standard())
+      mixing(i, what + ": the file was exported with a fixed batch of 1, so its shapes do not say which axis holds "
+                       "the batch; export with a symbolic batch axis (dynamic_axes={input: {0: 'n'}})");
+    set_out(i, b_.reshape(data(i), out->first, gname(i)), out->second);
   }
 
   void transpose(int i) {
@@ -1768,9 +2067,10 @@ class Importer {
       if (seen[p]++) node_error(ErrorCode::kInvalidArgument, i, "perm repeats axis " + std::to_string(p));
     }
     if (batched(xv)) {
-      if (perm[0] != 0) mixing(i, "perm " + dims_string(perm) + " moves the batch axis");
-      perm.erase(perm.begin());
-      for (int64_t& p : perm) --p;
+      // The batch axis may move (torch's MultiheadAttention: [n, T, D] → [T, n, D]); the graph
+      // permutes the per-example axes and the layout records where the batch went.
+      const auto p = onnx_import_detail::permute_layout(gshape(xv.id), xv.lay, perm);
+      return set_out(i, b_.transpose(data(i), p.graph_perm, gname(i)), p.layout);
     }
     set_out(i, b_.transpose(data(i), perm, gname(i)));
   }
@@ -1780,17 +2080,19 @@ class Importer {
     const bool unsq = g_.node(i).op_type() == "Unsqueeze";
     Shape s = full_shape(xv);
     if (batched(xv)) {
-      // The batch axis must stay axis 0: squeeze/unsqueeze only the axes after it.
+      // The batch's own axis is never removed; axes are inserted or removed around it.
       const std::vector<int64_t> axes = squeeze_axes(i);
-      const int64_t out_r = static_cast<int64_t>(s.size()) + (unsq ? static_cast<int64_t>(axes.size()) : 0);
-      for (int64_t a : axes)
-        if (norm_axis(i, a, unsq ? out_r : static_cast<int64_t>(s.size())) == 0)
-          mixing(i, std::string(unsq ? "it inserts an axis before" : "it removes") + " the batch axis");
-      s[0] = 1;  // never squeezed implicitly (the batch size is unknown)
-      if (!unsq && axes.empty()) s[0] = 2;
+      const int64_t q = batch_axis(xv);
+      if (!unsq)
+        for (int64_t a : axes)
+          if (norm_axis(i, a, static_cast<int64_t>(s.size())) == q) mixing(i, "it removes the batch axis");
+      const int64_t coef = batch_coef(static_cast<double>(s[static_cast<size_t>(q)]));
+      constexpr int64_t kMark = -7;  // the batch's axis, never 1 (never squeezed implicitly)
+      s[static_cast<size_t>(q)] = kMark;
       Shape out = squeezed_dims(i, s, unsq);
-      out.erase(out.begin());
-      return set_out(i, b_.reshape(data(i), out, gname(i)));
+      std::vector<int64_t> to;
+      for (int64_t d : out) to.push_back(d == kMark ? kSymInt + coef : d);
+      return reshape_batched(i, xv, to, true);
     }
     set_out(i, b_.reshape(data(i), squeezed_dims(i, s, unsq), gname(i)));
   }
@@ -1809,16 +2111,16 @@ class Importer {
   void slice(int i) {
     const Val& xv = val(i, 0);
     const bool bt = batched(xv);
-    const Shape full = full_shape(xv);
-    const Shape dims = bt ? Shape(full.begin(), full.end()) : full;
+    const Shape dims = full_shape(xv);
     std::vector<int64_t> start(dims.size(), 0), step(dims.size(), 1);
-    Shape out = slice_shape(i, dims, &start, &step, bt);
+    Shape out = slice_shape(i, dims, &start, &step, bt ? batch_axis(xv) : -1);
     std::vector<int64_t> starts, ends, axes, steps;
-    for (size_t d = bt ? 1 : 0; d < dims.size(); ++d) {
+    for (size_t d = 0; d < dims.size(); ++d) {
+      if (bt && static_cast<int64_t>(d) == batch_axis(xv)) continue;
       if (out[d] == dims[d] && step[d] == 1) continue;
       starts.push_back(start[d]);
       ends.push_back(start[d] + (out[d] - 1) * step[d] + 1);
-      axes.push_back(static_cast<int64_t>(d) - (bt ? 1 : 0));
+      axes.push_back(bt ? graph_axis(i, xv, static_cast<int64_t>(d)) : static_cast<int64_t>(d));
       steps.push_back(step[d]);
     }
     const int x = data(i);
@@ -1877,8 +2179,20 @@ class Importer {
     for (size_t f = 0; f < c.values.size(); ++f) keep[f] = c.values[f] != 0 ? 1 : 0, drop[f] = 1 - keep[f];
     const std::string name = gname(i);
     // Adds `branch`·mask to acc (a batched branch), or the masked constant when it is a host tensor.
+    // A graph operand with the layout of the batched branch.
+    auto as_val = [&](int id) {
+      Val v;
+      v.id = id;
+      for (int k = 1; k <= 2; ++k)
+        if (!is_host(i, k) && batched_in(i, k)) v.lay = val(i, k).lay;
+      return v;
+    };
     auto term = [&](int k, const std::vector<double>& mask, const std::string& tag) -> int {
-      if (!is_host(i, k)) return b_.mul(gid(i, k), mask_constant(i, ":" + tag, c.dims, mask), name + ":" + tag + "_mul");
+      if (!is_host(i, k)) {
+        gid(i, k);
+        const auto [x, m] = aligned(i, val(i, k), as_val(mask_constant(i, ":" + tag, c.dims, mask)), name + ":" + tag);
+        return b_.mul(x, m, name + ":" + tag + "_mul");
+      }
       const Host& h = *val(i, k).host;
       Shape dims;
       broadcast_shape(c.dims, h.dims, &dims);
@@ -1890,7 +2204,8 @@ class Importer {
       return mask_constant(i, ":" + tag, dims, std::move(v));
     };
     if (xh && yh) node_error(ErrorCode::kInternal, i, "an all-constant Where was not folded");
-    const int a = term(1, keep, "x"), b = term(2, drop, "y");
+    const int a0 = term(1, keep, "x"), b0 = term(2, drop, "y");
+    const auto [a, b] = aligned(i, as_val(a0), as_val(b0), name);
     set_out(i, b_.add(a, b, name));
   }
 
@@ -1927,6 +2242,7 @@ class Importer {
       a["steps"] = attr_of(std::vector<int64_t>{1});
       Val v;
       v.id = b_.node("slice", {x}, a, gname(i) + ":" + std::to_string(k));
+      v.lay = xv.lay;
       set_out(i, static_cast<int>(k), v);
       start += sizes[k];
     }
@@ -1944,6 +2260,7 @@ class Importer {
     const int64_t axis = graph_axis(i, xv, attr_int(i, "axis", 0));
     const int x = data(i);
     const Shape s = gshape(x);
+    if (!(std::fabs(idx.values[0]) < 4.6e18)) node_error(ErrorCode::kInvalidArgument, i, "index out of range");
     int64_t j = static_cast<int64_t>(idx.values[0]);
     if (j < 0) j += s[axis];
     if (j < 0 || j >= s[axis]) node_error(ErrorCode::kInvalidArgument, i, "index out of range");
@@ -1955,35 +2272,127 @@ class Importer {
     const int sl = b_.node("slice", {x}, a, gname(i) + ":slice");
     Shape out = s;
     out.erase(out.begin() + axis);
-    set_out(i, b_.reshape(sl, out, gname(i)));
+    BatchLayout lay = xv.lay;
+    if (batched(xv) && axis < lay.pos - lay.outer) --lay.pos;
+    set_out(i, b_.reshape(sl, out, gname(i)), lay);
   }
 
   void expand(int i) {
     const Val& xv = val(i, 0);
     std::vector<int64_t> to = host_ints(i, 1, "shape");
-    const int64_t kSym = std::numeric_limits<int64_t>::min();
     const int x = data(i);
     if (!batched(xv)) {
-      for (int64_t d : to)
-        if (d == kSym) node_error(ErrorCode::kUnimplemented, i, "expanding a constant to the batch size is not supported");
+      // Expanded to the batch size (torch's cls_token.expand(n, -1, -1)): the same tensor for every
+      // example, so it stays without the batch, 1 along that axis; the ops that meet it with the
+      // batch broadcast it.
+      int64_t bcast = -1;
+      // A file exported with a fixed batch writes n as a number: the leading axis of that size
+      // that the tensor broadcasts along (size 1 or absent there) is the batch.
+      const Shape& xs = gshape(x);
+      const bool lead_is_one = xs.size() < to.size() || (!xs.empty() && xs[0] == 1);
+      if (static_batch_ > 1 && !to.empty() && to[0] == static_batch_ && lead_is_one) to[0] = kSymInt + 1;
+      for (size_t d = 0; d < to.size(); ++d) {
+        const int64_t c = sym_coef(to[d]);
+        if (c == 0) continue;
+        if (c != 1 || bcast >= 0)
+          node_error(ErrorCode::kUnimplemented, i, "expanding a constant to a multiple of the batch size is not supported");
+        bcast = static_cast<int64_t>(d);
+        to[d] = 1;
+      }
       Shape out;
       if (!broadcast_shape(gshape(x), to, &out)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
       Attributes a;
       a["shape"] = attr_of(out);
-      return set_out(i, out == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)));
+      Val v;
+      v.id = out == gshape(x) ? x : b_.node("expand", {x}, a, gname(i));
+      if (bcast >= 0) v.bcast_axis = bcast + static_cast<int64_t>(out.size() - to.size());
+      return set_out(i, 0, v);
     }
     const Shape full = full_shape(xv);
     if (to.size() > full.size()) mixing(i, "the target shape has more axes than the input");
     const size_t off = full.size() - to.size();
-    if (off == 0 && !(to[0] == kSym || to[0] == 1 || to[0] == static_batch_)) mixing(i, "it expands the batch axis");
-    Shape per(to.begin() + (off == 0 ? 1 : 0), to.end());
-    for (int64_t& d : per)
-      if (d == kSym) mixing(i, "it moves the batch size to another axis");
-    Shape out;
-    if (!broadcast_shape(gshape(x), per, &out)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
+    const auto axes = onnx_import_detail::onnx_axes(gshape(x), xv.lay);
+    const int64_t factor = onnx_import_detail::batch_factor(gshape(x), xv.lay);
+    Shape per = gshape(x);
+    for (size_t k = 0; k < to.size(); ++k) {
+      const auto& ax = axes[off + k];
+      const int64_t c = sym_coef(to[k]);
+      if (ax.batch) {
+        if (!(c == factor || to[k] == 1 || to[k] == -1 || (static_batch_ > 0 && to[k] == static_batch_ * factor)))
+          mixing(i, "it expands the batch axis");
+        continue;
+      }
+      if (c) mixing(i, "it moves the batch size to another axis");
+      int64_t& d = per[static_cast<size_t>(ax.first)];
+      if (to[k] != 1 && to[k] != d) {
+        if (d != 1) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
+        d = to[k];
+      }
+    }
     Attributes a;
-    a["shape"] = attr_of(out);
-    set_out(i, out == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)));
+    a["shape"] = attr_of(per);
+    set_out(i, per == gshape(x) ? x : b_.node("expand", {x}, a, gname(i)), xv.lay);
+  }
+
+  // Tile of a tensor without the batch, repeated only along size-1 axes: an Expand (torch's
+  // bias_k.repeat(1, n, 1) of MultiheadAttention(add_bias_kv=True) repeats a parameter to the batch).
+  void tile(int i) {
+    if (!has_input(i, 1)) node_error(ErrorCode::kInvalidArgument, i, "Tile needs inputs input and repeats");
+    const std::vector<int64_t> reps = host_ints(i, 1, "repeats");
+    const Val& xv = val(i, 0);
+    const Shape full = full_shape(xv);
+    if (reps.size() != full.size())
+      node_error(ErrorCode::kInvalidArgument, i, "repeats has " + std::to_string(reps.size()) + " entries for " +
+                                                     std::to_string(full.size()) + " axes");
+    for (size_t d = 0; d < reps.size(); ++d)
+      if (reps[d] != 1 && (batched(xv) || full[d] != 1))
+        node_error(ErrorCode::kUnimplemented, i,
+                   "Tile is supported only to repeat a tensor without the batch along its size-1 axes (as an "
+                   "Expand: a parameter repeated to the batch); axis " + std::to_string(d) + " of " +
+                       onnx_shape_string(xv) + " is repeated " +
+                       (sym_coef(reps[d]) ? std::string("to the batch") : std::to_string(reps[d]) + " times"));
+    const int x = data(i);
+    int64_t bcast = -1;
+    Shape to = full;
+    for (size_t d = 0; d < reps.size(); ++d) {
+      if (const int64_t c = sym_coef(reps[d]); c > 0) {
+        if (c != 1 || bcast >= 0)
+          node_error(ErrorCode::kUnimplemented, i, "repeating a constant to a multiple of the batch size is not supported");
+        bcast = static_cast<int64_t>(d);
+      } else {
+        to[d] = reps[d] * full[d];
+      }
+    }
+    Attributes a;
+    a["shape"] = attr_of(to);
+    Val v;
+    v.id = to == full ? x : b_.node("expand", {x}, a, gname(i));
+    v.bcast_axis = bcast;
+    set_out(i, 0, v);
+  }
+
+  // Pad's amounts per axis of a rank-`r` input (pads, optional axes), non-negative.
+  void pad_amounts(int i, int64_t r, std::vector<int64_t>* begins, std::vector<int64_t>* ends) {
+    const std::vector<int64_t> pads = host_ints(i, 1, "pads");
+    std::vector<int64_t> axes;
+    if (has_input(i, 3)) {
+      for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
+    } else {
+      for (int64_t d = 0; d < r; ++d) axes.push_back(d);
+    }
+    if (pads.size() != 2 * axes.size())
+      node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
+                                                     std::to_string(2 * axes.size()));
+    begins->assign(static_cast<size_t>(r), 0);
+    ends->assign(static_cast<size_t>(r), 0);
+    for (size_t k = 0; k < axes.size(); ++k) {
+      const int64_t b = pads[k], e = pads[k + axes.size()];
+      if (b < 0 || e < 0) node_error(ErrorCode::kUnimplemented, i, "negative pads are not supported");
+      if (b > kMaxFoldElements || e > kMaxFoldElements)
+        node_error(ErrorCode::kInvalidArgument, i, "a pad of over 2^20 entries");
+      (*begins)[axes[k]] = b;
+      (*ends)[axes[k]] = e;
+    }
   }
 
   void pad(int i) {
@@ -1996,26 +2405,23 @@ class Importer {
     }
     const Val& xv = val(i, 0);
     const int64_t r = full_rank(xv);
-    std::vector<int64_t> pads = host_ints(i, 1, "pads");
-    std::vector<int64_t> axes;
-    if (has_input(i, 3)) {
-      for (int64_t a : host_ints(i, 3, "axes")) axes.push_back(norm_axis(i, a, r));
-    } else {
-      for (int64_t d = 0; d < r; ++d) axes.push_back(d);
-    }
-    if (pads.size() != 2 * axes.size())
-      node_error(ErrorCode::kInvalidArgument, i, "pads has " + std::to_string(pads.size()) + " entries, expected " +
-                                                     std::to_string(2 * axes.size()));
-    std::vector<int64_t> begins(static_cast<size_t>(r), 0), ends(static_cast<size_t>(r), 0);
-    for (size_t k = 0; k < axes.size(); ++k) {
-      if (pads[k] < 0 || pads[k + axes.size()] < 0) node_error(ErrorCode::kUnimplemented, i, "negative pads are not supported");
-      begins[axes[k]] = pads[k];
-      ends[axes[k]] = pads[k + axes.size()];
-    }
+    std::vector<int64_t> begins, ends;
+    pad_amounts(i, r, &begins, &ends);
     const bool bt = batched(xv);
-    if (bt && (begins[0] != 0 || ends[0] != 0)) mixing(i, "it pads the batch axis");
-    std::vector<int64_t> p(begins.begin() + (bt ? 1 : 0), begins.end());
-    p.insert(p.end(), ends.begin() + (bt ? 1 : 0), ends.end());
+    std::vector<int64_t> p = begins;
+    p.insert(p.end(), ends.begin(), ends.end());
+    if (bt) {
+      const int64_t q = batch_axis(xv);
+      if (begins[q] != 0 || ends[q] != 0) mixing(i, "it pads the batch axis");
+      const size_t gr = gshape(xv.id).size();
+      p.assign(2 * gr, 0);
+      for (int64_t d = 0; d < r; ++d) {
+        if (d == q) continue;
+        const size_t ga = static_cast<size_t>(graph_axis(i, xv, d));
+        p[ga] = begins[d];
+        p[ga + gr] = ends[d];
+      }
+    }
     const int x = data(i);
     if (std::all_of(p.begin(), p.end(), [](int64_t v) { return v == 0; })) return set_out(i, x);
     Attributes a;
@@ -2040,7 +2446,10 @@ class Importer {
     for (int64_t a : axes) g.push_back(graph_axis(i, xv, a));
     std::sort(g.begin(), g.end());
     if (std::adjacent_find(g.begin(), g.end()) != g.end()) node_error(ErrorCode::kInvalidArgument, i, "axes repeat");
-    set_out(i, b_.reduce(op == "ReduceSum" ? "reduce_sum" : "reduce_mean", x, g, keepdims, gname(i)));
+    BatchLayout lay = xv.lay;
+    if (!keepdims)
+      for (int64_t a : g) lay.pos -= a < lay.pos - lay.outer ? 1 : 0;
+    set_out(i, b_.reduce(op == "ReduceSum" ? "reduce_sum" : "reduce_mean", x, g, keepdims, gname(i)), lay);
   }
 
   void softmax(int i) {

@@ -6,17 +6,21 @@
 // (kernels/src/graph/graph_builder.hpp): Gemm, MatMul (+ Add bias), Conv, MaxPool, AveragePool,
 // GlobalAveragePool, BatchNormalization (inference), LayerNormalization, GroupNormalization,
 // InstanceNormalization, Add/Sub/Mul/Div, Pow (constant exponent), Concat, Flatten, Reshape,
-// Transpose, Squeeze/Unsqueeze, Slice, Gather (a constant index), Expand, Pad (constant), Identity,
-// Dropout (inference), ReduceMean/ReduceSum, Softmax/LogSoftmax and the element-wise functions
+// Transpose, Squeeze/Unsqueeze, Slice, Gather (a constant index, or an embedding lookup of integer
+// token inputs), Split, Where (a constant condition), Expand, Tile (a parameter to the batch), Pad
+// (constant), Identity, Dropout (inference), ReduceMean/ReduceSum, Softmax/LogSoftmax and the element-wise functions
 // (Relu, LeakyRelu, Tanh, Sigmoid, Softplus, Gelu, Elu, HardSigmoid, HardSwish, Clip, Erf, Exp,
 // Log, Sqrt, Reciprocal, Neg, and the Erf pattern of exact GELU and x·Sigmoid(x)). Shape
 // arithmetic (Shape, Constant, Gather/Slice/Concat/Unsqueeze/Cast/... on constants) is folded
 // for the actual input shape. Opsets 11–20 of the default domain; initialisers float32 or
 // float64, raw or typed.
 //
-// Tensors carry the example (batch) axis first; an op that would mix examples (touch axis 0,
-// move it) is refused (kInvalidArgument). ONNX axis a ≥ 1 of a batched tensor is the graph's
-// per-example axis a − 1 (docs/ARCHITECTURE.md "The operation graph").
+// The data input and the output carry the example (batch) axis first; in between the batch may
+// move and merge with other axes (torch's nn.MultiheadAttention: [T, n·h, d]), tracked per value
+// by a BatchLayout (kernels/onnx/src/batch_layout.hpp) through which each op's ONNX axes map to
+// the graph's per-example axes (docs/ARCHITECTURE.md "The ONNX importer"); an op that would mix
+// examples (act along the batch's axis, interleave examples, multiply across them) is refused
+// (kInvalidArgument) naming the node.
 //
 // Parameters θ: with ImportBounds::parameter_names, exactly those initialisers in that order;
 // otherwise the float initialisers used in differentiable slots (weights, biases, γ/β, ...), in
