@@ -97,7 +97,8 @@ request)
   # decodes them. Every engine source but the CUDA loader (cuda_unavailable.cpp stands in),
   # with every subfolder of kernels/src and the CPU op kernels (the folders kernels/CMakeLists.txt
   # globs), so a new file or folder there needs no edit here; the build info is the build's, or a stand-in.
-  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/wire/src/proto_convert.cpp" "$ROOT/kernels/cpu/cpu_backend.cpp")
+  srcs=("$GEN/basin/v1/basin.pb.cc" "$ROOT/wire/src/proto_convert.cpp")
+  for s in "$ROOT"/kernels/cpu/*.cpp; do srcs+=("$s"); done  # the CPU backend and its block cache
   for s in "$ROOT"/kernels/src/*.cpp; do
     [[ $(basename "$s") == cuda_loader.cpp ]] || srcs+=("$s")
   done
