@@ -297,7 +297,7 @@ class Engine {
     Pending p;
     p.active = true;
     if (plan_.method == Method::kSvd || queue.capacity() == 1) {
-      p.sigma = singular_values(seeds, r, plan_.method, timings);
+      p.sigma = singular_values(seeds, r, plan_.method, timings, keep_jacobian(r) ? &queue : nullptr);
       return p;
     }
     auto t0 = std::chrono::steady_clock::now();
@@ -333,8 +333,16 @@ class Engine {
     s.default_tolerance = default_sigma_tolerance(s.sigma, plan_.method, k);
     const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
     const bool all_resolved = resolved == static_cast<int64_t>(s.sigma.size());
+    Buffer<T> kept = take_kept_jacobian(&queue);
     if (req_.method != Method::kAuto || plan_.method == Method::kSvd || all_resolved) return s;
-    if (svd_fits()) {
+    if (kept.get() != nullptr) {  // G̃ itself from pass 1: no second Jacobian pass
+      auto t0 = std::chrono::steady_clock::now();
+      progress(Stage::kSolve, 0);
+      s.sigma = to_double(be_.singular_values(req_.num_examples * k, req_.num_params(), kept.get()));
+      s.sigma.resize(static_cast<size_t>(std::min(req_.num_examples * k, req_.num_params())));
+      timings.solve_ms += elapsed_ms(t0);
+      s.method = method_name(Method::kSvd);
+    } else if (svd_fits()) {
       load(b);
       s.sigma = singular_values(seeds, k, Method::kSvd, timings);
       s.method = method_name(Method::kSvd);
@@ -392,14 +400,52 @@ class Engine {
     return method == Method::kGram ? net_.gram(seeds, r, plan_.gram_tile_rows) : net_.normal(seeds, r, kBlockBytes);
   }
 
+  // auto's Gram may find an apparent deficiency that only the SVD of G̃ resolves
+  // (finish_spectrum). Where G̃ is small (64 MiB at most), pass 1 materialises it, forms the
+  // Gram from it by one SYRK and keeps it for that SVD, so a rank-deficient G (the common case)
+  // costs one Jacobian pass, not two. One checkpoint only.
+  // Larger G̃ keep the Gram's smaller working set (a ResNet's G is gigabytes).
+  static constexpr double kKeptJacobianBytes = 64.0 * 1024 * 1024;
+  bool keep_jacobian(int64_t r) const {
+    if (req_.method != Method::kAuto || plan_.method == Method::kSvd || checkpoints_.size() != 1 || !svd_fits())
+      return false;
+    const double g_bytes = double(req_.num_examples * r) * double(req_.num_params()) * sizeof(T);
+    return g_bytes <= kKeptJacobianBytes;
+  }
+  Buffer<T> take_kept_jacobian(const void* key) {
+    for (size_t i = 0; i < kept_jacobians_.size(); ++i)
+      if (kept_jacobians_[i].first == key) {
+        Buffer<T> g = std::move(kept_jacobians_[i].second);
+        kept_jacobians_.erase(kept_jacobians_.begin() + static_cast<std::ptrdiff_t>(i));
+        return g;
+      }
+    return Buffer<T>();
+  }
+
   // All min(m, N) singular values of G̃ (seeded by `seeds`, r rows per example), descending.
-  std::vector<double> singular_values(const std::vector<T>& seeds, int64_t r, Method method, Timings& timings) {
+  // With keep_as, a Gram method works from G̃ materialised, kept under that key (keep_jacobian).
+  std::vector<double> singular_values(const std::vector<T>& seeds, int64_t r, Method method, Timings& timings,
+                                      const void* keep_as = nullptr) {
     const int64_t m = req_.num_examples * r, N = req_.num_params();
     const size_t count = static_cast<size_t>(std::min(m, N));
     auto t0 = std::chrono::steady_clock::now();
     progress(Stage::kJacobian, 0);
     std::vector<double> values;
-    if (method == Method::kSvd) {
+    if (method != Method::kSvd && keep_as != nullptr) {
+      Buffer<T> g = net_.jacobian(seeds, r);
+      const int64_t dim = method == Method::kGram ? m : N;
+      Buffer<T> sym(be_, static_cast<size_t>(dim * dim));
+      if (method == Method::kGram)
+        be_.syrk_lower(false, m, N, T(1), g.get(), N, T(0), sym.get(), m);
+      else
+        be_.syrk_lower(true, N, m, T(1), g.get(), N, T(0), sym.get(), N);
+      progress(Stage::kGram, 1);
+      timings.jacobian_ms += elapsed_ms(t0);
+      progress(Stage::kSolve, 0);
+      t0 = std::chrono::steady_clock::now();
+      values = sigma_from_eigenvalues(be_.symmetric_eigenvalues(dim, sym.get()));
+      kept_jacobians_.emplace_back(keep_as, std::move(g));
+    } else if (method == Method::kSvd) {
       Buffer<T> g = net_.jacobian(seeds, r);
       timings.jacobian_ms += elapsed_ms(t0);
       progress(Stage::kSolve, 0);
@@ -527,6 +573,7 @@ class Engine {
   SymmetricSolveQueue<T> queue_;      // σ(G) (and an MSE GGN's)
   SymmetricSolveQueue<T> ggn_queue_;  // a cross-entropy GGN's factor spectrum
   std::vector<T> identity_seeds_;
+  std::vector<std::pair<const void*, Buffer<T>>> kept_jacobians_;  // G̃ kept for auto's SVD (keep_jacobian)
   size_t current_ = 0;     // the checkpoint being worked on (for progress)
   double reported_ = 0;    // the last progress fraction reported
   // {start, width} of the current pass in the request's progress: pass 1 (forward, Grams,

@@ -187,6 +187,25 @@ TEST(Rank, AutoDecidesADeficientRankWithTheSvdOfG) {
   EXPECT_EQ(j.refined_from, "gram");
   EXPECT_EQ(j.method, "svd");
   EXPECT_EQ(j.rank, ref);
+  // The SVD runs on the G that pass 1 materialised for the Gram (no second Jacobian pass).
+  const std::vector<double> ref_sigma = lapack_singular_values(test::materialised_jacobian(r), m, N);
+  ASSERT_EQ(j.singular_values.size(), ref_sigma.size());
+  for (size_t i = 0; i < ref_sigma.size(); ++i)
+    EXPECT_NEAR(j.singular_values[i], ref_sigma[i], 1e-13 * ref_sigma[0]) << "σ_" << i;
+  // The same for a cross-entropy GGN's factor G̃ = SᵀG (its own kept G̃), against method svd.
+  AnalysisRequest ce = test::random_request(model, 10, Loss::kCrossEntropy, 1);
+  ce.want = Want{true, true, false};
+  ce.method = Method::kSvd;
+  const AnalysisResult svd_ce = analyze(ce);
+  ce.method = Method::kAuto;
+  const AnalysisResult auto_ce = analyze(ce);
+  EXPECT_EQ(auto_ce.ggn->method, "svd");
+  EXPECT_EQ(auto_ce.ggn->refined_from, "gram");
+  ASSERT_EQ(auto_ce.ggn->eigenvalues.size(), svd_ce.ggn->eigenvalues.size());
+  for (size_t i = 0; i < svd_ce.ggn->eigenvalues.size(); ++i)
+    EXPECT_NEAR(auto_ce.ggn->eigenvalues[i], svd_ce.ggn->eigenvalues[i], 1e-13 * svd_ce.ggn->eigenvalues[0]) << i;
+  EXPECT_EQ(auto_ce.ggn->rank, svd_ce.ggn->rank);
+  EXPECT_EQ(auto_ce.jacobian->rank, ref);
   // Over the memory budget the SVD is not attempted and the Gram's answer stands.
   r.limits.max_memory_bytes = 30 * 1024;  // the Gram (~24 KiB) fits, G plus gesdd work (~60 KiB) does not
   const JacobianSpectrum small = *analyze(r).jacobian;

@@ -376,6 +376,21 @@ TEST(ConvOp, SmallCnnThroughTheExecutor) {
       scale = std::max(scale, std::fabs(want));
     }
   EXPECT_LE(worst, 1e-12 * scale) << "CNN gram vs G Gᵀ";
+  // The same Gram with the conv kernels' blocks taken in column ranges of one or two output
+  // channels (w1, w3; w2 is grouped and comes whole).
+  net.set_param_chunk_bytes(1000);
+  {
+    Buffer<double> gg = net.gram(id, k);
+    be->download(gram.data(), gg.get(), gram.size());
+  }
+  worst = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double want = 0;
+      for (int64_t p = 0; p < N; ++p) want += G[i * N + p] * G[j * N + p];
+      worst = std::max(worst, std::fabs(gram[i * m + j] - want));
+    }
+  EXPECT_LE(worst, 1e-12 * scale) << "CNN gram from column ranges vs G Gᵀ";
   std::vector<double> r(static_cast<size_t>(n * k));
   for (double& v : r) v = nd(rng);
   auto grad_at = [&](const std::vector<double>& p) {

@@ -150,7 +150,8 @@ std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
 
 template <class T>
 void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode,
-                               const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep) {
+                               const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep,
+                               const ParamVisitor* chunks) {
   const Graph& g = *graph_;
   const auto& values = g.values();
   const auto& nodes = g.nodes();
@@ -199,9 +200,40 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
           (*dense)(gout, c.in[a], static_cast<size_t>(param_index_[v]), bias ? param_index_[nd.inputs[b]] : -1);
         }
       }
+      // A large parameter block completed here goes to `chunks` in column ranges (rows of its
+      // leading axis) when the op can produce them (Op::vjp_param_rows), never whole.
+      std::vector<char> chunked(nd.inputs.size(), 0);
+      if (chunks != nullptr && mode == Mode::kPerExample) {
+        for (size_t j = 0; j < nd.inputs.size(); ++j) {
+          const int v = nd.inputs[j];
+          const Shape& ps = values[v].shape;
+          if (param_index_[v] < 0 || uses_[v] != 1 || structured[v] || static_cast<int>(j) == skip_w ||
+              static_cast<int>(j) == skip_b || ps.empty())
+            continue;
+          const int64_t rest = shape_numel(ps) / ps[0], row_bytes = count * r * rest * int64_t(sizeof(T));
+          if (row_bytes * ps[0] <= param_chunk_bytes_) continue;
+          const int64_t per = std::clamp<int64_t>(param_chunk_bytes_ / row_bytes, 1, ps[0]);
+          Buffer<T> part(be_, static_cast<size_t>(count * r * per * rest));
+          for (int64_t b0 = 0; b0 < ps[0]; b0 += per) {
+            Shape sub = ps;
+            sub[0] = std::min(per, ps[0] - b0);
+            const Tensor<T> piece{part.get(), count, r, sub};
+            be_.fill(piece.data, static_cast<size_t>(piece.count()), T(0));
+            if (!ops_[i]->vjp_param_rows(c, gout, static_cast<int>(j), b0, b0 + sub[0], piece)) {
+              if (chunked[j])
+                throw Error(ErrorCode::kInternal, "node '" + nd.name + "': vjp_param_rows refused a later range");
+              break;
+            }
+            chunked[j] = 1;
+            (*chunks)(static_cast<size_t>(param_index_[v]), piece);
+          }
+          if (chunked[j]) structured[v] = 1;
+        }
+      }
       for (size_t j = 0; j < nd.inputs.size(); ++j) {
         const int v = nd.inputs[j];
-        if (!values[v].differentiable || static_cast<int>(j) == skip_w || static_cast<int>(j) == skip_b) continue;
+        if (!values[v].differentiable || static_cast<int>(j) == skip_w || static_cast<int>(j) == skip_b || chunked[j])
+          continue;
         gin[j] = cot_tensor(v);
       }
       ops_[i]->vjp(c, gout, gin);
@@ -264,22 +296,20 @@ Buffer<T> GraphNetwork<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t 
                                      gram.get());
     }
   };
-  backward(
-      seeds_dev.get(), 0, n_, r, Mode::kPerExample,
-      [&](size_t, const Tensor<T>& block) {
-        // Σ_t B_t B_tᵀ, B_t [m × c] (rows example-major, like G's).
-        const int64_t c = block.size();
-        if (tile == m) {
-          be_.syrk_lower(false, m, c, T(1), block.data, c, T(1), gram.get(), m);
-          return;
-        }
-        for (int64_t row0 = 0; row0 < m; row0 += tile) {
-          const int64_t rows = std::min(tile, m - row0), w = row0 + rows;
-          be_.gemm(false, true, rows, w, c, T(1), block.data + row0 * c, c, block.data, c, T(1), gram.get() + row0 * m,
-                   m);
-        }
-      },
-      &dense, nullptr);
+  // Σ_t B_t B_tᵀ, B_t [m × c] (rows example-major, like G's); a large B_t comes in column
+  // ranges, whose products sum to the same.
+  const ParamVisitor block_gram = [&](size_t, const Tensor<T>& block) {
+    const int64_t c = block.size();
+    if (tile == m) {
+      be_.syrk_lower(false, m, c, T(1), block.data, c, T(1), gram.get(), m);
+      return;
+    }
+    for (int64_t row0 = 0; row0 < m; row0 += tile) {
+      const int64_t rows = std::min(tile, m - row0), w = row0 + rows;
+      be_.gemm(false, true, rows, w, c, T(1), block.data + row0 * c, c, block.data, c, T(1), gram.get() + row0 * m, m);
+    }
+  };
+  backward(seeds_dev.get(), 0, n_, r, Mode::kPerExample, block_gram, &dense, nullptr, &block_gram);
   return gram;
 }
 
@@ -364,7 +394,6 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
   const Graph& g = *graph_;
   const auto& values = g.values();
-  const auto& nodes = g.nodes();
   const int64_t N = num_params();
   Buffer<T> res(be_, static_cast<size_t>(N * N));
   // Memory per direction: a tangent and a ġ for every value (per example when batched).
@@ -386,57 +415,10 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
         tan[pv] = Buffer<T>(be_, unit.size());
         be_.upload(tan[pv].get(), unit.data(), unit.size());
       }
-      auto tensor_of = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        return Tensor<T>{store[v].get(), val.batched ? n_ : 1, nb, val.shape};
-      };
-      auto ensure = [&](std::vector<Buffer<T>>& store, int v) {
-        const GraphValue& val = values[v];
-        if (store[v].get() == nullptr)
-          store[v] = Buffer<T>(be_, static_cast<size_t>((val.batched ? n_ : 1) * nb * shape_numel(val.shape)));
-        return tensor_of(store, v);
-      };
-      // Tangents of everything downstream of this parameter.
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        bool any = false;
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any = true;
-          }
-        if (!any) continue;
-        check_cancel();
-        OpCall<T> c = call(i, 0, n_);
-        ops_[i]->jvp(c, tin, ensure(tan, nd.output));
-      }
-      // ġ backwards; ġ at the output is zero (the residual term holds r fixed).
-      for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
-        if (!live_[i] || !ops_[i]->differentiable()) continue;
-        const GraphNode& nd = nodes[i];
-        const int out = nd.output;
-        bool any_tangent = false;
-        std::vector<Tensor<T>> tin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (tan[nd.inputs[j]].get() != nullptr) {
-            tin[j] = tensor_of(tan, nd.inputs[j]);
-            any_tangent = true;
-          }
-        if (dg[out].get() == nullptr && !any_tangent) continue;
-        check_cancel();
-        OpCall<T> c = call(static_cast<size_t>(i), 0, n_);
-        const GraphValue& oval = values[out];
-        const Tensor<T> gbar{kept_[out].get(), oval.batched ? n_ : 1, 1, oval.shape};
-        const Tensor<T> dgout = dg[out].get() != nullptr ? tensor_of(dg, out) : Tensor<T>{};
-        std::vector<Tensor<T>> gin(nd.inputs.size());
-        for (size_t j = 0; j < nd.inputs.size(); ++j)
-          if (values[nd.inputs[j]].differentiable) gin[j] = ensure(dg, nd.inputs[j]);
-        ops_[i]->rvjp(c, tin, kept_[out].get() != nullptr ? gbar : Tensor<T>{}, dgout, gin);
-        dg[out].reset();
-        if (param_index_[out] < 0) tan[out].reset();
-      }
+      // Tangents of everything downstream of this parameter, then ġ backwards from ġ_out = 0
+      // (the residual term holds r fixed).
+      tangent_pass(nb, 0, n_, tan);
+      reverse_tangent_pass(nb, 0, n_, tan, dg);
       for (size_t q = 0; q < g.parameters().size(); ++q) {
         const int qv = g.parameters()[q];
         if (dg[qv].get() == nullptr) continue;
@@ -458,7 +440,7 @@ double GraphNetwork<T>::gram_bytes(int64_t r) const {
     const double s = static_cast<double>(shape_numel(v.shape));
     primals += (v.batched ? n : 1) * s;
     largest_cot = std::max(largest_cot, m * s);
-    if (v.kind == ValueKind::kParameter) largest_block = std::max(largest_block, m * s);
+    if (v.kind == ValueKind::kParameter) largest_block = std::max(largest_block, std::min(m * s, double(param_chunk_bytes_) / sizeof(T)));
   }
   // Live cotangents: a few of the largest at once (branches keep more alive); the Gram; the
   // structured work matrices (m², n²).

@@ -78,6 +78,10 @@ class GraphNetwork {
   void parameter_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, const BlockVisitor& visit,
                         const DenseFactorVisitor* dense = nullptr);
 
+  // gram() takes a parameter's per-example block in column ranges of at most this many bytes
+  // when it is larger (and its op can: Op::vjp_param_rows). Default 32 MiB; tests set it small.
+  void set_param_chunk_bytes(int64_t bytes) { param_chunk_bytes_ = std::max<int64_t>(bytes, 1); }
+
   // Working memory of gram() (bytes): primals, the live cotangents, the largest materialised
   // block, the Gram itself; for the memory plan.
   double gram_bytes(int64_t r) const;
@@ -112,17 +116,26 @@ class GraphNetwork {
   // bias's (-1: none taken with it).
   using DenseVisitor = std::function<void(const Tensor<T>& delta, const Tensor<T>& a, size_t weight, int bias)>;
 
+  // With `chunks` (per-example mode), a parameter block over kParamChunkBytes that the op can
+  // produce in column ranges (Op::vjp_param_rows) goes to chunks piece by piece instead of visit.
   void backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode, const ParamVisitor& visit,
-                const DenseVisitor* dense, std::vector<Buffer<T>>* keep);
+                const DenseVisitor* dense, std::vector<Buffer<T>>* keep, const ParamVisitor* chunks = nullptr);
   Tensor<T> primal(int v, int64_t i0, int64_t count) const;
   OpCall<T> call(size_t node, int64_t i0, int64_t count) const;
   int64_t examples_per_block(int64_t r, uint64_t block_bytes) const;
   void jacobian_blocks(const std::vector<T>& seeds, int64_t r, int64_t block, T* out,
                        const std::function<void(int64_t rows)>& consume);
   void check_cancel() const;
-  // Curvature products (products.cpp): tangents of every value for examples [i0, i0 + count)
-  // from the parameters' directions V [b × N].
-  void tangent_pass(const T* V, int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan);
+  // The forward-over-reverse passes (products.cpp), shared by the curvature products and the
+  // residual Hessian, for b directions and examples [i0, i0 + count):
+  //   parameter_tangents: tan[p] = the parameters' slices of V [b × N] (the rest null);
+  //   tangent_pass: tangents of every value downstream of a seeded tan (jvp);
+  //   reverse_tangent_pass: ġ backwards (rvjp with the kept cotangents ḡ) from a seeded dg (the
+  //   output's ġ, or none; the parameters' ġ accumulate into dg[p]).
+  void parameter_tangents(const T* V, int64_t b, std::vector<Buffer<T>>& tan);
+  void tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan);
+  void reverse_tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan,
+                            std::vector<Buffer<T>>& dg);
   void upload_params(const std::vector<double>& params);
 
   Backend<T>& be_;
@@ -137,6 +150,7 @@ class GraphNetwork {
   std::vector<char> keep_primal_;            // per value: a derivative pass reads it (Op::reads_primal)
   std::vector<int64_t> last_use_;            // per value: the last live node that takes it
   std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
+  int64_t param_chunk_bytes_ = int64_t(32) << 20;
 };
 
 extern template class GraphNetwork<double>;

@@ -26,10 +26,9 @@ int64_t GraphNetwork<T>::product_examples(int64_t b, uint64_t pass_bytes) const 
 }
 
 template <class T>
-void GraphNetwork<T>::tangent_pass(const T* V, int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan) {
+void GraphNetwork<T>::parameter_tangents(const T* V, int64_t b, std::vector<Buffer<T>>& tan) {
   const Graph& g = *graph_;
   const auto& values = g.values();
-  const auto& nodes = g.nodes();
   const int64_t N = num_params();
   tan.clear();
   tan.resize(values.size());
@@ -39,6 +38,13 @@ void GraphNetwork<T>::tangent_pass(const T* V, int64_t b, int64_t i0, int64_t co
     tan[pv] = Buffer<T>(be_, static_cast<size_t>(b * c));
     be_.strided_axpby(1, b, c, T(1), V + p.param_offset, N, 0, T(0), tan[pv].get(), c, 0);
   }
+}
+
+template <class T>
+void GraphNetwork<T>::tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan) {
+  const Graph& g = *graph_;
+  const auto& values = g.values();
+  const auto& nodes = g.nodes();
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (!live_[i] || !ops_[i]->differentiable()) continue;
     const GraphNode& nd = nodes[i];
@@ -61,9 +67,55 @@ void GraphNetwork<T>::tangent_pass(const T* V, int64_t b, int64_t i0, int64_t co
 }
 
 template <class T>
+void GraphNetwork<T>::reverse_tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan,
+                                           std::vector<Buffer<T>>& dg) {
+  const Graph& g = *graph_;
+  const auto& values = g.values();
+  const auto& nodes = g.nodes();
+  auto tensor_of = [&](std::vector<Buffer<T>>& store, int v) {
+    const GraphValue& val = values[v];
+    return Tensor<T>{store[v].get(), val.batched ? count : 1, b, val.shape};
+  };
+  auto ensure = [&](std::vector<Buffer<T>>& store, int v) {
+    const GraphValue& val = values[v];
+    if (store[v].get() == nullptr)
+      store[v] = Buffer<T>(be_, static_cast<size_t>((val.batched ? count : 1) * b * shape_numel(val.shape)));
+    return tensor_of(store, v);
+  };
+  for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
+    if (!live_[i] || !ops_[i]->differentiable()) continue;
+    const GraphNode& nd = nodes[i];
+    const int out = nd.output;
+    bool any_tangent = false;
+    std::vector<Tensor<T>> tin(nd.inputs.size());
+    for (size_t j = 0; j < nd.inputs.size(); ++j)
+      if (tan[nd.inputs[j]].get() != nullptr) {
+        tin[j] = tensor_of(tan, nd.inputs[j]);
+        any_tangent = true;
+      }
+    if (dg[out].get() == nullptr && !any_tangent) continue;
+    check_cancel();
+    OpCall<T> c = call(static_cast<size_t>(i), i0, count);
+    const GraphValue& oval = values[out];
+    Tensor<T> gbar;
+    if (kept_[out].get() != nullptr)
+      gbar = oval.batched ? Tensor<T>{kept_[out].get() + i0 * shape_numel(oval.shape), count, 1, oval.shape}
+                          : Tensor<T>{kept_[out].get(), 1, 1, oval.shape};
+    const Tensor<T> dgout = dg[out].get() != nullptr ? tensor_of(dg, out) : Tensor<T>{};
+    std::vector<Tensor<T>> gin(nd.inputs.size());
+    for (size_t j = 0; j < nd.inputs.size(); ++j)
+      if (values[nd.inputs[j]].differentiable) gin[j] = ensure(dg, nd.inputs[j]);
+    ops_[i]->rvjp(c, tin, gbar, dgout, gin);
+    dg[out].reset();
+    if (param_index_[out] < 0) tan[out].reset();
+  }
+}
+
+template <class T>
 std::vector<T> GraphNetwork<T>::jacobian_product(const T* V, int64_t b, int64_t i0, int64_t count) {
   std::vector<Buffer<T>> tan;
-  tangent_pass(V, b, i0, count, tan);
+  parameter_tangents(V, b, tan);
+  tangent_pass(b, i0, count, tan);
   const int64_t k = num_outputs();
   std::vector<T> u(static_cast<size_t>(count * b * k), T(0));
   const int out = graph_->output();
@@ -113,7 +165,6 @@ void GraphNetwork<T>::hessian_product(const T* V, int64_t b, const OutputMap& ap
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "hessian_product needs gradient(keep=true)");
   const Graph& g = *graph_;
   const auto& values = g.values();
-  const auto& nodes = g.nodes();
   const int64_t N = num_params(), k = num_outputs(), block = product_examples(b, pass_bytes);
   const int outv = g.output();
   // ġ of the parameters (E = 1) accumulates over the example blocks.
@@ -121,53 +172,18 @@ void GraphNetwork<T>::hessian_product(const T* V, int64_t b, const OutputMap& ap
   for (int64_t i0 = 0; i0 < n_; i0 += block) {
     const int64_t count = std::min(block, n_ - i0);
     std::vector<Buffer<T>> tan;
-    tangent_pass(V, b, i0, count, tan);
+    parameter_tangents(V, b, tan);
+    tangent_pass(b, i0, count, tan);
     std::vector<Buffer<T>> dg(values.size());
     for (int pv : g.parameters()) dg[pv] = std::move(dg_param[pv]);
-    auto tensor_of = [&](std::vector<Buffer<T>>& store, int v) {
-      const GraphValue& val = values[v];
-      return Tensor<T>{store[v].get(), val.batched ? count : 1, b, val.shape};
-    };
-    auto ensure = [&](std::vector<Buffer<T>>& store, int v) {
-      const GraphValue& val = values[v];
-      if (store[v].get() == nullptr)
-        store[v] = Buffer<T>(be_, static_cast<size_t>((val.batched ? count : 1) * b * shape_numel(val.shape)));
-      return tensor_of(store, v);
-    };
     if (tan[outv].get() != nullptr) {
       std::vector<T> u(static_cast<size_t>(count * b * k));
       be_.download(u.data(), tan[outv].get(), u.size());
       apply_m(u, i0, count);
-      ensure(dg, outv);
+      dg[outv] = Buffer<T>(be_, u.size());
       be_.upload(dg[outv].get(), u.data(), u.size());
     }
-    for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
-      if (!live_[i] || !ops_[i]->differentiable()) continue;
-      const GraphNode& nd = nodes[i];
-      const int out = nd.output;
-      bool any_tangent = false;
-      std::vector<Tensor<T>> tin(nd.inputs.size());
-      for (size_t j = 0; j < nd.inputs.size(); ++j)
-        if (tan[nd.inputs[j]].get() != nullptr) {
-          tin[j] = tensor_of(tan, nd.inputs[j]);
-          any_tangent = true;
-        }
-      if (dg[out].get() == nullptr && !any_tangent) continue;
-      check_cancel();
-      OpCall<T> c = call(static_cast<size_t>(i), i0, count);
-      const GraphValue& oval = values[out];
-      Tensor<T> gbar;
-      if (kept_[out].get() != nullptr)
-        gbar = oval.batched ? Tensor<T>{kept_[out].get() + i0 * shape_numel(oval.shape), count, 1, oval.shape}
-                            : Tensor<T>{kept_[out].get(), 1, 1, oval.shape};
-      const Tensor<T> dgout = dg[out].get() != nullptr ? tensor_of(dg, out) : Tensor<T>{};
-      std::vector<Tensor<T>> gin(nd.inputs.size());
-      for (size_t j = 0; j < nd.inputs.size(); ++j)
-        if (values[nd.inputs[j]].differentiable) gin[j] = ensure(dg, nd.inputs[j]);
-      ops_[i]->rvjp(c, tin, gbar, dgout, gin);
-      dg[out].reset();
-      if (param_index_[out] < 0) tan[out].reset();
-    }
+    reverse_tangent_pass(b, i0, count, tan, dg);
     for (int pv : g.parameters()) dg_param[pv] = std::move(dg[pv]);
   }
   be_.fill(out, static_cast<size_t>(b * N), T(0));
@@ -182,7 +198,10 @@ void GraphNetwork<T>::hessian_product(const T* V, int64_t b, const OutputMap& ap
 // The members defined here, for both precisions (the rest are instantiated in executor.cpp).
 #define BASIN_PRODUCTS(T)                                                                                  \
   template int64_t GraphNetwork<T>::product_examples(int64_t, uint64_t) const;                          \
-  template void GraphNetwork<T>::tangent_pass(const T*, int64_t, int64_t, int64_t, std::vector<Buffer<T>>&); \
+  template void GraphNetwork<T>::parameter_tangents(const T*, int64_t, std::vector<Buffer<T>>&);       \
+  template void GraphNetwork<T>::tangent_pass(int64_t, int64_t, int64_t, std::vector<Buffer<T>>&);      \
+  template void GraphNetwork<T>::reverse_tangent_pass(int64_t, int64_t, int64_t, std::vector<Buffer<T>>&, \
+                                                      std::vector<Buffer<T>>&);                          \
   template std::vector<T> GraphNetwork<T>::jacobian_product(const T*, int64_t, int64_t, int64_t);        \
   template void GraphNetwork<T>::jacobian_transpose_product(const std::vector<T>&, int64_t, int64_t, int64_t, T*); \
   template void GraphNetwork<T>::gauss_newton_product(const T*, int64_t, const OutputMap&, T*, uint64_t); \

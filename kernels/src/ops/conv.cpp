@@ -248,6 +248,30 @@ class Conv final : public BilinearOp<T> {
     });
   }
 
+  // gw[e, r][begin..end) += g[e, r][begin..end) · cols(x[e])ᵀ: the output channels [begin, end)
+  // of the weight's cotangent (one group only: the rows of a group share its cols).
+  bool vjp_param_rows(const OpCall<T>& c, const Tensor<T>& g, int slot, int64_t begin, int64_t end,
+                      Tensor<T> gw) override {
+    if (slot != 1 || d_.groups != 1 || !g || c.in[0].R != 1) return false;
+    const Tensor<T>& x = c.in[0];
+    const int64_t E = max_examples<T>({&g, &x, &gw}), R = max_rows<T>({&g, &x, &gw});
+    const int64_t P = d_.P(), CK = d_.CgK(), rows = end - begin, osize = d_.Cout * P;
+    for_each_cols(c, x, [&](int64_t xe, int64_t, const T* cols) {
+      for (int64_t e = x.E == 1 ? 0 : xe; e < (x.E == 1 ? E : xe + 1); ++e) {
+        const T* G = g.at(g.E == 1 ? 0 : e, 0) + begin * P;
+        T* GW = gw.at(gw.E == 1 ? 0 : e, 0);
+        if (R == 1 || g.R == 1) {
+          for (int64_t r = 0; r < R; ++r)
+            c.be.gemm(false, true, rows, CK, P, T(1), G + (g.R == 1 ? 0 : r * osize), P, cols, P, T(1),
+                      GW + r * rows * CK, CK);
+        } else {
+          grouped_gemm(c.be, R, rows, CK, P, G, P, osize, cols, true, P, GW, CK, rows * CK);
+        }
+      }
+    });
+    return true;
+  }
+
   // ---- the bias (input 2) ----
   void forward(const OpCall<T>& c, Tensor<T> out) override {
     BilinearOp<T>::forward(c, out);

@@ -86,6 +86,16 @@ class Op {
   // frees, after the forward pass, every value that no differentiable consumer reads
   // (docs/ARCHITECTURE.md "The executor"); an op that reads a primal must say so.
   virtual bool reads_primal(int slot) const { (void)slot; return true; }
+  // Part of a vjp: the cotangent of input `slot` (a parameter) restricted to the rows
+  // [begin, end) of its leading axis — columns [begin·rest, end·rest) of its per-example block —
+  // accumulated into gin (its shape's leading axis end − begin). The Gram sums B Bᵀ over such
+  // column ranges, so a large block is never whole (docs/ARCHITECTURE.md "Structured Gram").
+  // False: not supported for this slot (gin untouched; the executor takes the whole block).
+  virtual bool vjp_param_rows(const OpCall<T>& c, const Tensor<T>& gout, int slot, int64_t begin, int64_t end,
+                              Tensor<T> gin) {
+    (void)c, (void)gout, (void)slot, (void)begin, (void)end, (void)gin;
+    return false;
+  }
 };
 
 // ---- families ----
