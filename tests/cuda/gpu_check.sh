@@ -252,6 +252,34 @@ for b, (c, g) in enumerate(zip(cpu, gpu)):
 print("  checkpoint parity OK")
 EOF
 fi
+# Matrix-free spectra (issue 12): Lanczos top/bottom, Hutch++ trace and the SLQ density through
+# the CLI, cuda vs cpu (same seeds, so the trace's probes are the same on both).
+if [[ -f $D/classification_model.json ]]; then
+  for dev in cpu cuda; do
+    "$CLI" analyze --local --device $dev --json --want hessian_top,ggn_top,hessian_trace,hessian_density \
+      --top-k 5 --bottom-k 3 --probes 12 --tol 1e-10 --spectra-method matrix_free \
+      --model $D/classification_model.json --params $D/classification_params.npy --inputs $D/classification_X.npy \
+      --targets $D/classification_labels.npy --loss cross_entropy > "$LOGS/basin_spectra_$dev.json" ||
+      fail "basin analyze matrix-free spectra --device $dev"
+  done
+  python3 - "$LOGS/basin_spectra_cpu.json" "$LOGS/basin_spectra_cuda.json" <<'EOF' || fail "matrix-free spectra JSON parity"
+import json, sys
+cpu, gpu = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+bad = [] if gpu["backend"] == "cuda" else ["backend is not 'cuda'"]
+scale = max(abs(x) for x in cpu["hessian_top"]["eigenvalues"] + cpu["hessian_bottom"]["eigenvalues"])
+for k in ("hessian_top", "hessian_bottom", "ggn_top", "ggn_bottom"):
+    a, b = cpu[k], gpu[k]
+    worst = max(abs(x - y) for x, y in zip(a["eigenvalues"], b["eigenvalues"]))
+    print(f"  {k:16s} {a['method']:10s} max |cpu-cuda| / scale = {worst / scale:.2e}, converged cpu {a['converged']} "
+          f"cuda {b['converged']}, max residual cuda {max(b['residual_norms']):.1e}")
+    if worst > 1e-10 * scale or not b["converged"]: bad.append(k)
+t0, t1 = cpu["hessian_trace"]["estimate"], gpu["hessian_trace"]["estimate"]
+print(f"  hessian_trace    cpu {t0:.12g} cuda {t1:.12g}")
+if abs(t0 - t1) > 1e-10 * scale * cpu["num_params"]: bad.append("hessian_trace")
+print("  spectra parity OK" if not bad else "  spectra mismatches: " + ", ".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+fi
 # --device auto picks cuda here and says so on stderr; --device cuda must not fall back.
 "$CLI" analyze --local --device auto --model $D/regression_model.json --params $D/regression_params.npy \
   --inputs $D/regression_X.npy --targets $D/regression_Y.npy --loss mse 2>&1 | grep -E "backend|using" || true

@@ -16,6 +16,9 @@ namespace basin {
 namespace {
 
 constexpr uint64_t kProductPassBytes = 256ull << 20;  // tangents + ġ of one product pass
+// Rows of the loss factor's Gram G̃G̃ᵀ [m × m] (m = n·r) the GGN's null-space path accepts (its
+// eigen-solve holds ~4 m² doubles: 512 MiB at the limit).
+constexpr int64_t kMaxNullSpaceRows = 4096;
 constexpr int64_t kDefaultTraceProbes = 30;
 constexpr int64_t kDefaultDensityProbes = 4;
 constexpr int64_t kDefaultDensitySteps = 80;
@@ -77,7 +80,12 @@ double spectra_bytes(const AnalysisRequest& r) {
       vectors = std::max<double>(vectors, group * (density_steps(r) + 2));
     }
   }
-  return vectors * N * 8.0 + 4.0 * p * N * elem_bytes(r) + double(kProductPassBytes);
+  double null_space = 0;  // the GGN's null-space path (ggn_null_space_bottom): the Gram's eigen-solve
+  if (!spectra_dense(r) && r.want.ggn_top && r.spectra.bottom_k > 0) {
+    const double m = std::min<double>(double(r.num_examples) * double(r.output_dim()), kMaxNullSpaceRows);
+    null_space = 4.0 * m * m * 8.0;
+  }
+  return vectors * N * 8.0 + 4.0 * p * N * elem_bytes(r) + double(kProductPassBytes) + null_space;
 }
 
 void validate_spectra(const AnalysisRequest& r) {
@@ -126,9 +134,6 @@ void validate_spectra(const AnalysisRequest& r) {
 }
 
 namespace {
-
-// Rows of the loss factor's Gram G̃G̃ᵀ [m × m] (m = n·r) this path accepts (its eigen-solve).
-constexpr int64_t kMaxNullSpaceRows = 8192;
 
 // The GGN's K smallest eigenvalues when G̃ = SᵀG [m × N] has m ≤ N − K rows: they are exact zeros
 // (rank ≤ m), with eigenvectors in null(G̃). A Krylov method would have to tell them from the
