@@ -21,7 +21,7 @@ namespace basin::cpu {
 
 class BlockCache {
  public:
-  static constexpr size_t kMinBytes = size_t(1) << 18;  // smaller blocks: malloc's own free lists
+  static constexpr size_t kMinBytes = size_t(1) << 16;  // smaller blocks: malloc's own free lists
 
   BlockCache() = default;
   BlockCache(const BlockCache&) = delete;
