@@ -1349,8 +1349,11 @@ class Importer {
       }
     } else if (op == "Expand") {
       std::vector<int64_t> to = host_ints(i, 1, "shape");
-      for (int64_t d : to)
+      for (int64_t d : to) {
         if (sym_coef(d)) return false;  // to the batch: expand() keeps it unbatched
+        if (d < 1 || d > kMaxFoldElements)
+          node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(d));
+      }
       if (!broadcast_shape(x.dims, to, &h.dims)) node_error(ErrorCode::kInvalidArgument, i, "shape does not broadcast");
       const int64_t m = shape_numel(h.dims);
       if (m > kMaxFoldElements) node_error(ErrorCode::kUnimplemented, i, "constant folding over 2^20 values");
@@ -2280,6 +2283,9 @@ class Importer {
   void expand(int i) {
     const Val& xv = val(i, 0);
     std::vector<int64_t> to = host_ints(i, 1, "shape");
+    for (int64_t d : to)
+      if (!sym_coef(d) && (d < 1 || d > (int64_t{1} << 40)))
+        node_error(ErrorCode::kInvalidArgument, i, "shape has a dimension " + std::to_string(d));
     const int x = data(i);
     if (!batched(xv)) {
       // Expanded to the batch size (torch's cls_token.expand(n, -1, -1)): the same tensor for every
