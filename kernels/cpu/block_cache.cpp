@@ -34,7 +34,7 @@ void* BlockCache::allocate(size_t bytes) {
     for (auto it = cached_.begin(); it != cached_.end(); ++it) {
       if (it->bytes < bytes || it->bytes - bytes > bytes / 8) continue;
       void* p = it->p;
-      live_.emplace(p, it->bytes);
+      live_.emplace(p, it->bytes);  // may throw bad_alloc: the block stays cached
       cached_bytes_ -= it->bytes;
       cached_.erase(it);
       std::memset(p, 0, bytes);
@@ -50,7 +50,12 @@ void* BlockCache::allocate(size_t bytes) {
     if (p == nullptr) return nullptr;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  live_.emplace(p, bytes);
+  try {
+    live_.emplace(p, bytes);
+  } catch (...) {  // no memory for the bookkeeping: no block either
+    std::free(p);
+    return nullptr;
+  }
   return p;
 }
 
@@ -62,9 +67,14 @@ void BlockCache::release(void* p) noexcept {
     std::free(p);
     return;
   }
-  cached_.push_front(Cached{p, it->second});
-  cached_bytes_ += it->second;
+  const size_t bytes = it->second;
   live_.erase(it);
+  try {
+    cached_.push_front(Cached{p, bytes});
+    cached_bytes_ += bytes;
+  } catch (...) {  // no memory for the list node: give the block back instead
+    std::free(p);
+  }
 }
 
 }  // namespace basin::cpu

@@ -6,9 +6,11 @@
 // keeps freed blocks of at least kMinBytes and hands one back, zeroed, for a request of the same
 // size (up to 1/8 larger).
 //
-// It never raises the footprint (bytes in use + bytes cached) above the peak of bytes in use:
-// on a miss it first frees cached blocks totalling at least the request (or all of them), so a
-// run's peak resident memory is what it would be without the cache.
+// It never raises the footprint (bytes in use + bytes cached) above the peak of bytes in use
+// (blocks' sizes, so at most 1/8 above the peak asked for): on a miss it first frees cached
+// blocks totalling at least the request (or all of them). A reused block is zeroed in full, so
+// pages a fresh block would never have touched are resident. Cached memory goes back to the
+// system when the backend (one analysis) ends.
 #pragma once
 
 #include <cstddef>

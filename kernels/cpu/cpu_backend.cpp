@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "basin/backend.hpp"
@@ -85,6 +86,8 @@ class CpuBackend final : public Backend<T> {
   }
 
   T* allocate(size_t count) override {
+    if (count > std::numeric_limits<size_t>::max() / sizeof(T))
+      resource_exhausted("cpu backend: cannot allocate " + std::to_string(count) + " elements (the size overflows)");
     void* p = blocks_.allocate(count * sizeof(T));
     if (p == nullptr)
       resource_exhausted("cpu backend: cannot allocate " + std::to_string(count * sizeof(T)) +

@@ -261,6 +261,8 @@ class CudaBackend final : public Backend<T> {
   // ---- memory ----
   T* allocate(size_t count) override {
     if (count == 0) return nullptr;
+    if (count > std::numeric_limits<size_t>::max() / sizeof(T))
+      resource_exhausted("cuda backend: cannot allocate " + std::to_string(count) + " elements (the size overflows)");
     ctx_.activate();
     const size_t bytes = count * sizeof(T);
     void* p = nullptr;

@@ -297,7 +297,9 @@ class Engine {
     Pending p;
     p.active = true;
     if (plan_.method == Method::kSvd || queue.capacity() == 1) {
-      p.sigma = singular_values(seeds, r, plan_.method, timings, keep_jacobian(r) ? &queue : nullptr);
+      const bool keep = keep_jacobian(r);
+      p.sigma = singular_values(seeds, r, plan_.method, timings, keep ? &queue : nullptr);
+      if (keep && all_resolved(p.sigma, plan_.method, r)) take_kept_jacobian(&queue);  // no refinement to come
       return p;
     }
     auto t0 = std::chrono::steady_clock::now();
@@ -307,6 +309,12 @@ class Engine {
     timings.jacobian_ms += elapsed_ms(t0);
     p.ticket = queue.push(sym.get());
     return p;
+  }
+
+  // Every value is above the resolution of the method that computed it (no refinement needed).
+  bool all_resolved(const std::vector<double>& sigma, Method method, int64_t r) const {
+    const double tol = default_sigma_tolerance(sigma, method, r);
+    return numerical_rank(sigma, tol, std::nullopt, std::nullopt).rank == static_cast<int64_t>(sigma.size());
   }
 
   // Pass 2: the values of a begun spectrum, with its tolerance. The Gram cannot tell a true
@@ -331,10 +339,9 @@ class Engine {
       s.sigma = p.sigma;
     }
     s.default_tolerance = default_sigma_tolerance(s.sigma, plan_.method, k);
-    const int64_t resolved = numerical_rank(s.sigma, s.default_tolerance, std::nullopt, std::nullopt).rank;
-    const bool all_resolved = resolved == static_cast<int64_t>(s.sigma.size());
     Buffer<T> kept = take_kept_jacobian(&queue);
-    if (req_.method != Method::kAuto || plan_.method == Method::kSvd || all_resolved) return s;
+    if (req_.method != Method::kAuto || plan_.method == Method::kSvd || all_resolved(s.sigma, plan_.method, k))
+      return s;
     if (kept.get() != nullptr) {  // G̃ itself from pass 1: no second Jacobian pass
       auto t0 = std::chrono::steady_clock::now();
       progress(Stage::kSolve, 0);
@@ -404,13 +411,20 @@ class Engine {
   // (finish_spectrum). Where G̃ is small (64 MiB at most), pass 1 materialises it, forms the
   // Gram from it by one SYRK and keeps it for that SVD, so a rank-deficient G (the common case)
   // costs one Jacobian pass, not two. One checkpoint only.
-  // Larger G̃ keep the Gram's smaller working set (a ResNet's G is gigabytes).
+  // Larger G̃ keep the Gram's smaller working set (a ResNet's G is gigabytes); a full-rank G̃
+  // is dropped as soon as pass 1 has its values.
   static constexpr double kKeptJacobianBytes = 64.0 * 1024 * 1024;
   bool keep_jacobian(int64_t r) const {
     if (req_.method != Method::kAuto || plan_.method == Method::kSvd || checkpoints_.size() != 1 || !svd_fits())
       return false;
+    // A structured dense Gram ((ΔΔᵀ)⊙(AAᵀ + 1)) is far cheaper than the SYRK of G̃: keep it.
+    if (plan_.method == Method::kGram && net_.has_structured_gram()) return false;
     const double g_bytes = double(req_.num_examples * r) * double(req_.num_params()) * sizeof(T);
-    return g_bytes <= kKeptJacobianBytes;
+    if (g_bytes > kKeptJacobianBytes) return false;
+    // G̃ stays alive through pass 1: it must fit beside the planned analysis.
+    if (estimate_bytes(req_, plan_.method) + g_bytes > double(req_.limits.max_memory_bytes)) return false;
+    return plan_.device_budget == 0 ||
+           device_estimate_bytes(req_, plan_.method, plan_.gram_tile_rows) + g_bytes <= plan_.device_budget;
   }
   Buffer<T> take_kept_jacobian(const void* key) {
     for (size_t i = 0; i < kept_jacobians_.size(); ++i)

@@ -3,6 +3,8 @@
 // extreme eigenvalues, Hutch++'s trace and SLQ's moments against the exact dense spectra of
 // --want hessian / ggn, for MLPs and a small CNN; the bad inputs.
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <lapacke.h>
 
 #include <cmath>
@@ -388,6 +390,11 @@ TEST(SpectraValidation, BadInputIsRefusedBeforeAnyWork) {
   q.spectra.top_k = 51;
   EXPECT_EQ(code_of(q, &msg), ErrorCode::kInvalidArgument);
   EXPECT_NE(msg.find("less than N = 51"), std::string::npos) << msg;
+  q = r;  // sizes whose sum overflows int64 (the request fuzzer's): refused, not wrapped
+  q.spectra.top_k = std::numeric_limits<int64_t>::max();
+  q.spectra.bottom_k = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(code_of(q, &msg), ErrorCode::kInvalidArgument);
+  EXPECT_NE(msg.find("each must be less than N = 51"), std::string::npos) << msg;
   q = r;
   q.spectra.top_k = 10;
   q.spectra.lanczos_steps = 12;

@@ -208,7 +208,7 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
           const int v = nd.inputs[j];
           const Shape& ps = values[v].shape;
           if (param_index_[v] < 0 || uses_[v] != 1 || structured[v] || static_cast<int>(j) == skip_w ||
-              static_cast<int>(j) == skip_b || ps.empty())
+              static_cast<int>(j) == skip_b || ps.empty() || !ops_[i]->has_param_rows(c, static_cast<int>(j)))
             continue;
           const int64_t rest = shape_numel(ps) / ps[0], row_bytes = count * r * rest * int64_t(sizeof(T));
           if (row_bytes * ps[0] <= param_chunk_bytes_) continue;
@@ -219,11 +219,7 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
             sub[0] = std::min(per, ps[0] - b0);
             const Tensor<T> piece{part.get(), count, r, sub};
             be_.fill(piece.data, static_cast<size_t>(piece.count()), T(0));
-            if (!ops_[i]->vjp_param_rows(c, gout, static_cast<int>(j), b0, b0 + sub[0], piece)) {
-              if (chunked[j])
-                throw Error(ErrorCode::kInternal, "node '" + nd.name + "': vjp_param_rows refused a later range");
-              break;
-            }
+            ops_[i]->vjp_param_rows(c, gout, static_cast<int>(j), b0, b0 + sub[0], piece);
             chunked[j] = 1;
             (*chunks)(static_cast<size_t>(param_index_[v]), piece);
           }
@@ -432,19 +428,17 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
 }
 
 template <class T>
-double GraphNetwork<T>::gram_bytes(int64_t r) const {
-  const Graph& g = *graph_;
-  const double n = static_cast<double>(n_), m = n * static_cast<double>(r);
-  double primals = 0, largest_cot = 0, largest_block = 0;
-  for (const GraphValue& v : g.values()) {
-    const double s = static_cast<double>(shape_numel(v.shape));
-    primals += (v.batched ? n : 1) * s;
-    largest_cot = std::max(largest_cot, m * s);
-    if (v.kind == ValueKind::kParameter) largest_block = std::max(largest_block, std::min(m * s, double(param_chunk_bytes_) / sizeof(T)));
+bool GraphNetwork<T>::has_structured_gram() const {
+  const auto& nodes = graph_->nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!live_[i] || !ops_[i]->differentiable()) continue;
+    for (size_t slot = 0; slot < nodes[i].inputs.size(); ++slot) {
+      const int v = nodes[i].inputs[slot];
+      if (ops_[i]->dense_factor_input(static_cast<int>(slot)) >= 0 && param_index_[v] >= 0 && uses_[v] == 1)
+        return true;
+    }
   }
-  // Live cotangents: a few of the largest at once (branches keep more alive); the Gram; the
-  // structured work matrices (m², n²).
-  return static_cast<double>(sizeof(T)) * (primals + 4 * largest_cot + largest_block + 2 * m * m + n * n);
+  return false;
 }
 
 template class GraphNetwork<double>;

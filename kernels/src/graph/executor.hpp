@@ -82,9 +82,8 @@ class GraphNetwork {
   // when it is larger (and its op can: Op::vjp_param_rows). Default 32 MiB; tests set it small.
   void set_param_chunk_bytes(int64_t bytes) { param_chunk_bytes_ = std::max<int64_t>(bytes, 1); }
 
-  // Working memory of gram() (bytes): primals, the live cotangents, the largest materialised
-  // block, the Gram itself; for the memory plan.
-  double gram_bytes(int64_t r) const;
+  // Whether gram() takes some parameter by the structured dense form instead of its block.
+  bool has_structured_gram() const;
 
   // ---- Curvature products (issue 12; defined in kernels/src/graph/products.cpp) ----
   // Operators applied to a block of b directions in θ, V [b × N] row-major in backend memory,

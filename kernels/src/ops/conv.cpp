@@ -250,9 +250,13 @@ class Conv final : public BilinearOp<T> {
 
   // gw[e, r][begin..end) += g[e, r][begin..end) · cols(x[e])ᵀ: the output channels [begin, end)
   // of the weight's cotangent (one group only: the rows of a group share its cols).
-  bool vjp_param_rows(const OpCall<T>& c, const Tensor<T>& g, int slot, int64_t begin, int64_t end,
+  bool has_param_rows(const OpCall<T>& c, int slot) const override {
+    return slot == 1 && d_.groups == 1 && c.in[0] && c.in[0].R == 1;
+  }
+  void vjp_param_rows(const OpCall<T>& c, const Tensor<T>& g, int slot, int64_t begin, int64_t end,
                       Tensor<T> gw) override {
-    if (slot != 1 || d_.groups != 1 || !g || c.in[0].R != 1) return false;
+    (void)slot;
+    if (!g) return;
     const Tensor<T>& x = c.in[0];
     const int64_t E = max_examples<T>({&g, &x, &gw}), R = max_rows<T>({&g, &x, &gw});
     const int64_t P = d_.P(), CK = d_.CgK(), rows = end - begin, osize = d_.Cout * P;
@@ -269,7 +273,6 @@ class Conv final : public BilinearOp<T> {
         }
       }
     });
-    return true;
   }
 
   // ---- the bias (input 2) ----

@@ -82,7 +82,8 @@ class Op {
   // With a dense factor: the input slot of the layer's bias (its block is δ itself, whose Gram
   // the structured form gets for free as the "+1" of AAᵀ + 1), or -1.
   virtual int dense_bias_input() const { return -1; }
-  // Whether jvp, vjp or rvjp read the primal of input `slot` (c.in[slot].data). The executor
+  // Whether jvp, vjp, rvjp (or the dense factor / parameter-row hooks above and below) read the
+  // primal of input `slot` (c.in[slot].data). The executor
   // frees, after the forward pass, every value that no differentiable consumer reads
   // (docs/ARCHITECTURE.md "The executor"); an op that reads a primal must say so.
   virtual bool reads_primal(int slot) const { (void)slot; return true; }
@@ -90,11 +91,15 @@ class Op {
   // [begin, end) of its leading axis — columns [begin·rest, end·rest) of its per-example block —
   // accumulated into gin (its shape's leading axis end − begin). The Gram sums B Bᵀ over such
   // column ranges, so a large block is never whole (docs/ARCHITECTURE.md "Structured Gram").
-  // False: not supported for this slot (gin untouched; the executor takes the whole block).
-  virtual bool vjp_param_rows(const OpCall<T>& c, const Tensor<T>& gout, int slot, int64_t begin, int64_t end,
+  // Called only where has_param_rows(c, slot); it reads the primals reads_primal names.
+  virtual bool has_param_rows(const OpCall<T>& c, int slot) const {
+    (void)c, (void)slot;
+    return false;
+  }
+  virtual void vjp_param_rows(const OpCall<T>& c, const Tensor<T>& gout, int slot, int64_t begin, int64_t end,
                               Tensor<T> gin) {
     (void)c, (void)gout, (void)slot, (void)begin, (void)end, (void)gin;
-    return false;
+    throw Error(ErrorCode::kInternal, "node '" + c.node.name + "': the op has no vjp_param_rows");
   }
 };
 

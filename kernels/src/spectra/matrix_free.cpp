@@ -97,6 +97,9 @@ void validate_spectra(const AnalysisRequest& r) {
   if (!(s.tol > 0) || !std::isfinite(s.tol)) invalid_argument("tol: must be a finite number > 0");
   if (s.lanczos_steps < 0 || s.lanczos_block < 0 || s.probes < 0 || s.top_k < 0 || s.bottom_k < 0)
     invalid_argument("top_k, bottom_k, lanczos_steps, lanczos_block, probes: must be >= 0");
+  if (any_top(r.want) && (s.top_k >= N || s.bottom_k >= N))  // before their sum (no overflow)
+    invalid_argument("top_k = " + std::to_string(s.top_k) + ", bottom_k = " + std::to_string(s.bottom_k) +
+                     ": each must be less than N = " + std::to_string(N));
   if (any_top(r.want)) {
     if (wanted(r) == 0) invalid_argument("top_k/bottom_k: both are 0; ask for at least one eigenvalue");
     if (wanted(r) >= N)
