@@ -170,6 +170,14 @@ inline Shape check_op(const OpCase& c) {
     return v;
   };
   const size_t J = c.inputs.size();
+  // The derivative passes see no primal the op says it does not read (Op::reads_primal): the
+  // executor frees those after the forward pass, so reading one must fail here.
+  auto derivative_call = [&](const std::vector<std::vector<double>>& xs) {
+    OpCall<double> oc = h.call(xs);
+    for (size_t j = 0; j < J; ++j)
+      if (!h.op->reads_primal(static_cast<int>(j))) oc.in[j].data = nullptr;
+    return oc;
+  };
   const int64_t R = c.R, osize = shape_numel(h.out_shape), Eo = h.E_out();
   // Tangents of the differentiable inputs.
   std::vector<std::vector<double>> t(J);
@@ -179,7 +187,7 @@ inline Shape check_op(const OpCase& c) {
   // ---- jvp vs finite differences ----
   std::vector<double> jt;
   {
-    OpCall<double> oc = h.call(h.x);
+    OpCall<double> oc = derivative_call(h.x);
     std::vector<Tensor<double>> tt;
     for (size_t j = 0; j < J; ++j)
       tt.push_back(t[j].empty() ? Tensor<double>{} : h.upload(t[j], h.E_of(j), R, c.inputs[j].shape));
@@ -201,7 +209,7 @@ inline Shape check_op(const OpCase& c) {
   const std::vector<double> g = randv(Eo * R * osize);
   for (size_t j = 0; j < J; ++j) {
     if (t[j].empty()) continue;
-    OpCall<double> oc = h.call(h.x);
+    OpCall<double> oc = derivative_call(h.x);
     // ⟨g, J_j t_j⟩ from a jvp with only t_j.
     std::vector<Tensor<double>> tt(J);
     tt[j] = h.upload(t[j], h.E_of(j), R, c.inputs[j].shape);
@@ -237,7 +245,7 @@ inline Shape check_op(const OpCase& c) {
   // ---- rvjp vs finite differences of the vjp ----
   if (h.op->differentiable()) {
     const std::vector<double> g1 = randv(Eo * osize), dg = randv(Eo * R * osize);
-    OpCall<double> oc = h.call(h.x);
+    OpCall<double> oc = derivative_call(h.x);
     std::vector<Tensor<double>> tt;
     for (size_t j = 0; j < J; ++j)
       tt.push_back(t[j].empty() ? Tensor<double>{} : h.upload(t[j], h.E_of(j), R, c.inputs[j].shape));
@@ -257,7 +265,7 @@ inline Shape check_op(const OpCase& c) {
           std::vector<double> gg(g1);
           for (int64_t e = 0; e < Eo; ++e)
             for (int64_t i = 0; i < osize; ++i) gg[e * osize + i] += sign * c.step * dg[(e * R + r) * osize + i];
-          OpCall<double> oc2 = h.call(detail::shifted(h, t, r, sign * c.step));
+          OpCall<double> oc2 = derivative_call(detail::shifted(h, t, r, sign * c.step));
           std::vector<Tensor<double>> g2(J);
           g2[j] = h.zeros(Ej, 1, c.inputs[j].shape);
           h.op->vjp(oc2, h.upload(gg, Eo, 1, h.out_shape), g2);

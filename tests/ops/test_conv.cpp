@@ -131,6 +131,16 @@ TEST(ConvOp, TransposeWithoutCols) {
   check_conv({2, 4, 4}, {3, 2, 3, 3}, {{}, {0, 0, 4, 3}, {}}, false, {3, 6, 5});    // pads past the kernel
   check_conv({4, 5, 4}, {32, 2, 3, 3}, {{}, {1, 1, 1, 1}, {}, 2}, true, {32, 5, 4});  // groups, 16 per group
   check_conv({2, 11}, {3, 2, 5}, {{}, {3, 1}, {}}, true, {3, 11});                  // 1-D, 5 taps
+  check_conv({32, 5, 5}, {32, 16, 3, 3}, {{}, {1, 1, 1, 1}, {}, 2}, false, {32, 5, 5});  // groups of 16 in and out
+}
+
+TEST(ConvOp, TransposeWithoutColsInSeveralBatches) {
+  // Padded input and output grid of one (e, r): 16·67·68 + 16·64·68 ≈ 143k elements, so the op's
+  // 2^20 scratch holds 7 pairs and n·R = 12 pairs run in two batches (the q0 > 0 offsets).
+  OpCase c = conv_case({16, 64, 64}, {16, 16, 3, 3}, {{}, {1, 1, 1, 1}, {}}, true);
+  c.n = 4;
+  c.R = 3;
+  EXPECT_EQ(check_op(c), (Shape{16, 64, 64}));
 }
 
 TEST(ConvOp, TwoDDilation2) {
