@@ -3,6 +3,7 @@
 // arithmetic folded for the actual input, and the bad inputs of issue 11 (BatchNorm in training
 // mode, dynamic dimensions, ops that would mix examples, unknown attribute values).
 // Tests whose primitive ops are not registered yet skip, naming the missing ops.
+#include <limits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -350,6 +351,11 @@ TEST(OnnxGraph, DynamicNonBatchDimensionNeedsTheData) {
   EXPECT_EQ(import_onnx(m.bytes(), "t", b).graph.input_shape(), Shape{3});
   b.input_shape = {5};  // data that does not fit the weights: the node is named
   EXPECT_IMPORT_ERROR_B(m.bytes(), b, ErrorCode::kInvalidArgument, "'fc'");
+  // An example shape with an empty or negative axis (the request fuzzer's INT64_MIN overflowed).
+  b.input_shape = {std::numeric_limits<int64_t>::min()};
+  EXPECT_IMPORT_ERROR_B(m.bytes(), b, ErrorCode::kInvalidArgument, "every axis must be at least 1");
+  b.input_shape = {0};
+  EXPECT_IMPORT_ERROR_B(m.bytes(), b, ErrorCode::kInvalidArgument, "every axis must be at least 1");
 }
 
 // x.view(x.size(0), -1) as torch writes it: Shape → Gather(0) → Unsqueeze → Concat([b, -1]) → Reshape.

@@ -345,12 +345,17 @@ class Importer {
       unimplemented(what_ + ": graph input " + quoted(input_) + " has rank " + std::to_string(rank) +
                     "; Basin expects [batch, ...] with at least one axis per example");
     }
+    for (int64_t v : data)
+      if (v <= 0)
+        invalid_argument(what_ + ": the data's examples have shape " + shape_string(data) +
+                         "; every axis must be at least 1");
     bool all_static = true;
-    int64_t static_numel = 1;
+    Shape static_dims;
     for (int d = 1; d < rank; ++d) {
       all_static = all_static && shape.dim(d).has_dim_value();
-      static_numel *= shape.dim(d).has_dim_value() ? shape.dim(d).dim_value() : 1;
+      static_dims.push_back(shape.dim(d).has_dim_value() ? shape.dim(d).dim_value() : 1);
     }
+    const int64_t static_numel = shape_numel(static_dims);  // saturating
     // Data given flattened ([n, d1·d2·...]) for a fully static input: the file's shape holds.
     const bool flattened = !data.empty() && static_cast<int>(data.size()) != rank - 1 && all_static &&
                            shape_numel(data) == static_numel;

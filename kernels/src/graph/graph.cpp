@@ -13,8 +13,9 @@ namespace basin {
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    // Saturates instead of overflowing: Graph::add_value refuses such shapes by their size.
-    if (d > 0 && n > std::numeric_limits<int64_t>::max() / d) return std::numeric_limits<int64_t>::max();
+    // Saturates instead of overflowing: Graph::add_value refuses such shapes by their size (a
+    // negative axis, never valid, counts as too large too).
+    if (d < 0 || (d > 0 && n > std::numeric_limits<int64_t>::max() / d)) return std::numeric_limits<int64_t>::max();
     n *= d;
   }
   return n;
