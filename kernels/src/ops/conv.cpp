@@ -322,8 +322,7 @@ class Conv final : public BilinearOp<T> {
     const int64_t kh = geo.kernel_h, kw = geo.kernel_w, H = geo.height, W = geo.width;
     const int64_t oh = geo.out_h, ow = geo.out_w, Wp = std::max(W + geo.pad_left, ow + kw - 1) + kw - 1;
     const int64_t Hp = std::max(H + geo.pad_top, oh + kh - 1) + 1;
-    const int64_t chan = Hp * Wp, n = oh * Wp, xsize = d_.C * chan, osize = d_.Cout * n;
-    const int64_t pairs = x.E * x.R, Cg = d_.Cg, Coutg = d_.Coutg;
+    const int64_t Cg = d_.Cg, Coutg = d_.Coutg;
     // W_ab per tap and group: wk[(ab·groups + gi)] [Coutg × Cg] from w [Cout, Cg, kh, kw].
     Buffer<T> wk(c.be, static_cast<size_t>(kh * kw * d_.Cout * Cg));
     {
@@ -335,42 +334,15 @@ class Conv final : public BilinearOp<T> {
       for (int d = 0; d < 4; ++d) om.dims[d] = im.dims[d] = dims[d], om.strides[d] = ost[d], im.strides[d] = ist[d];
       c.kernels.strided_copy(om, im, T(1), T(0), w.data, wk.get());
     }
-    const int64_t chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / (xsize + osize)));
-    Buffer<T> padded(c.be, static_cast<size_t>(chunk * xsize));  // zero borders stay zero
-    Buffer<T> grid(c.be, static_cast<size_t>(chunk * osize));
-    for (int64_t q0 = 0; q0 < pairs; q0 += chunk) {
-      const int64_t q1 = std::min(pairs, q0 + chunk), Q = q1 - q0;
-      StridedMap om, im;  // x [Q, C, H, W] into x' [Q, C, Hp, Wp] at (pt, pl)
-      om.rank = im.rank = 3;
-      const int64_t dims[3] = {Q * d_.C, H, W};
-      for (int d = 0; d < 3; ++d) om.dims[d] = im.dims[d] = dims[d];
-      om.strides[0] = chan, om.strides[1] = Wp, om.strides[2] = 1, om.offset = geo.pad_top * Wp + geo.pad_left;
-      im.strides[0] = H * W, im.strides[1] = W, im.strides[2] = 1, im.offset = q0 * d_.x_size();
-      c.kernels.strided_copy(om, im, T(1), T(0), x.data, padded.get());
-      for (int64_t q = 0; q < Q; ++q)
-        for (int64_t ab = 0; ab < kh * kw; ++ab) {
-          const int64_t off = (ab / kw) * Wp + ab % kw;
-          for (int64_t gi = 0; gi < d_.groups; ++gi)
-            c.be.gemm(false, false, Coutg, n, Cg, T(1), wk.get() + (ab * d_.groups + gi) * Coutg * Cg, Cg,
-                      padded.get() + q * xsize + gi * Cg * chan + off, chan, ab == 0 ? T(0) : T(1),
-                      grid.get() + q * osize + gi * Coutg * n, n);
-        }
-      StridedMap ym, gm;  // out [Q, Cout, oh, ow] += grid [Q, Cout, oh, Wp]'s first ow columns
-      ym.rank = gm.rank = 2;
-      ym.dims[0] = gm.dims[0] = Q * d_.Cout * oh;
-      ym.dims[1] = gm.dims[1] = ow;
-      ym.strides[0] = ow, ym.strides[1] = 1, ym.offset = q0 * d_.Cout * oh * ow;
-      gm.strides[0] = Wp, gm.strides[1] = 1;
-      c.kernels.strided_copy(ym, gm, T(1), T(1), grid.get(), out.data);
-    }
+    tap_gemms(c, TapProduct{d_.C, H, W, d_.Cout, oh, ow, Hp, Wp, geo.pad_top, geo.pad_left}, x.E * x.R, x.data,
+              wk.get(), [&](int64_t ab) { return (ab / kw) * Wp + ab % kw; }, out.data);
   }
 
   void transpose_a_direct(const OpCall<T>& c, const Tensor<T>& g, const Tensor<T>& w, Tensor<T> gx) const {
     const WindowGeometry& geo = d_.geo;
     const int64_t kh = geo.kernel_h, kw = geo.kernel_w, H = geo.height, W = geo.width;
     const int64_t oh = geo.out_h, ow = geo.out_w, Wp = ow + 2 * (kw - 1), Hp = oh + 2 * kh - 1;
-    const int64_t chan = Hp * Wp, n = H * Wp, gsize = d_.Cout * chan, osize = d_.C * n;
-    const int64_t pairs = g.E * g.R, Cg = d_.Cg, Coutg = d_.Coutg;
+    const int64_t Cg = d_.Cg, Coutg = d_.Coutg;
     // W_ab^T per offset and group: wt[(ab·groups + gi)] [Cg × Coutg] from w [Cout, Cg, kh, kw].
     Buffer<T> wt(c.be, static_cast<size_t>(kh * kw * d_.Cout * Cg));
     {
@@ -384,33 +356,47 @@ class Conv final : public BilinearOp<T> {
       im.offset = kh * kw - 1;
       c.kernels.strided_copy(om, im, T(1), T(0), w.data, wt.get());
     }
-    const int64_t chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / (gsize + osize)));
-    Buffer<T> padded(c.be, static_cast<size_t>(chunk * gsize));  // zero borders stay zero
+    tap_gemms(c, TapProduct{d_.Cout, oh, ow, d_.C, H, W, Hp, Wp, kh - 1, kw - 1}, g.E * g.R, g.data, wt.get(),
+              [&](int64_t ab) { return (geo.pad_top + ab / kw) * Wp + geo.pad_left + ab % kw; }, gx.data);
+  }
+
+  // The core of both: per batch of entries, `in` [pairs, Ci, Hi, Wi] is copied into zeroed
+  // [Ci, Hp, Wp] planes at (row0, col0); for every tap t and group, grid [Co, Ho, Wp] (+)=
+  // taps[t, group] [Co/groups × Ci/groups] · the padded planes shifted by off(t); then out
+  // [pairs, Co, Ho, Wo] += the grid's first Wo columns.
+  struct TapProduct {
+    int64_t Ci, Hi, Wi, Co, Ho, Wo, Hp, Wp, row0, col0;
+  };
+  template <class Off>
+  void tap_gemms(const OpCall<T>& c, const TapProduct& p, int64_t pairs, const T* in, const T* taps, Off off,
+                 T* out) const {
+    const int64_t nt = d_.geo.kernel_h * d_.geo.kernel_w, G = d_.groups, Cig = p.Ci / G, Cog = p.Co / G;
+    const int64_t chan = p.Hp * p.Wp, n = p.Ho * p.Wp, isize = p.Ci * chan, osize = p.Co * n;
+    const int64_t chunk = std::max<int64_t>(1, std::min(pairs, kColsBudget / (isize + osize)));
+    Buffer<T> padded(c.be, static_cast<size_t>(chunk * isize));  // zero borders stay zero
     Buffer<T> grid(c.be, static_cast<size_t>(chunk * osize));
     for (int64_t q0 = 0; q0 < pairs; q0 += chunk) {
-      const int64_t q1 = std::min(pairs, q0 + chunk), Q = q1 - q0;
-      StridedMap om, im;  // g [Q, Cout, oh, ow] into the interior of g' [Q, Cout, Hp, Wp]
+      const int64_t Q = std::min(pairs, q0 + chunk) - q0;
+      StridedMap om, im;  // in [Q, Ci, Hi, Wi] into [Q, Ci, Hp, Wp] at (row0, col0)
       om.rank = im.rank = 3;
-      const int64_t dims[3] = {Q * d_.Cout, oh, ow};
+      const int64_t dims[3] = {Q * p.Ci, p.Hi, p.Wi};
       for (int d = 0; d < 3; ++d) om.dims[d] = im.dims[d] = dims[d];
-      om.strides[0] = chan, om.strides[1] = Wp, om.strides[2] = 1, om.offset = (kh - 1) * Wp + (kw - 1);
-      im.strides[0] = oh * ow, im.strides[1] = ow, im.strides[2] = 1, im.offset = q0 * d_.Cout * oh * ow;
-      c.kernels.strided_copy(om, im, T(1), T(0), g.data, padded.get());
+      om.strides[0] = chan, om.strides[1] = p.Wp, om.strides[2] = 1, om.offset = p.row0 * p.Wp + p.col0;
+      im.strides[0] = p.Hi * p.Wi, im.strides[1] = p.Wi, im.strides[2] = 1, im.offset = q0 * p.Ci * p.Hi * p.Wi;
+      c.kernels.strided_copy(om, im, T(1), T(0), in, padded.get());
       for (int64_t q = 0; q < Q; ++q)
-        for (int64_t ab = 0; ab < kh * kw; ++ab) {
-          const int64_t a = ab / kw, b = ab % kw, off = (geo.pad_top + a) * Wp + geo.pad_left + b;
-          for (int64_t gi = 0; gi < d_.groups; ++gi)
-            c.be.gemm(false, false, Cg, n, Coutg, T(1), wt.get() + (ab * d_.groups + gi) * Cg * Coutg, Coutg,
-                      padded.get() + q * gsize + gi * Coutg * chan + off, chan, ab == 0 ? T(0) : T(1),
-                      grid.get() + q * osize + gi * Cg * n, n);
-        }
-      StridedMap xm, gm;  // gx [Q, C, H, W] += grid [Q, C, H, Wp]'s first W columns
-      xm.rank = gm.rank = 2;
-      xm.dims[0] = gm.dims[0] = Q * d_.C * H;
-      xm.dims[1] = gm.dims[1] = W;
-      xm.strides[0] = W, xm.strides[1] = 1, xm.offset = q0 * d_.x_size();
-      gm.strides[0] = Wp, gm.strides[1] = 1;
-      c.kernels.strided_copy(xm, gm, T(1), T(1), grid.get(), gx.data);
+        for (int64_t t = 0; t < nt; ++t)
+          for (int64_t gi = 0; gi < G; ++gi)
+            c.be.gemm(false, false, Cog, n, Cig, T(1), taps + (t * G + gi) * Cog * Cig, Cig,
+                      padded.get() + q * isize + gi * Cig * chan + off(t), chan, t == 0 ? T(0) : T(1),
+                      grid.get() + q * osize + gi * Cog * n, n);
+      StridedMap ym, gm;  // out [Q, Co, Ho, Wo] += grid [Q, Co, Ho, Wp]'s first Wo columns
+      ym.rank = gm.rank = 2;
+      ym.dims[0] = gm.dims[0] = Q * p.Co * p.Ho;
+      ym.dims[1] = gm.dims[1] = p.Wo;
+      ym.strides[0] = p.Wo, ym.strides[1] = 1, ym.offset = q0 * p.Co * p.Ho * p.Wo;
+      gm.strides[0] = p.Wp, gm.strides[1] = 1;
+      c.kernels.strided_copy(ym, gm, T(1), T(1), grid.get(), out);
     }
   }
 
