@@ -25,6 +25,7 @@
 #include <sstream>
 
 #include "auth.hpp"
+#include "basin/backend.hpp"
 #include "basin/error.hpp"
 #include "data_dir.hpp"
 #include "metrics.hpp"
@@ -208,6 +209,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  basin::configure_blas_threads();  // before any thread: it restarts OpenBLAS's
   // Later signals (a second Ctrl-C while draining) land in the same pipe and are ignored.
   // SIGPIPE: a vanished metrics client must not kill the server.
   if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) {

@@ -46,6 +46,7 @@ int analyze_local(basin::cli::AnalyzeOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  basin::configure_blas_threads();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::cout << basin::cli::usage();

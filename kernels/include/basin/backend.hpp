@@ -189,6 +189,11 @@ class Buffer {
 template <class T>
 std::unique_ptr<Backend<T>> make_cpu_backend();
 
+// Makes OpenBLAS's idle worker threads sleep at once instead of spinning (kernels/cpu/
+// blas_threads.cpp) unless OPENBLAS_THREAD_TIMEOUT is set. Call it at the start of main, before
+// any other thread exists (it stops OpenBLAS's threads; the next BLAS call restarts them).
+void configure_blas_threads();
+
 // CUDA backend; throws Error(kUnavailable) with the reason when no usable device exists
 // (or when Basin was built without CUDA).
 template <class T>

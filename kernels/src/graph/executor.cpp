@@ -6,6 +6,11 @@
 
 namespace basin {
 
+namespace {
+// Primals above this (all examples) are checkpointed by default (executor.hpp).
+constexpr int64_t kCheckpointBytes = int64_t(64) << 20;
+}  // namespace
+
 template <class T>
 GraphNetwork<T>::GraphNetwork(Backend<T>& backend, std::shared_ptr<const Graph> graph, const std::vector<double>& params,
                               const std::vector<double>& inputs, int64_t n, const std::atomic<bool>* cancel)
@@ -69,6 +74,8 @@ GraphNetwork<T>::GraphNetwork(Backend<T>& backend, std::shared_ptr<const Graph> 
   be_.upload(primal_[g.input()].get(), x.data(), x.size());
   for (int p : g.parameters()) primal_[p] = Buffer<T>(be_, static_cast<size_t>(shape_numel(values[p].shape)));
   upload_params(params);
+  find_segments();
+  checkpoint_ = seg_begin_.size() > 1 && primal_bytes() > kCheckpointBytes;
 }
 
 template <class T>
@@ -102,7 +109,7 @@ Tensor<T> GraphNetwork<T>::primal(int v, int64_t i0, int64_t count) const {
   const GraphValue& val = graph_->value(v);
   T* base = primal_[v].get();
   if (!val.batched || base == nullptr) return Tensor<T>{base, val.batched ? count : 1, 1, val.shape};
-  return Tensor<T>{base + i0 * shape_numel(val.shape), count, 1, val.shape};
+  return Tensor<T>{base + (i0 - primal_first_[static_cast<size_t>(v)]) * shape_numel(val.shape), count, 1, val.shape};
 }
 
 template <class T>
@@ -123,10 +130,17 @@ void GraphNetwork<T>::forward() {
     if (!live_[i]) continue;
     const GraphValue& out = g.value(nodes[i].output);
     primal_[nodes[i].output] = Buffer<T>(be_, static_cast<size_t>((out.batched ? n_ : 1) * shape_numel(out.shape)));
+    primal_first_[nodes[i].output] = 0;
     OpCall<T> c = call(i, 0, n_);
     ops_[i]->forward(c, c.out);
     for (int v : nodes[i].inputs)
       if (!keep_primal_[v] && last_use_[v] == static_cast<int64_t>(i)) primal_[v].reset();
+    const int s = segment_[i];
+    if (s >= 0 && static_cast<int64_t>(i) + 1 == seg_end_[s]) {
+      seg_first_[s] = 0;
+      seg_count_[s] = n_;
+      if (checkpoint_) drop_segment(s);  // only its cut value (and the unbatched values) stay
+    }
   }
 }
 
@@ -139,8 +153,11 @@ std::vector<double> GraphNetwork<T>::outputs() const {
 }
 
 template <class T>
-std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
+std::vector<double> GraphNetwork<T>::value_on_host(int v) {
   const GraphValue& val = graph_->value(v);
+  const int64_t producer = producer_[static_cast<size_t>(v)];
+  if (producer >= 0 && cut_value(segment_[producer]) == v && released(v)) restore_cuts();
+  if (producer >= 0 && recomputable_[static_cast<size_t>(v)]) ensure_segment(segment_[producer], 0, n_);
   if (primal_.at(static_cast<size_t>(v)).get() == nullptr)
     throw Error(ErrorCode::kInternal, "value '" + val.name + "': its primal was freed after the forward pass");
   std::vector<T> host(static_cast<size_t>((val.batched ? n_ : 1) * shape_numel(val.shape)));
@@ -151,7 +168,7 @@ std::vector<double> GraphNetwork<T>::value_on_host(int v) const {
 template <class T>
 void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode,
                                const ParamVisitor& visit, const DenseVisitor* dense, std::vector<Buffer<T>>* keep,
-                               const ParamVisitor* chunks) {
+                               const ParamVisitor* chunks, const NodeRange& range) {
   const Graph& g = *graph_;
   const auto& values = g.values();
   const auto& nodes = g.nodes();
@@ -165,7 +182,7 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
     return Tensor<T>{cot[v].get(), E, r, val.shape};
   };
   {
-    const int out = g.output();
+    const int out = range.seed_value >= 0 ? range.seed_value : g.output();
     const Tensor<T> t = cot_tensor(out);
     be_.copy(t.data, seeds, static_cast<size_t>(t.count()));
   }
@@ -174,12 +191,15 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
     if (cot[v].get() != nullptr) visit(static_cast<size_t>(param_index_[v]), cot_tensor(v));
     if (keep == nullptr) cot[v].reset();
   };
-  for (int64_t i = static_cast<int64_t>(nodes.size()) - 1; i >= 0; --i) {
+  const int64_t hi = range.hi < 0 ? static_cast<int64_t>(nodes.size()) : range.hi;
+  for (int64_t i = hi - 1; i >= range.lo; --i) {
     if (!live_[i]) continue;
     check_cancel();
     const GraphNode& nd = nodes[i];
     const int out = nd.output;
+    const int seg = segment_[i];
     if (cot[out].get() != nullptr && ops_[i]->differentiable()) {
+      if (checkpoint_) ensure_segment(seg, i0, count);
       OpCall<T> c = call(static_cast<size_t>(i), i0, count);
       const Tensor<T> gout = cot_tensor(out);
       std::vector<Tensor<T>> gin(nd.inputs.size());
@@ -237,7 +257,13 @@ void GraphNetwork<T>::backward(const T* seeds, int64_t i0, int64_t count, int64_
     if (keep != nullptr) (*keep)[out] = std::move(cot[out]);
     cot[out].reset();
     for (int v : nd.inputs) finish_param(v);
+    if (checkpoint_ && seg >= 0 && i == seg_begin_[seg]) {  // the pass has left it
+      drop_segment(seg);
+      const int cut = cut_value(seg);
+      if (release_cuts_ && cut >= 0) primal_[cut].reset();
+    }
   }
+  if (range.stop_cot != nullptr && range.stop_value >= 0) *range.stop_cot = std::move(cot[range.stop_value]);
   if (keep != nullptr)
     for (size_t v = 0; v < values.size(); ++v)
       if (cot[v].get() != nullptr) (*keep)[v] = std::move(cot[v]);
@@ -305,7 +331,29 @@ Buffer<T> GraphNetwork<T>::gram(const std::vector<T>& seeds, int64_t r, int64_t 
       be_.gemm(false, true, rows, w, c, T(1), block.data + row0 * c, c, block.data, c, T(1), gram.get() + row0 * m, m);
     }
   };
-  backward(seeds_dev.get(), 0, n_, r, Mode::kPerExample, block_gram, &dense, nullptr, &block_gram);
+  int64_t low_params = 0;
+  const int64_t split = checkpoint_ ? split_node(r, &low_params) : -1;
+  if (split < 0) {
+    backward(seeds_dev.get(), 0, n_, r, Mode::kPerExample, block_gram, &dense, nullptr, &block_gram);
+    return gram;
+  }
+  // Every row above the split; below it, blocks of examples (checkpoints.cpp).
+  Buffer<T> cut_cot;
+  NodeRange upper;
+  upper.lo = split + 1;
+  upper.stop_value = graph_->nodes()[static_cast<size_t>(split)].output;
+  upper.stop_cot = &cut_cot;
+  release_below_split(split);
+  release_cuts_ = true;  // each cut value above, once the pass is past it (restore_cuts())
+  try {
+    backward(seeds_dev.get(), 0, n_, r, Mode::kPerExample, block_gram, &dense, nullptr, &block_gram, upper);
+  } catch (...) {
+    release_cuts_ = false;
+    throw;
+  }
+  release_cuts_ = false;
+  seeds_dev.reset();
+  gram_below_split(cut_cot.get(), r, split, low_params, [&](const Tensor<T>& b) { block_gram(0, b); });
   return gram;
 }
 
@@ -388,6 +436,7 @@ Buffer<T> GraphNetwork<T>::residual_hessian(uint64_t block_bytes) {
   // (jvp), then ġ backwards from ġ_out = 0 (rvjp, with the kept first-order cotangents ḡ); the
   // parameters' ġ, summed over examples, are the rows V of the residual term.
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "residual_hessian needs gradient(keep=true)");
+  keep_all_primals();
   const Graph& g = *graph_;
   const auto& values = g.values();
   const int64_t N = num_params();

@@ -40,8 +40,9 @@ class GraphNetwork {
   void forward();
   std::vector<double> outputs() const;  // [n × k]
   // A value's primal on the host (after forward()): [n × size] batched, [size] otherwise. Only
-  // values some derivative pass reads are kept (and the input and output); others throw.
-  std::vector<double> value_on_host(int v) const;
+  // values some derivative pass reads are kept (and the input and output); others throw. A
+  // checkpointed segment's value is recomputed.
+  std::vector<double> value_on_host(int v);
 
   // ∇θ L for r = ∂L/∂f [n × k]; keep = true keeps every value's cotangent for residual_hessian.
   std::vector<double> gradient(const std::vector<T>& dloss_df, bool keep);
@@ -79,11 +80,35 @@ class GraphNetwork {
                         const DenseFactorVisitor* dense = nullptr);
 
   // gram() takes a parameter's per-example block in column ranges of at most this many bytes
-  // when it is larger (and its op can: Op::vjp_param_rows). Default 32 MiB; tests set it small.
+  // when it is larger (and its op can: Op::vjp_param_rows). Default 8 MiB; tests set it small.
   void set_param_chunk_bytes(int64_t bytes) { param_chunk_bytes_ = std::max<int64_t>(bytes, 1); }
 
   // Whether gram() takes some parameter by the structured dense form instead of its block.
   bool has_structured_gram() const;
+
+  // ---- Checkpointed segments (docs/ARCHITECTURE.md "Checkpointed segments"; checkpoints.cpp) ----
+  // The graph's cuts — values through which every example's data flows, like the residual
+  // stream between ResNet blocks — split its nodes into segments. With checkpointing on, the
+  // forward pass keeps only the cut values (and the input, output, parameters, constants and
+  // unbatched values); a backward pass recomputes a segment's primals, for the examples it is
+  // working on, when it reaches it and frees them when it leaves. On by default where the primals
+  // would pass 64 MiB; the curvature products and the residual Hessian turn it off (they keep
+  // every primal). Takes effect at the next forward().
+  void set_checkpointing(bool on) { checkpoint_ = on; }
+  bool checkpointing() const { return checkpoint_; }
+  size_t num_segments() const { return seg_begin_.size(); }
+  // With checkpointing, gram() runs the nodes below one cut — where activations are large and
+  // parameters few — over blocks of examples, storing those parameters' blocks for all rows (at
+  // most split_block_bytes, default 64 MiB, and 1/4 of G), instead of every row at once. 0:
+  // never. gram_split(r): the node it splits after for r rows per example (-1: none).
+  void set_split_block_bytes(int64_t bytes) { split_block_bytes_ = bytes; }
+  // The examples per block below the split: the largest cotangent there for a block's rows within
+  // this many bytes (default 8 MiB; tests set it small).
+  void set_split_pass_bytes(int64_t bytes) { split_pass_bytes_ = std::max<int64_t>(bytes, 1); }
+  int64_t gram_split(int64_t r) const {
+    int64_t low = 0;
+    return checkpoint_ ? split_node(r, &low) : -1;
+  }
 
   // ---- Curvature products (issue 12; defined in kernels/src/graph/products.cpp) ----
   // Operators applied to a block of b directions in θ, V [b × N] row-major in backend memory,
@@ -117,8 +142,18 @@ class GraphNetwork {
 
   // With `chunks` (per-example mode), a parameter block over kParamChunkBytes that the op can
   // produce in column ranges (Op::vjp_param_rows) goes to chunks piece by piece instead of visit.
+  // The nodes a backward pass runs: [lo, hi) (hi = -1: all), seeded at `seed_value` (-1: the
+  // output); with stop_cot, the cotangent of `stop_value` is handed out at the end (the seed of a
+  // later pass over the nodes below it).
+  struct NodeRange {
+    int64_t lo = 0, hi = -1;
+    int seed_value = -1;
+    int stop_value = -1;
+    Buffer<T>* stop_cot = nullptr;
+  };
   void backward(const T* seeds, int64_t i0, int64_t count, int64_t r, Mode mode, const ParamVisitor& visit,
-                const DenseVisitor* dense, std::vector<Buffer<T>>* keep, const ParamVisitor* chunks = nullptr);
+                const DenseVisitor* dense, std::vector<Buffer<T>>* keep, const ParamVisitor* chunks = nullptr,
+                const NodeRange& range = NodeRange());
   Tensor<T> primal(int v, int64_t i0, int64_t count) const;
   OpCall<T> call(size_t node, int64_t i0, int64_t count) const;
   int64_t examples_per_block(int64_t r, uint64_t block_bytes) const;
@@ -136,6 +171,21 @@ class GraphNetwork {
   void reverse_tangent_pass(int64_t b, int64_t i0, int64_t count, std::vector<Buffer<T>>& tan,
                             std::vector<Buffer<T>>& dg);
   void upload_params(const std::vector<double>& params);
+  // Checkpointed segments (checkpoints.cpp).
+  void find_segments();
+  void ensure_segment(int s, int64_t i0, int64_t count);  // primals of segment s for those examples
+  int cut_value(int s) const;
+  bool released(int v) const;
+  void compute_segment(int s, int64_t i0, int64_t count, bool with_cut);
+  void restore_cuts();
+  void drop_segment(int s);                               // frees its recomputable primals
+  void keep_all_primals();                                // every primal resident, checkpointing off
+  int64_t primal_bytes() const;                           // of every batched node value, all examples
+  // The cut gram() splits at for r rows per example (-1: none) and its parameters' columns.
+  int64_t split_node(int64_t r, int64_t* low_params) const;
+  void release_below_split(int64_t split);
+  void gram_below_split(const T* cut_cot, int64_t r, int64_t split, int64_t low_params,
+                        const std::function<void(const Tensor<T>&)>& add_block);
 
   Backend<T>& be_;
   std::shared_ptr<const Graph> graph_;
@@ -149,7 +199,18 @@ class GraphNetwork {
   std::vector<char> keep_primal_;            // per value: a derivative pass reads it (Op::reads_primal)
   std::vector<int64_t> last_use_;            // per value: the last live node that takes it
   std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
-  int64_t param_chunk_bytes_ = int64_t(32) << 20;
+  int64_t param_chunk_bytes_ = int64_t(8) << 20;
+  // Checkpointed segments.
+  std::vector<int> segment_;                    // per node: its segment
+  std::vector<int64_t> producer_;               // per value: the node computing it, or -1
+  std::vector<int64_t> seg_begin_, seg_end_;    // per segment: nodes [begin, end)
+  std::vector<char> recomputable_;              // per value: a batched node value inside a segment (not a cut, not the output)
+  std::vector<int64_t> seg_first_, seg_count_;  // per segment: examples its primals hold (count 0: none)
+  std::vector<int64_t> primal_first_;           // per value: the first example of its primal buffer
+  bool checkpoint_ = false;
+  bool release_cuts_ = false;                   // the pass frees each cut value once past it (gram())
+  int64_t split_block_bytes_ = int64_t(64) << 20;
+  int64_t split_pass_bytes_ = int64_t(8) << 20;
 };
 
 extern template class GraphNetwork<double>;

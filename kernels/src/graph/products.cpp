@@ -113,6 +113,7 @@ void GraphNetwork<T>::reverse_tangent_pass(int64_t b, int64_t i0, int64_t count,
 
 template <class T>
 std::vector<T> GraphNetwork<T>::jacobian_product(const T* V, int64_t b, int64_t i0, int64_t count) {
+  keep_all_primals();  // the tangent pass reads primals in forward order: no recomputation
   std::vector<Buffer<T>> tan;
   parameter_tangents(V, b, tan);
   tangent_pass(b, i0, count, tan);
@@ -163,6 +164,7 @@ void GraphNetwork<T>::hessian_product(const T* V, int64_t b, const OutputMap& ap
   // value (jvp); at the output ġ_out = M·ṫ_out (the loss's second derivative); backwards, rvjp
   // with the gradient's cotangents ḡ (kept by gradient(…, true)) adds the residual's term.
   if (kept_.empty()) throw Error(ErrorCode::kInternal, "hessian_product needs gradient(keep=true)");
+  keep_all_primals();
   const Graph& g = *graph_;
   const auto& values = g.values();
   const int64_t N = num_params(), k = num_outputs(), block = product_examples(b, pass_bytes);
