@@ -2,30 +2,39 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 namespace basin::cpu {
 
 namespace {
-// Large blocks are mapped and unmapped directly: malloc would serve sizes under its (rising,
-// up to 32 MiB) mmap threshold from its heap, where freed blocks fragment it and stay resident,
-// so the process's footprint would grow past the peak of blocks in use.
-// Blocks of 2 MiB and more ask for transparent huge pages: a fault per 2 MiB instead of per 4 KiB.
-void* map_zeroed(size_t bytes) {
+// Blocks of 2 MiB and more are mapped and unmapped directly, with transparent huge pages (a fault
+// per 2 MiB instead of per 4 KiB): malloc would serve sizes under its mmap threshold (which rises
+// to 32 MiB as large blocks are freed) from its heap, where freed blocks fragment it and stay
+// resident, so the process's footprint would grow past the peak of blocks in use. Smaller blocks
+// come from malloc, whose heap reuses their pages without faults. A block's size tells which.
+constexpr size_t kMapBytes = size_t(16) << 20;
+void* get_zeroed(size_t bytes) {
+  if (bytes < kMapBytes) return std::calloc(bytes, 1);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
 #ifdef MADV_HUGEPAGE
-  if (bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+  madvise(p, bytes, MADV_HUGEPAGE);
 #endif
   return p;
 }
-void unmap(void* p, size_t bytes) noexcept { munmap(p, bytes); }
+void put_back(void* p, size_t bytes) noexcept {
+  if (bytes < kMapBytes)
+    std::free(p);
+  else
+    munmap(p, bytes);
+}
 }  // namespace
 
 BlockCache::~BlockCache() {
-  for (const Cached& c : cached_) unmap(c.p, c.bytes);
-  for (const auto& [p, bytes] : live_) unmap(p, bytes);  // leaked Buffers, if any
+  for (const Cached& c : cached_) put_back(c.p, c.bytes);
+  for (const auto& [p, bytes] : live_) put_back(p, bytes);  // leaked Buffers, if any
 }
 
 size_t BlockCache::cached_bytes() const {
@@ -39,21 +48,60 @@ void BlockCache::free_cached_locked(size_t at_least) noexcept {
   while (!cached_.empty() && freed < at_least) {
     const Cached c = cached_.back();
     cached_.pop_back();
-    unmap(c.p, c.bytes);
+    put_back(c.p, c.bytes);
     cached_bytes_ -= c.bytes;
     freed += c.bytes;
   }
+}
+
+// A mapped request no cached block fits: a cached mapped block is resized to it (mremap keeps
+// its resident pages, so only growth faults): the largest smaller one grows, else the smallest
+// larger one shrinks (its tail goes back to the system). Growth first frees other cached blocks
+// totalling the growth, as a miss does.
+void* BlockCache::resize_cached_locked(size_t bytes) {
+  if (bytes < kMapBytes) return nullptr;
+  auto pick = cached_.end();
+  for (auto it = cached_.begin(); it != cached_.end(); ++it) {
+    if (it->bytes < kMapBytes) continue;
+    if (pick == cached_.end()) {
+      pick = it;
+      continue;
+    }
+    const bool it_small = it->bytes < bytes, pick_small = pick->bytes < bytes;
+    if (it_small != pick_small ? it_small : (it_small ? it->bytes > pick->bytes : it->bytes < pick->bytes)) pick = it;
+  }
+  if (pick == cached_.end()) return nullptr;
+  const Cached c = *pick;
+  cached_.erase(pick);
+  cached_bytes_ -= c.bytes;
+  if (c.bytes < bytes) free_cached_locked(bytes - c.bytes);
+  void* q = mremap(c.p, c.bytes, bytes, MREMAP_MAYMOVE);
+  if (q == MAP_FAILED) {
+    put_back(c.p, c.bytes);
+    return nullptr;
+  }
+#ifdef MADV_HUGEPAGE
+  madvise(q, bytes, MADV_HUGEPAGE);
+#endif
+  try {
+    live_.emplace(q, bytes);
+  } catch (...) {
+    put_back(q, bytes);
+    return nullptr;
+  }
+  std::memset(q, 0, std::min(c.bytes, bytes));  // a grown tail is zero already
+  return q;
 }
 
 void* BlockCache::allocate(size_t bytes) {
   if (bytes < kMinBytes) return std::calloc(bytes, 1);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // The smallest cached block that fits, at most twice the request: its pages are resident
-    // already (a fresh mapping costs a page fault per 4 KiB).
+    // The smallest cached block that fits, at most 1/8 larger: its pages are resident already.
     auto best = cached_.end();
     for (auto it = cached_.begin(); it != cached_.end(); ++it)
-      if (it->bytes >= bytes && it->bytes / 2 <= bytes && (best == cached_.end() || it->bytes < best->bytes)) best = it;
+      if (it->bytes >= bytes && it->bytes - bytes <= bytes / 8 && (best == cached_.end() || it->bytes < best->bytes))
+        best = it;
     if (best != cached_.end()) {
       void* p = best->p;
       live_.emplace(p, best->bytes);  // may throw bad_alloc: the block stays cached
@@ -62,20 +110,21 @@ void* BlockCache::allocate(size_t bytes) {
       std::memset(p, 0, bytes);
       return p;
     }
+    if (void* p = resize_cached_locked(bytes)) return p;
     free_cached_locked(bytes);
   }
-  void* p = map_zeroed(bytes);
+  void* p = get_zeroed(bytes);
   if (p == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     free_cached_locked(cached_bytes_);
-    p = map_zeroed(bytes);
+    p = get_zeroed(bytes);
     if (p == nullptr) return nullptr;
   }
   std::lock_guard<std::mutex> lock(mu_);
   try {
     live_.emplace(p, bytes);
   } catch (...) {  // no memory for the bookkeeping: no block either
-    unmap(p, bytes);
+    put_back(p, bytes);
     return nullptr;
   }
   return p;
@@ -95,7 +144,7 @@ void BlockCache::release(void* p) noexcept {
     cached_.push_front(Cached{p, bytes});
     cached_bytes_ += bytes;
   } catch (...) {  // no memory for the list node: give the block back instead
-    unmap(p, bytes);
+    put_back(p, bytes);
   }
 }
 

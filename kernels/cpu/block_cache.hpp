@@ -42,6 +42,7 @@ class BlockCache {
     size_t bytes;
   };
   void free_cached_locked(size_t at_least) noexcept;
+  void* resize_cached_locked(size_t bytes);
 
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> live_;  // large blocks in use → their size

@@ -35,6 +35,31 @@ TEST(BlockCache, ReusesAFreedBlockOfTheSameSizeZeroed) {
   cache.release(b);
 }
 
+// Mapped blocks (16 MiB and more) are resized for a request no cached block fits: grown (its
+// first part zeroed again, the tail fresh) or shrunk, never a second block beside the cached one.
+TEST(BlockCache, ResizesAMappedBlockForAnotherSize) {
+  constexpr size_t kMapped = size_t(16) << 20;
+  BlockCache cache;
+  void* a = cache.allocate(kMapped);
+  ASSERT_NE(a, nullptr);
+  std::memset(a, 0xcd, kMapped);
+  cache.release(a);
+  void* b = cache.allocate(kMapped + kMapped / 2);  // grown
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(cache.cached_bytes(), 0u);
+  EXPECT_TRUE(all_zero(b, kMapped + kMapped / 2));
+  std::memset(b, 0xef, kMapped + kMapped / 2);
+  cache.release(b);
+  EXPECT_EQ(cache.cached_bytes(), kMapped + kMapped / 2);
+  const size_t smaller = kMapped + kMapped / 4;  // 20 MiB: 4 MiB below the cached 24, over 1/8
+  void* c = cache.allocate(smaller);           // shrunk
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(cache.cached_bytes(), 0u);
+  EXPECT_TRUE(all_zero(c, smaller));
+  cache.release(c);
+  EXPECT_EQ(cache.cached_bytes(), smaller);
+}
+
 TEST(BlockCache, DoesNotHandOutABlockMuchLargerThanAsked) {
   BlockCache cache;
   void* a = cache.allocate(2 * kBig);
