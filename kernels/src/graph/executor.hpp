@@ -80,7 +80,7 @@ class GraphNetwork {
                         const DenseFactorVisitor* dense = nullptr);
 
   // gram() takes a parameter's per-example block in column ranges of at most this many bytes
-  // when it is larger (and its op can: Op::vjp_param_rows). Default 8 MiB; tests set it small.
+  // when it is larger (and its op can: Op::vjp_param_rows). Default 32 MiB; tests set it small.
   void set_param_chunk_bytes(int64_t bytes) { param_chunk_bytes_ = std::max<int64_t>(bytes, 1); }
 
   // Whether gram() takes some parameter by the structured dense form instead of its block.
@@ -199,7 +199,7 @@ class GraphNetwork {
   std::vector<char> keep_primal_;            // per value: a derivative pass reads it (Op::reads_primal)
   std::vector<int64_t> last_use_;            // per value: the last live node that takes it
   std::vector<Buffer<T>> kept_;              // per value: gradient cotangents (gradient(…, true))
-  int64_t param_chunk_bytes_ = int64_t(8) << 20;
+  int64_t param_chunk_bytes_ = int64_t(32) << 20;
   // Checkpointed segments.
   std::vector<int> segment_;                    // per node: its segment
   std::vector<int64_t> producer_;               // per value: the node computing it, or -1
