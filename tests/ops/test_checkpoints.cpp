@@ -29,6 +29,23 @@ Attributes fn_attrs(const std::string& fn) {
   a["fn"] = attr_of(fn);
   return a;
 }
+Attributes pool_2x2() {
+  Attributes a;
+  a["kernel_shape"] = attr_of(Ints{2, 2});
+  a["strides"] = attr_of(Ints{2, 2});
+  return a;
+}
+// reshape to [size] → dense (trans_b) with weight w, bias b: the graph's output.
+void flatten_dense(Graph& g, int h, int64_t size, int w, int b) {
+  Attributes rs;
+  rs["shape"] = attr_of(Ints{size});
+  h = g.add_node("reshape", {h}, rs, "flatten");
+  Attributes dense;
+  dense["trans_b"] = attr_of(int64_t{1});
+  h = g.add_node("matmul", {h, w, b}, dense, "head");
+  g.set_output(h);
+  g.validate(1000);
+}
 
 // x [1, 16, 16] → conv 3×3 (2, +b) → tanh → [conv → softplus → conv, + skip → tanh] → max_pool 2
 // → conv 3×3 stride 2 (6) → tanh → [conv → tanh, + skip] → ·γ + β → avg_pool 2 → reshape → dense 3.
@@ -50,10 +67,7 @@ std::shared_ptr<const Graph> resnet_like() {
   h = g.add_node("conv", {h, wb}, conv_attrs({1, 1, 1, 1}), "a2");
   h = g.add_node("add", {h, skip}, {}, "a_res");
   h = g.add_node("unary", {h}, fn_attrs("tanh"), "a_act");
-  Attributes mp;
-  mp["kernel_shape"] = attr_of(Ints{2, 2});
-  mp["strides"] = attr_of(Ints{2, 2});
-  h = g.add_node("max_pool", {h}, mp, "pool");
+  h = g.add_node("max_pool", {h}, pool_2x2(), "pool");
   h = g.add_node("conv", {h, w3}, conv_attrs({1, 1, 1, 1}, {2, 2}), "down");
   h = g.add_node("unary", {h}, fn_attrs("tanh"), "down_act");
   skip = h;
@@ -62,18 +76,8 @@ std::shared_ptr<const Graph> resnet_like() {
   h = g.add_node("add", {h, skip}, {}, "c_res");
   h = g.add_node("mul", {h, gamma}, {}, "scale");
   h = g.add_node("add", {h, beta}, {}, "shift");
-  Attributes ap;
-  ap["kernel_shape"] = attr_of(Ints{2, 2});
-  ap["strides"] = attr_of(Ints{2, 2});
-  h = g.add_node("avg_pool", {h}, ap, "gap");
-  Attributes rs;
-  rs["shape"] = attr_of(Ints{24});
-  h = g.add_node("reshape", {h}, rs, "flatten");
-  Attributes dense;
-  dense["trans_b"] = attr_of(int64_t{1});
-  h = g.add_node("matmul", {h, wd, bd}, dense, "head");
-  g.set_output(h);
-  g.validate(1000);
+  h = g.add_node("avg_pool", {h}, pool_2x2(), "gap");
+  flatten_dense(g, h, 24, wd, bd);
   return std::make_shared<const Graph>(g);
 }
 
@@ -87,22 +91,12 @@ std::shared_ptr<const Graph> resnet_tied() {
   const int wd = g.add_parameter("wd", {3, 32}), bd = g.add_parameter("bd", {3});
   h = g.add_node("conv", {h, wa}, conv_attrs({1, 1, 1, 1}), "c0");
   h = g.add_node("unary", {h}, fn_attrs("tanh"), "c0_act");
-  Attributes mp;
-  mp["kernel_shape"] = attr_of(Ints{2, 2});
-  mp["strides"] = attr_of(Ints{2, 2});
-  h = g.add_node("max_pool", {h}, mp, "pool");
+  h = g.add_node("max_pool", {h}, pool_2x2(), "pool");
   h = g.add_node("conv", {h, w3}, conv_attrs({1, 1, 1, 1}, {2, 2}), "down");
   h = g.add_node("unary", {h}, fn_attrs("tanh"), "down_act");
   h = g.add_node("conv", {h, wa}, conv_attrs({1, 1, 1, 1}), "c1_tied");  // wa again
   h = g.add_node("unary", {h}, fn_attrs("softplus"), "c1_act");
-  Attributes rs;
-  rs["shape"] = attr_of(Ints{32});
-  h = g.add_node("reshape", {h}, rs, "flatten");
-  Attributes dense;
-  dense["trans_b"] = attr_of(int64_t{1});
-  h = g.add_node("matmul", {h, wd, bd}, dense, "head");
-  g.set_output(h);
-  g.validate(1000);
+  flatten_dense(g, h, 32, wd, bd);
   return std::make_shared<const Graph>(g);
 }
 
