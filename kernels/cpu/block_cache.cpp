@@ -9,19 +9,22 @@
 namespace basin::cpu {
 
 namespace {
-// Blocks of 2 MiB and more are mapped and unmapped directly, with transparent huge pages (a fault
+// Blocks of 16 MiB and more are mapped and unmapped directly, with transparent huge pages (a fault
 // per 2 MiB instead of per 4 KiB): malloc would serve sizes under its mmap threshold (which rises
 // to 32 MiB as large blocks are freed) from its heap, where freed blocks fragment it and stay
 // resident, so the process's footprint would grow past the peak of blocks in use. Smaller blocks
 // come from malloc, whose heap reuses their pages without faults. A block's size tells which.
 constexpr size_t kMapBytes = size_t(16) << 20;
+void advise_huge_pages(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+}
 void* get_zeroed(size_t bytes) {
   if (bytes < kMapBytes) return std::calloc(bytes, 1);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-#ifdef MADV_HUGEPAGE
-  madvise(p, bytes, MADV_HUGEPAGE);
-#endif
+  advise_huge_pages(p, bytes);
   return p;
 }
 void put_back(void* p, size_t bytes) noexcept {
@@ -60,16 +63,13 @@ void BlockCache::free_cached_locked(size_t at_least) noexcept {
 // totalling the growth, as a miss does.
 void* BlockCache::resize_cached_locked(size_t bytes) {
   if (bytes < kMapBytes) return nullptr;
-  auto pick = cached_.end();
+  auto grow = cached_.end(), shrink = cached_.end();  // the largest smaller, the smallest larger
   for (auto it = cached_.begin(); it != cached_.end(); ++it) {
     if (it->bytes < kMapBytes) continue;
-    if (pick == cached_.end()) {
-      pick = it;
-      continue;
-    }
-    const bool it_small = it->bytes < bytes, pick_small = pick->bytes < bytes;
-    if (it_small != pick_small ? it_small : (it_small ? it->bytes > pick->bytes : it->bytes < pick->bytes)) pick = it;
+    if (it->bytes < bytes && (grow == cached_.end() || it->bytes > grow->bytes)) grow = it;
+    if (it->bytes >= bytes && (shrink == cached_.end() || it->bytes < shrink->bytes)) shrink = it;
   }
+  const auto pick = grow != cached_.end() ? grow : shrink;
   if (pick == cached_.end()) return nullptr;
   const Cached c = *pick;
   cached_.erase(pick);
@@ -80,9 +80,7 @@ void* BlockCache::resize_cached_locked(size_t bytes) {
     put_back(c.p, c.bytes);
     return nullptr;
   }
-#ifdef MADV_HUGEPAGE
-  madvise(q, bytes, MADV_HUGEPAGE);
-#endif
+  advise_huge_pages(q, bytes);
   try {
     live_.emplace(q, bytes);
   } catch (...) {
